@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2 (and what .ci/run calls): set up .venv, then run the test suite.
+# Extra arguments go to pytest, e.g. `./launch/test.sh tests/test_config.py -x`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/launch/setup"
+cd "$root"
+export DS_ACCELERATOR=cpu
+exec "$root/.venv/bin/python" -m pytest "$@"

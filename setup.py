@@ -1,0 +1,44 @@
+"""Install uer_ds (with the top-level kernels/ folder as the package uer_ds.kernels).
+
+Install the CPU build of torch first (`pip install torch==2.13.0`; launch/setup does it): the range
+below is satisfied by it, so pip never pulls a CUDA build of several GB.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+packages = find_packages(include=["uer_ds", "uer_ds.*"]) + ["uer_ds.kernels"]
+
+setup(
+    name="uer_ds",
+    version="0.1.0",
+    description="Pre-training and fine-tuning toolkit in the line of UER-py, rebuilt on DeepSpeed",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir={"uer_ds.kernels": "kernels"},
+    package_data={"uer_ds": ["model_configs/*/*.json"]},
+    install_requires=[
+        "torch>=2.4,<2.15",
+        "deepspeed>=0.16,<0.20",
+        "triton>=3.1,<3.10",
+        "sentencepiece>=0.2",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "tensorboard>=2.14",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "transformers>=4.40",
+            "tokenizers>=0.15",
+            "seqeval>=1.2",
+            "hypothesis>=6",
+        ],
+    },
+    entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
+)

@@ -1,0 +1,55 @@
+"""The command line: help, model summary, flag spellings, errors with exit codes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from uer_ds.cli import COMMANDS, main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "uer_ds", *args], capture_output=True, text=True)
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in COMMANDS:
+        assert f"  {name} " in out.stdout
+
+
+def test_console_script_and_module_agree():
+    script = subprocess.run([sys.executable.replace("python", "uer-ds"), "--help"], capture_output=True, text=True)
+    assert script.returncode == 0 and script.stdout == run_cli("--help").stdout
+
+
+def test_model_summary_counts(capsys, sample_vocab):
+    assert main(["model", "summary", "--config_path", "bert/base", "--vocab_size", "21128"]) == 0
+    out = capsys.readouterr().out
+    # HF BertForPreTraining (bert-base, vocab 21128) has 102,882,442; we keep one more segment row (+768)
+    assert "total" in out and "102,883,210" in out
+    assert "embedding.word" in out and "16,226,304" in out
+    assert main(["model", "summary", "--config_path", "bert/tiny", "--vocab_path", str(sample_vocab),
+                 "--layers_num=4"]) == 0
+    assert "(x4 stored)" in capsys.readouterr().out
+
+
+def test_errors_exit_nonzero_with_one_line():
+    out = run_cli("model", "summary", "--config_path", "bert/tiny", "--heads_num", "3", "--vocab_size", "10")
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith("key 'heads_num' has value 3: it must divide hidden_size (128)")
+    assert "Traceback" not in out.stderr
+    out = run_cli("frobnicate")
+    assert out.returncode == 2 and "unknown command 'frobnicate'" in out.stderr
+
+
+def test_launcher_local_rank_is_accepted(capsys):
+    assert main(["model", "summary", "--config_path", "bert/tiny", "--vocab_size", "50", "--local_rank=0"]) == 0
+
+
+@pytest.mark.parametrize("vocab_flag", [["--vocab_size", "0"], []])
+def test_summary_needs_a_vocabulary(vocab_flag, capsys):
+    assert main(["model", "summary", "--config_path", "bert/tiny", *vocab_flag]) == 1
+    assert "vocab_size is 0" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+import sys
+
+from uer_ds.cli import main
+
+sys.exit(main())

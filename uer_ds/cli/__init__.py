@@ -1,0 +1,67 @@
+"""`uer-ds <command>` and `python -m uer_ds <command>`.
+
+COMMANDS is the one list of commands: name -> (module, one-line help).  A command module provides
+`add_arguments(parser)` and `run(args) -> int`; it is imported only when its command runs, so
+`uer-ds --help` starts fast.  Errors a user can cause (ValueError, FileNotFoundError) print one line
+and exit 1; set UER_DS_DEBUG=1 for the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
+    "convert": ("uer_ds.cli.convert", "convert checkpoints (Hugging Face -> uer_ds)"),
+}
+
+
+def _strip_local_rank(argv: list[str]) -> list[str]:
+    """The deepspeed launcher appends --local_rank=N to every command; record it in LOCAL_RANK."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--local_rank="):
+            os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+        elif arg == "--local_rank" and i + 1 < len(argv):
+            os.environ.setdefault("LOCAL_RANK", argv[i + 1])
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: uer-ds <command> [options]   (uer-ds <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"uer-ds: unknown command '{name}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"uer-ds {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    parsed = parser.parse_args(rest)
+    try:
+        return int(module.run(parsed) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as err:
+        if os.environ.get("UER_DS_DEBUG") == "1":
+            raise
+        print(f"uer-ds {name}: error: {err}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["COMMANDS", "main"]

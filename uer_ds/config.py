@@ -1,0 +1,331 @@
+"""Model configuration: a typed, frozen dataclass read from UER-py's JSON model configs unchanged.
+
+Precedence is JSON < command line: `ModelConfig.from_json(path, overrides)` merges the overrides into
+the JSON values first and validates the result once, so a flag can repair a file and a flag can be
+rejected for what it combines with.  Every error names the key, the value and the rule.
+
+Legal names (embeddings, encoders, targets, activations, ...) come from the registries in
+`uer_ds.models`; nothing here keeps a second list of them.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+
+# Where the configs shipped with the package live; `--config_path bert/tiny` resolves here.
+SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+MASKS = ("fully_visible", "causal")
+LAYERNORM_POSITIONS = ("post", "pre")
+POOLINGS = ("first", "last", "mean", "max")
+KERNEL_CHOICES = ("auto", "torch", "triton")
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose one-line docstring becomes its `--help` text."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model: embedding + encoder + target, with UER-py's key names."""
+
+    embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos (or dual)",
+                                       default=("word", "pos", "seg"))
+    encoder: str = _help("encoder: transformer, lstm, gru, bilstm, bigru, gatedcnn, dual", default="transformer")
+    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls", default=("mlm", "sp"))
+    vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
+    emb_size: int = _help("embedding width", default=768)
+    hidden_size: int = _help("encoder width", default=768)
+    feedforward_size: int = _help("transformer feed-forward width", default=3072)
+    heads_num: int = _help("attention heads", default=12)
+    layers_num: int = _help("encoder layers", default=12)
+    max_seq_length: int = _help("longest sequence the position embedding covers", default=512)
+    dropout: float = _help("dropout probability (embeddings, attention, residual branches)", default=0.1)
+    hidden_act: str = _help("activation: gelu, gelu_fast, relu, silu, linear", default="gelu")
+    mask: str = _help("attention mask: fully_visible (BERT) or causal (GPT)", default="fully_visible")
+    layernorm_positioning: str = _help("post (BERT) or pre (GPT-2) layer norm", default="post")
+    layernorm_eps: float = _help("layer norm epsilon", default=1e-6)
+    remove_embedding_layernorm: bool = _help("no layer norm after the embedding sum", default=False)
+    factorized_embedding_parameterization: bool = _help("ALBERT: emb_size -> hidden_size projection",
+                                                        default=False)
+    parameter_sharing: bool = _help("ALBERT: one transformer layer applied layers_num times", default=False)
+    tie_weights: bool = _help("tie the MLM/LM output matrix to the word embedding", default=False)
+    has_lmtarget_bias: bool = _help("bias on the LM output layer", default=False)
+    kernel_size: int = _help("gatedcnn convolution width", default=4)
+    block_size: int = _help("gatedcnn layers per residual block", default=2)
+    labels_num: int = _help("classes of the cls target", default=2)
+    pooling: str = _help("cls pooling: first, last, mean, max", default="first")
+    data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
+    kernels: str = _help("auto (Triton on CUDA), torch or triton for LayerNorm and attention", default="auto")
+    stream_0: Optional["ModelConfig"] = _help("dual (siamese) models: the first stream's config", default=None)
+    stream_1: Optional["ModelConfig"] = _help("dual (siamese) models: the second stream's config", default=None)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "<dict>",
+                  overrides: Optional[Mapping[str, Any]] = None) -> "ModelConfig":
+        """Build from UER-style keys; `overrides` (already typed or strings) win over `values`."""
+        merged = dict(values)
+        merged.update(overrides or {})
+        if merged.get("encoder") == "dual" and "target" not in merged:
+            merged["target"] = []  # siamese configs carry no target: the classifier task adds the head
+        kwargs = {}
+        for key, value in merged.items():
+            if key not in _FIELDS:
+                raise ValueError(f"{source}: unknown key '{key}' (value {value!r}): not a ModelConfig field; "
+                                 f"known keys: {', '.join(sorted(_FIELDS))}")
+            kwargs[key] = _coerce(key, value, source)
+        try:
+            return cls(**kwargs)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_json(cls, path: Union[str, os.PathLike], overrides: Optional[Mapping[str, Any]] = None
+                  ) -> "ModelConfig":
+        """Read a UER JSON model config (or a shipped name such as `bert/tiny`), then apply overrides."""
+        resolved = resolve_config_path(path)
+        try:
+            values = json.loads(resolved.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{resolved}: line {err.lineno} column {err.colno}: invalid JSON: {err.msg}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{resolved}: a model config must be a JSON object, got {type(values).__name__}")
+        return cls.from_dict(values, source=str(resolved), overrides=overrides)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ---- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, ModelConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_json(self, path: Union[str, os.PathLike]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+_HINTS = get_type_hints(ModelConfig)
+_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+
+
+def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
+    """A file path as given, else a shipped config name: `bert/tiny` -> model_configs/bert/tiny_config.json."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    name = str(path).removesuffix(".json").removesuffix("_config")
+    shipped = SHIPPED_CONFIG_DIR / f"{name}_config.json"
+    if shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"config_path '{path}': no such file, nor a shipped config name "
+                            f"(shipped: {', '.join(shipped_config_names())})")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"'{text}' is not a boolean (use true/false)")
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check (JSON) or convert (command-line strings) one value to its field's type."""
+    hint = _HINTS[key]
+    if get_origin(hint) is Union:  # Optional[ModelConfig]
+        if value is None or isinstance(value, ModelConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: key '{key}' has value {value!r}: must be a JSON object (a stream config)")
+        return ModelConfig.from_dict({"target": []} | value, source=f"{source}: {key}")  # a stream has no head
+    if get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{source}: key '{key}' has value {value!r}: must be a list of names")
+        return tuple(value)
+    if isinstance(value, str) and hint is not str:
+        try:
+            return _parse_bool(value) if hint is bool else hint(value)
+        except ValueError:
+            raise ValueError(f"{source}: key '{key}' has value '{value}': must be {hint.__name__}") from None
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ValueError(f"{source}: key '{key}' has value {value!r} of type {type(value).__name__}: "
+                         f"must be {hint.__name__}")
+    return value
+
+
+# ---- validation -------------------------------------------------------------------------------
+def _choice(key: str, value: str, legal: Sequence[str]) -> None:
+    if value not in legal:
+        raise ValueError(f"key '{key}' has value '{value}': must be one of {', '.join(legal)}")
+
+
+def _positive(cfg: ModelConfig, *keys: str) -> None:
+    for key in keys:
+        value = getattr(cfg, key)
+        if value <= 0:
+            raise ValueError(f"key '{key}' has value {value}: must be positive")
+
+
+def _validate(cfg: ModelConfig) -> None:
+    from uer_ds.models.registry import ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, TARGETS
+
+    for name in cfg.embedding:
+        _choice("embedding", name, tuple(EMBEDDINGS))
+    _choice("encoder", cfg.encoder, tuple(ENCODERS))
+    for name in cfg.target:
+        _choice("target", name, tuple(TARGETS))
+    if len(set(cfg.target)) != len(cfg.target):
+        raise ValueError(f"key 'target' has value {list(cfg.target)}: a target may appear once")
+    if len(set(cfg.embedding)) != len(cfg.embedding):
+        raise ValueError(f"key 'embedding' has value {list(cfg.embedding)}: a part may appear once")
+    _choice("hidden_act", cfg.hidden_act, tuple(ACTIVATIONS))
+    _choice("mask", cfg.mask, MASKS)
+    _choice("layernorm_positioning", cfg.layernorm_positioning, LAYERNORM_POSITIONS)
+    _choice("pooling", cfg.pooling, POOLINGS)
+    _choice("kernels", cfg.kernels, KERNEL_CHOICES)
+    _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
+    _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
+    if cfg.vocab_size < 0:
+        raise ValueError(f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 (0: from the vocabulary)")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"key 'dropout' has value {cfg.dropout}: must be in [0, 1)")
+
+    dual = "dual" in cfg.embedding or cfg.encoder == "dual"
+    if dual:
+        _validate_dual(cfg)
+        return
+    if cfg.stream_0 is not None or cfg.stream_1 is not None:
+        raise ValueError("keys 'stream_0'/'stream_1' are set: they need embedding ['dual'] and encoder 'dual'")
+    if "word" not in cfg.embedding:
+        raise ValueError(f"key 'embedding' has value {list(cfg.embedding)}: must include 'word'")
+    if cfg.encoder == "transformer":
+        _validate_transformer(cfg)
+    else:
+        for key in ("parameter_sharing", "factorized_embedding_parameterization"):
+            if getattr(cfg, key):
+                raise ValueError(f"key '{key}' is true: only the transformer encoder supports it "
+                                 f"(encoder is '{cfg.encoder}')")
+    if cfg.encoder in ("bilstm", "bigru") and cfg.hidden_size % 2:
+        raise ValueError(f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' splits it "
+                         "between two directions, so it must be even")
+    if cfg.encoder == "gatedcnn":
+        _positive(cfg, "kernel_size", "block_size")
+        if (cfg.layers_num - 1) % cfg.block_size:
+            raise ValueError(f"key 'layers_num' has value {cfg.layers_num}: gatedcnn needs layers_num - 1 "
+                             f"divisible by block_size ({cfg.block_size})")
+    if "bilm" in cfg.target and cfg.encoder not in ("bilstm", "bigru"):
+        raise ValueError(f"key 'target' has 'bilm': it needs a bidirectional encoder (bilstm, bigru), "
+                         f"not '{cfg.encoder}'")
+    if cfg.tie_weights:
+        _validate_tie(cfg)
+
+
+def _validate_transformer(cfg: ModelConfig) -> None:
+    _positive(cfg, "heads_num", "feedforward_size")
+    if cfg.hidden_size % cfg.heads_num:
+        raise ValueError(f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
+                         f"({cfg.hidden_size})")
+    if not cfg.factorized_embedding_parameterization and cfg.emb_size != cfg.hidden_size:
+        raise ValueError(f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size ({cfg.hidden_size}) "
+                         "unless factorized_embedding_parameterization is true")
+
+
+def _validate_tie(cfg: ModelConfig) -> None:
+    output_width = {"mlm": cfg.emb_size if cfg.factorized_embedding_parameterization else cfg.hidden_size,
+                    "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2}
+    tied = [t for t in cfg.target if t in output_width]
+    if not tied:
+        raise ValueError(f"key 'tie_weights' is true: target {list(cfg.target)} has no output over the "
+                         "vocabulary (mlm, lm, bilm) to tie")
+    for name in tied:
+        if output_width[name] != cfg.emb_size:
+            raise ValueError(f"key 'tie_weights' is true: the {name} output width ({output_width[name]}) must "
+                             f"equal emb_size ({cfg.emb_size}) to share the word embedding")
+
+
+def _validate_dual(cfg: ModelConfig) -> None:
+    if tuple(cfg.embedding) != ("dual",) or cfg.encoder != "dual":
+        raise ValueError(f"keys 'embedding' ({list(cfg.embedding)}) and 'encoder' ('{cfg.encoder}'): "
+                         "a dual model needs embedding ['dual'] and encoder 'dual' together")
+    for key in ("stream_0", "stream_1"):
+        stream = getattr(cfg, key)
+        if stream is None:
+            raise ValueError(f"key '{key}' is missing: a dual model needs stream_0 and stream_1")
+        if "dual" in stream.embedding or stream.encoder == "dual":
+            raise ValueError(f"key '{key}': a stream cannot itself be dual")
+    if cfg.tie_weights and cfg.stream_0 != cfg.stream_1:
+        raise ValueError("key 'tie_weights' is true: the two streams share weights, so stream_0 and stream_1 "
+                         "must be equal")
+    if cfg.target:
+        raise ValueError(f"key 'target' has value {list(cfg.target)}: a dual model has no pre-training target "
+                         "(it is fine-tuned by the classifier task)")
+
+
+# ---- command line -----------------------------------------------------------------------------
+def add_model_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config_path` plus one `--<key>` per ModelConfig field; given flags override the JSON.
+
+    Both `--key value` and `--key=value` work (argparse); lists take `--target mlm sp` or
+    `--target=mlm,sp`; booleans take `--tie_weights`, `--tie_weights true|false`.
+    """
+    group = parser.add_argument_group("model config (flags override the JSON)")
+    group.add_argument("--config_path", default="bert/base",
+                       help="UER JSON model config, or a shipped name such as bert/tiny (default: bert/base)")
+    for f in dataclasses.fields(ModelConfig):
+        hint = _HINTS[f.name]
+        if get_origin(hint) is Union:
+            continue  # stream configs come from the JSON only
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if get_origin(hint) is tuple:
+            kwargs.update(nargs="+", metavar="NAME")
+        elif hint is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        group.add_argument(f"--{f.name}", **kwargs)
+
+
+def model_config_from_args(args: argparse.Namespace, **extra: Any) -> ModelConfig:
+    """The JSON at args.config_path merged with the flags given (and `extra`), validated once."""
+    overrides: dict[str, Any] = {}
+    for name in _FIELDS:
+        if hasattr(args, name):
+            value = getattr(args, name)
+            if isinstance(value, list):
+                value = [part for item in value for part in item.replace(",", " ").split()]
+            overrides[name] = value
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return ModelConfig.from_json(args.config_path, overrides)
+
+
+def shipped_config_names() -> list[str]:
+    return sorted(str(p.relative_to(SHIPPED_CONFIG_DIR)).removesuffix("_config.json")
+                  for p in SHIPPED_CONFIG_DIR.glob("*/*_config.json"))
+
+
+__all__ = ["ModelConfig", "add_model_config_arguments", "model_config_from_args", "resolve_config_path",
+           "shipped_config_names"]

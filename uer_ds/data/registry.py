@@ -1,0 +1,12 @@
+"""Data processors: what each pre-training data layout feeds to which targets.
+
+One dict; `ModelConfig.data_processor` and `uer-ds preprocess --target` take their choices from it.
+"""
+DATA_PROCESSORS: dict[str, tuple[str, ...]] = {
+    "bert": ("mlm", "sp"),     # MLM + next-sentence prediction
+    "albert": ("mlm", "sp"),   # MLM + sentence-order prediction (same head, different pairs)
+    "mlm": ("mlm",),
+    "lm": ("lm",),
+    "bilm": ("bilm",),
+    "cls": ("cls",),
+}

@@ -1,0 +1,60 @@
+"""Transformer encoder: post-LN (BERT) or pre-LN (GPT-2), fully visible or causal, ALBERT sharing."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.models.layers import LayerNorm, MultiHeadedAttention, PositionwiseFeedForward
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pre_ln = cfg.layernorm_positioning == "pre"
+        self.self_attn = MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout, cfg.kernels)
+        self.layer_norm_1 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
+        self.feed_forward = PositionwiseFeedForward(cfg.hidden_size, cfg.feedforward_size, cfg.hidden_act)
+        self.layer_norm_2 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
+        self.dropout_1 = nn.Dropout(cfg.dropout)
+        self.dropout_2 = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool) -> torch.Tensor:
+        """x: (B, T, H) -> (B, T, H)."""
+        if self.pre_ln:
+            x = x + self.dropout_1(self.self_attn(self.layer_norm_1(x), key_padding_mask, causal))
+            return x + self.dropout_2(self.feed_forward(self.layer_norm_2(x)))
+        # post-LN: the residual add happens inside the (fusable) layer norm
+        x = self.layer_norm_1(self.dropout_1(self.self_attn(x, key_padding_mask, causal)), residual=x)
+        return self.layer_norm_2(self.dropout_2(self.feed_forward(x)), residual=x)
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.layers_num = cfg.layers_num
+        self.causal = cfg.mask == "causal"
+        self.parameter_sharing = cfg.parameter_sharing
+        self.linear = nn.Linear(cfg.emb_size, cfg.hidden_size) if cfg.factorized_embedding_parameterization else None
+        self.transformer = nn.ModuleList(
+            [TransformerLayer(cfg) for _ in range(1 if cfg.parameter_sharing else cfg.layers_num)])
+        self.layer_norm = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels) \
+            if cfg.layernorm_positioning == "pre" else None
+
+    def layer(self, i: int) -> TransformerLayer:
+        """The module that computes layer i (the same one for every i under parameter sharing)."""
+        return self.transformer[0 if self.parameter_sharing else i]
+
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        """emb: (B, T, E); seg: (B, T) with 0 at padding -> (B, T, H)."""
+        key_padding_mask = seg == 0  # (B, T)
+        if not bool(key_padding_mask.any()):
+            key_padding_mask = None  # lets attention take its unmasked fast path
+        hidden = self.linear(emb) if self.linear is not None else emb
+        for i in range(self.layers_num):
+            hidden = self.layer(i)(hidden, key_padding_mask, self.causal)
+        if self.layer_norm is not None:
+            hidden = self.layer_norm(hidden)
+        return hidden

@@ -1,0 +1,101 @@
+"""Model = embedding + encoder + targets, built from a ModelConfig."""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.models.embeddings import build_embedding
+from uer_ds.models.embeddings.parts import SinusoidalPosEmbedding
+from uer_ds.models.encoders import ENCODERS
+from uer_ds.models.layers import LayerNorm
+from uer_ds.models.targets import TARGETS, TargetResult
+
+INIT_STD = 0.02  # BERT's and UER-py's initializer range
+
+
+def _check_vocab(cfg: ModelConfig) -> None:
+    streams = [cfg.stream_0, cfg.stream_1] if cfg.encoder == "dual" else [cfg]
+    for stream in streams:
+        if stream.vocab_size <= 0:
+            raise ValueError("vocab_size is 0: give a vocabulary (--vocab_path / --spm_model_path), whose size "
+                             "sets it, or set vocab_size in the model config")
+
+
+class Model(nn.Module):
+    """embedding -> encoder -> targets.
+
+    `encode(src, seg)` gives the last hidden states (B, T, H); `forward(src, tgt, seg)` the targets'
+    TargetResult.  Segments follow UER-py: seg 0 = padding, 1 = first segment, 2 = second.
+    Parameters are created in `__init__` and given values in `init_weights()`, so the model can be
+    built on the meta device or under deepspeed.zero.Init.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        _check_vocab(cfg)
+        self.config = cfg
+        self.embedding = build_embedding(cfg)
+        self.encoder = ENCODERS[cfg.encoder](cfg)
+        self.target = nn.ModuleDict({name: TARGETS[name](cfg) for name in cfg.target})
+        self.tie_weights()
+
+    # ---- weights ------------------------------------------------------------------------------
+    def tie_weights(self) -> None:
+        """Share the MLM/LM output matrix with the word embedding (config tie_weights)."""
+        if not self.config.tie_weights or not len(self.target):
+            return
+        word = self.embedding.word_embedding().weight
+        for head in self.target.values():
+            name = getattr(head, "tied_parameter", None)
+            if name:
+                module_name, param_name = name.rsplit(".", 1)
+                setattr(head.get_submodule(module_name), param_name, word)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """N(0, 0.02) for matrices and embeddings, zero biases, LayerNorm (1, 0), PyTorch's RNN init."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)):
+                nn.init.normal_(module.weight, std=INIT_STD)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=INIT_STD)
+            elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
+                module.reset_parameters()
+        self.tie_weights()
+
+    # ---- computation --------------------------------------------------------------------------
+    def encode(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs."""
+        return self.encoder(self.embedding(src, seg), seg)
+
+    def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, torch.Tensor]],
+                seg: torch.Tensor) -> TargetResult:
+        """tgt: one tensor for a single target, else {target name: tensor}; see each target's shapes."""
+        if not len(self.target):
+            raise ValueError("this model config has no target; use Model.encode, or set target in the config")
+        hidden = self.encode(src, seg)
+        if not isinstance(tgt, Mapping):
+            if len(self.target) > 1:
+                raise ValueError(f"model has targets {list(self.target)}: give tgt as a dict keyed by target name")
+            tgt = {next(iter(self.target)): tgt}
+        missing = [name for name in self.target if name not in tgt]
+        if missing:
+            raise ValueError(f"tgt lacks labels for target(s) {missing} (given: {list(tgt)})")
+        return TargetResult.combine({name: head(hidden, tgt[name], seg) for name, head in self.target.items()})
+
+
+def build_model(cfg: ModelConfig, device: Optional[Union[str, torch.device]] = None) -> Model:
+    """Build and initialise a model.  On device='meta' nothing is allocated and nothing initialised."""
+    if device is None:
+        model = Model(cfg)
+    else:
+        with torch.device(device):
+            model = Model(cfg)
+    if str(device) != "meta":
+        model.init_weights()
+    return model

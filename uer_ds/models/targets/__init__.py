@@ -1,0 +1,16 @@
+"""Target registry (UER-py's names); every target returns a TargetResult."""
+from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult
+from uer_ds.models.targets.cls import ClsTarget, pool
+from uer_ds.models.targets.lm import BilmTarget, LmTarget
+from uer_ds.models.targets.mlm import MlmTarget
+from uer_ds.models.targets.sp import SpTarget
+
+TARGETS = {
+    "mlm": MlmTarget,
+    "sp": SpTarget,
+    "lm": LmTarget,
+    "bilm": BilmTarget,
+    "cls": ClsTarget,
+}
+
+__all__ = ["IGNORE_INDEX", "TARGETS", "TargetResult", "pool"]

@@ -1,0 +1,35 @@
+"""Masked language model head (BERT's cls.predictions)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.models.layers import ACTIVATIONS, LayerNorm
+from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult, classification_result
+
+
+class MlmTarget(nn.Module):
+    """dense -> act -> LayerNorm -> vocabulary projection, on masked positions only.
+
+    With factorized embeddings (ALBERT) the head narrows to emb_size before the projection, so the
+    projection can be tied to the word embedding.
+    """
+
+    tied_parameter = "linear_2.weight"
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        width = cfg.emb_size if cfg.factorized_embedding_parameterization else cfg.hidden_size
+        self.linear_1 = nn.Linear(cfg.hidden_size, width)
+        self.act = ACTIVATIONS[cfg.hidden_act]
+        self.layer_norm = LayerNorm(width, cfg.layernorm_eps, cfg.kernels)
+        self.linear_2 = nn.Linear(width, cfg.vocab_size)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., V)
+        return self.linear_2(self.layer_norm(self.act(self.linear_1(hidden))))
+
+    def forward(self, hidden: torch.Tensor, tgt: torch.Tensor, seg: torch.Tensor) -> TargetResult:
+        """hidden: (B, T, H); tgt: (B, T) token ids at masked positions, IGNORE_INDEX elsewhere."""
+        picked = tgt != IGNORE_INDEX
+        return classification_result(self.logits(hidden[picked]), tgt[picked])  # (N, V), (N,)
