@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints (Hugging Face -> uer_ds)"),
+    "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
 }
 
 

@@ -1,0 +1,22 @@
+"""`uer-ds bench <what>`: benchmarks that print a table and write JSON (never timed tests).
+
+BENCHMARKS is the one list: name -> (module, one-line help).  A benchmark module provides
+`add_arguments(parser)` and `run(args) -> int`, like a command.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS: dict[str, tuple[str, str]] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", required=True, metavar="{" + ",".join(BENCHMARKS) + "}")
+    for name, (module_name, help_) in BENCHMARKS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_, description=help_))
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(BENCHMARKS[args.benchmark][0]).run(args) or 0)
