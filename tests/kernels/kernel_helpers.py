@@ -1,0 +1,45 @@
+"""What the kernel tests share: the device, the one per-dtype tolerance table, comparison helpers."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: Triton's interpreter (see conftest.py)
+
+# (atol, rtol) against the reference evaluated in float64 on the same (already rounded) inputs, so
+# the numbers bound the kernels' own rounding: fp32 accumulation everywhere, outputs rounded to the
+# input dtype (the interpreter truncates fp32 -> bf16 instead of rounding: up to 1 ulp, not 1/2).
+# Measured worst cases under the interpreter are in the README (Kernels); the GPU tests use the same
+# table.
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (2e-5, 1e-5),
+    torch.float16: (4e-3, 4e-3),
+    torch.bfloat16: (3e-2, 2e-2),
+}
+DTYPES = list(TOLERANCES)
+DTYPE_IDS = ["fp32", "fp16", "bf16"]
+
+
+def assert_matches(actual: torch.Tensor, expected: torch.Tensor, what: str,
+                   dtype: Optional[torch.dtype] = None) -> float:
+    """Compare a kernel result with the float64 reference at the table's tolerance; return max |error|."""
+    dtype = dtype or actual.dtype
+    atol, rtol = TOLERANCES[dtype]
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {tuple(actual.shape)} != reference {tuple(expected.shape)}")
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    assert torch.isfinite(a).all(), f"{what}: non-finite values"
+    torch.testing.assert_close(a, e, atol=atol, rtol=rtol, msg=lambda m: f"{what} ({dtype}): {m}")
+    return (a - e).abs().max().item() if a.numel() else 0.0
+
+
+def leaf(shape, dtype, generator, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+    """A random leaf tensor on DEVICE with requires_grad, drawn in fp32 and rounded to dtype."""
+    t = torch.randn(shape, generator=generator) * scale + shift
+    return t.to(device=DEVICE, dtype=dtype).requires_grad_()
+
+
+def as_double(*tensors):
+    """float64 CPU leaves with the same values (the reference side of a comparison)."""
+    return [t.detach().double().cpu().requires_grad_() for t in tensors]

@@ -1,0 +1,131 @@
+"""Triton LayerNorm (+ fused residual) against the PyTorch reference: forward and every gradient."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import uer_ds.kernels as kernels
+from kernel_helpers import DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf
+from uer_ds.kernels import fused_layer_norm, reference
+from uer_ds.models.layers import LayerNorm
+
+# odd shapes: Liger's (5, 123, 123), a non-power-of-two width with a ragged last row block, the
+# widest supported row, and a single element
+SHAPES = [(5, 123, 123), (3, 7, 1000), (2, 8192), (1, 1)]
+
+
+def _inputs(shape, dtype, residual: bool, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = shape[-1]
+    x = leaf(shape, dtype, g, scale=2.0, shift=0.5)  # a non-zero mean, as in real activations
+    r = leaf(shape, dtype, g) if residual else None
+    w = leaf((n,), dtype, g, scale=0.2, shift=1.0)
+    b = leaf((n,), dtype, g, scale=0.2)
+    dy = torch.randn(shape, generator=g).to(device=DEVICE, dtype=dtype)
+    return x, r, w, b, dy
+
+
+def _check_against_reference(shape, dtype, residual: bool, eps=1e-5, fn=kernels.layer_norm):
+    x, r, w, b, dy = _inputs(shape, dtype, residual)
+    y = fn(x, w, b, eps, residual=r)
+    y.backward(dy)
+    xd, wd, bd = as_double(x, w, b)
+    rd = as_double(r)[0] if residual else None
+    yd = reference.layer_norm(xd, wd, bd, eps, residual=rd)
+    yd.backward(dy.double().cpu())
+    assert y.dtype == dtype and y.shape == x.shape
+    errors = {"y": assert_matches(y, yd, "y"), "dx": assert_matches(x.grad, xd.grad, "dx"),
+              "dweight": assert_matches(w.grad, wd.grad, "dweight"), "dbias": assert_matches(b.grad, bd.grad, "dbias")}
+    if residual:
+        errors["dresidual"] = assert_matches(r.grad, rd.grad, "dresidual")
+    return errors
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_forward_and_gradients_match_reference(dtype, shape, residual):
+    _check_against_reference(shape, dtype, residual)
+
+
+def test_one_row_per_program_as_on_gpu(monkeypatch):
+    """The GPU launch shape (BLOCK_M = 1) through the same kernels, under the interpreter too."""
+    monkeypatch.setattr(fused_layer_norm, "INTERPRET_ROWS", 1)
+    _check_against_reference((37, 123), torch.float32, residual=True)
+
+
+@pytest.mark.parametrize("programs", [1, 5, 9])
+def test_partial_weight_gradients_reduce_over_any_split(monkeypatch, programs):
+    """dweight/dbias come from per-program fp32 partials: uneven splits and idle programs included."""
+    monkeypatch.setattr(fused_layer_norm, "_backward_programs", lambda m, device: programs)
+    _check_against_reference((9, 64), torch.float32, residual=False)
+
+
+def test_mixed_precision_weights_and_strided_input():
+    """bf16 activations with fp32 parameters (autocast-style), and a non-contiguous x."""
+    g = torch.Generator().manual_seed(3)
+    x = leaf((6, 4, 48), torch.bfloat16, g)
+    xt = x.transpose(0, 1)  # (4, 6, 48), not contiguous
+    w, b = leaf((48,), torch.float32, g, shift=1.0), leaf((48,), torch.float32, g)
+    y = kernels.layer_norm(xt, w, b, 1e-6)
+    y.float().sum().backward()
+    xd, wd, bd = as_double(x, w, b)
+    yd = reference.layer_norm(xd.transpose(0, 1), wd, bd, 1e-6)
+    yd.sum().backward()
+    assert y.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
+    assert_matches(y, yd, "y")
+    assert_matches(x.grad, xd.grad, "dx")
+    assert_matches(w.grad, wd.grad, "dweight", dtype=torch.bfloat16)
+
+
+def test_weight_and_bias_may_be_none():
+    g = torch.Generator().manual_seed(4)
+    x = leaf((3, 40), torch.float32, g)
+    y = kernels.layer_norm(x, None, None, 1e-5)
+    assert_matches(y, reference.layer_norm(x.detach().double().cpu(), None, None, 1e-5), "y")
+
+
+def test_module_state_dict_is_the_reference_modules():
+    ours, theirs = fused_layer_norm.FusedLayerNorm(32, eps=1e-12), LayerNorm(32, eps=1e-12, kernels="torch")
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight", "bias"]
+    with torch.no_grad():
+        theirs.weight.uniform_(0.5, 1.5)
+        theirs.bias.uniform_(-0.1, 0.1)
+    ours.load_state_dict(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    ours, theirs = ours.to(DEVICE), theirs.to(DEVICE)
+    x, r = torch.randn(2, 5, 32, device=DEVICE), torch.randn(2, 5, 32, device=DEVICE)
+    torch.testing.assert_close(ours(x, residual=r), reference.layer_norm(x, theirs.weight, theirs.bias, 1e-12, r),
+                               atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: (torch.randn(2, 8193), torch.ones(8193), torch.zeros(8193), None), r"hidden size .* is 8193: it must be in 1\.\.8192"),
+    (lambda: (torch.randn(2, 8), torch.ones(7), torch.zeros(8), None), r"weight has shape \(7,\): it must be \(8,\)"),
+    (lambda: (torch.randn(2, 8), torch.ones(8), torch.zeros(8), torch.randn(2, 4)), r"residual has shape \(2, 4\)"),
+    (lambda: (torch.ones(2, 8, dtype=torch.int64), torch.ones(8), torch.zeros(8), None), r"x has dtype torch.int64"),
+])
+def test_bad_input_names_the_value_and_the_rule(make, match):
+    x, w, b, r = (t.to(DEVICE) if t is not None else None for t in make())
+    with pytest.raises(ValueError, match=match):
+        kernels.layer_norm(x, w, b, residual=r)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="checks the message for CPU tensors without the interpreter")
+def test_cpu_without_interpreter_says_what_to_do():
+    code = ("import os, torch, uer_ds.kernels as k\n"
+            "os.environ.pop('TRITON_INTERPRET', None)\n"
+            "for call in (lambda: k.layer_norm(torch.randn(2, 4), torch.ones(4), torch.zeros(4)),\n"
+            "             lambda: k.attention(*[torch.randn(1, 1, 4, 16)] * 3)):\n"
+            "    try:\n        call()\n    except RuntimeError as err:\n        print(err)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("layer_norm: the Triton kernels need CUDA tensors (got device cpu)")
+    assert lines[1].startswith("attention: the Triton kernels need CUDA tensors (got device cpu)")
+    assert all("TRITON_INTERPRET=1" in line for line in lines)
