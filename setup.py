@@ -5,7 +5,7 @@ below is satisfied by it, so pip never pulls a CUDA build of several GB.
 """
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 ROOT = Path(__file__).parent
 
@@ -41,4 +41,6 @@ setup(
         ],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
+    # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time
+    ext_modules=[Extension("uer_ds.data._native", ["uer_ds/data/_native.c"], extra_compile_args=["-O3", "-std=c11"])],
 )

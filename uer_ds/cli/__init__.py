@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints (Hugging Face -> uer_ds)"),
     "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
+    "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
 }
 
 

@@ -1,0 +1,439 @@
+"""Corpus -> OUT.bin + OUT.idx + OUT.json (`uer-ds preprocess`).
+
+The corpus is cut into P byte ranges at line starts; P worker processes each map the file and
+tokenize only their own range, in chunks, with the C extension (the GIL released), writing part
+files; the parent merges the parts into the final files.  Everything is written under temporary
+names and renamed at the end (the .json last), so a failure leaves no OUT.* behind.
+
+Corpus formats (as UER-py), chosen by the data processor:
+  lines (mlm, lm, bilm)  one document per line; blank lines are skipped
+  bert  (bert, albert)   one sentence per line, blank lines between documents
+  cls                    label<TAB>text_a[<TAB>text_b]; the label a non-negative integer
+A UTF-8 byte-order mark at the start and CRLF line ends are accepted.  Lines that hold text but
+give no token (only control characters, say) are skipped and counted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import mmap
+import multiprocessing
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from uer_ds.data import native
+from uer_ds.data.mmap_dataset import (BIN_HEADER, BIN_MAGIC, DTYPE_CODES, FLAG_LABELS, FLAG_WORD_STARTS, IDX_HEADER,
+                                      IDX_MAGIC, VERSION, PathLike, dataset_prefix, dtype_code_for, idx_layout)
+from uer_ds.data.registry import DATA_PROCESSORS
+from uer_ds.tokenizers import Tokenizer
+
+CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
+BOM = b"\xef\xbb\xbf"
+MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines"}
+MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS}
+MASKING_PROCESSORS = ("mlm", "bert", "albert")
+MIN_SEQ_LENGTH = {"bert": 5, "albert": 5}  # [CLS] a [SEP] b [SEP] with a and b non-empty
+META_FORMAT = "uer_ds.mmap_dataset"
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """How instances are built at training time; recorded in OUT.json (UER-py's flag names)."""
+
+    data_processor: str = "bert"
+    seq_length: int = 128
+    dup_factor: int = 5             # static copies with different masks / pairs (mlm, bert, albert)
+    short_seq_prob: float = 0.1     # bert/albert: chance of a shorter target length
+    full_sentences: bool = False    # mlm/lm: pack documents into full seq_length windows
+    dynamic_masking: bool = False   # new masks every epoch instead of dup_factor fixed ones
+    whole_word_masking: bool = False
+    span_masking: bool = False
+    span_geo_prob: float = 0.2
+    span_max_length: int = 10
+    seed: int = 7
+
+    def validate(self) -> None:
+        p = self.data_processor
+        if p not in DATA_PROCESSORS:
+            raise ValueError(f"target (data processor) has value '{p}': must be one of {', '.join(DATA_PROCESSORS)}")
+        low = MIN_SEQ_LENGTH.get(p, 2)
+        if not low <= self.seq_length < 2 ** 31:
+            raise ValueError(f"seq_length has value {self.seq_length}: must be at least {low} for target {p}")
+        if self.dup_factor < 1:
+            raise ValueError(f"dup_factor has value {self.dup_factor}: must be at least 1")
+        if not 0.0 <= self.short_seq_prob <= 1.0:
+            raise ValueError(f"short_seq_prob has value {self.short_seq_prob}: must be in [0, 1]")
+        if self.full_sentences and p not in ("mlm", "lm"):
+            raise ValueError(f"full_sentences applies to targets mlm and lm, not {p}")
+        for flag in ("whole_word_masking", "span_masking", "dynamic_masking"):
+            if getattr(self, flag) and p not in MASKING_PROCESSORS:
+                raise ValueError(f"{flag} applies to targets {', '.join(MASKING_PROCESSORS)}, not {p}")
+        if self.whole_word_masking and self.span_masking:
+            raise ValueError("whole_word_masking and span_masking exclude each other: choose one")
+        if self.span_masking and not (0.0 < self.span_geo_prob <= 1.0 and self.span_max_length >= 1):
+            raise ValueError(f"span masking needs 0 < span_geo_prob <= 1 (has {self.span_geo_prob}) and "
+                             f"span_max_length >= 1 (has {self.span_max_length})")
+
+    @property
+    def required_specials(self) -> tuple[str, ...]:
+        return ("pad", "unk", "cls", "sep") + (("mask",) if self.data_processor in MASKING_PROCESSORS else ())
+
+
+# ---- encoders: C, or Python for SentencePiece ---------------------------------------------------
+class CorpusError(ValueError):
+    """args: (rule, byte offset, detail) - the same as the C extension's CorpusError."""
+
+
+class PythonEncoder:
+    """encode_chunk() of the C extension, in Python over any Tokenizer (SentencePiece has no C path).
+
+    Word starts: SentencePiece pieces that begin with '\u2581'."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        if not want_ws:
+            return tok.encode(text), []
+        pieces = tok.tokenize(text)
+        return tok.convert_tokens_to_ids(pieces), [int(i == 0 or p.startswith("\u2581")) for i, p in enumerate(pieces)]
+
+    def encode_chunk(self, buffer, mode: int = 0, base_offset: int = 0, new_doc: bool = True,
+                     word_starts: bool = False) -> dict:
+        data = bytes(buffer)
+        ids, ws, lengths, starts, labels = [], [], [], [], []
+        stats = {"lines": 0, "blank_lines": 0, "empty_lines": 0}
+        pos = 0
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            end, nxt = (len(data), len(data)) if end < 0 else (end, end + 1)
+            raw = data[pos:end - 1] if end > pos and data[end - 1:end] == b"\r" else data[pos:end]
+            stats["lines"] += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = raw[err.start:err.start + 4].hex(" ")
+                raise CorpusError("invalid UTF-8", base_offset + pos + err.start, bad) from None
+            if not text.strip():
+                stats["blank_lines"] += 1
+                new_doc = True
+            elif mode == native.MODE_CLS:
+                fields = text.split("\t")
+                if len(fields) not in (2, 3):
+                    raise CorpusError("a cls line must be label<TAB>text_a[<TAB>text_b]", base_offset + pos,
+                                      f"{len(fields) if len(fields) < 2 else 'more than 3'} tab-separated fields")
+                label = fields[0].strip(" \r\v\f")
+                if not (label.isascii() and label.isdigit() and len(label) <= 9):
+                    raise CorpusError("the label of a cls line must be a non-negative integer below 10^9",
+                                      base_offset + pos, fields[0][:60] + ("..." if len(fields[0]) > 60 else ""))
+                labels.append(int(label))
+                for i, field in enumerate(fields[1:]):
+                    field_ids, field_ws = self._encode(field, word_starts)
+                    ids += field_ids
+                    ws += field_ws
+                    lengths.append(len(field_ids))
+                    starts.append(int(i == 0))
+            else:
+                line_ids, line_ws = self._encode(text, word_starts)
+                if not line_ids:
+                    stats["empty_lines"] += 1
+                else:
+                    ids += line_ids
+                    ws += line_ws
+                    lengths.append(len(line_ids))
+                    starts.append(1 if mode == native.MODE_LINES else int(new_doc))
+                    new_doc = False
+            pos = nxt
+        unk = self.tokenizer.unk_id
+        dtype = DTYPE_CODES[dtype_code_for(self.tokenizer.vocab_size)]
+        return {"ids": np.asarray(ids, dtype=dtype).tobytes(), "seq_lengths": np.asarray(lengths, np.int32).tobytes(),
+                "doc_starts": bytes(starts), "labels": np.asarray(labels, np.int64).tobytes(),
+                "word_starts": bytes(ws) if word_starts else None, "unk": ids.count(unk) if unk is not None else 0,
+                "new_doc": new_doc, **stats}
+
+
+def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False):
+    if native.supports(tokenizer):
+        return native.native_encoder(tokenizer)
+    if whole_word_masking and tokenizer.kind != "spm":
+        raise ValueError(f"whole_word_masking with tokenizer '{tokenizer.kind}' needs the C extension "
+                         f"({native.IMPORT_ERROR})")
+    return PythonEncoder(tokenizer)
+
+
+# ---- byte ranges and workers --------------------------------------------------------------------
+def line_number(mm, offset: int) -> int:
+    """1-based line of a byte offset (counts newlines in slices of 64 MB)."""
+    count, pos, step = 0, 0, 64 << 20
+    while pos < offset:
+        stop = min(offset, pos + step)
+        count += mm[pos:stop].count(b"\n")
+        pos = stop
+    return count + 1
+
+
+def split_ranges(mm, size: int, parts: int) -> list[tuple[int, int]]:
+    """Up to `parts` ranges [start, end) of whole lines covering the file."""
+    bounds = [0]
+    for k in range(1, parts):
+        nl = mm.find(b"\n", max(bounds[-1], k * size // parts))
+        cut = size if nl < 0 else nl + 1
+        if cut > bounds[-1] and cut < size:
+            bounds.append(cut)
+    bounds.append(size)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _starts_document(mm, start: int) -> bool:
+    """bert corpora: whether a range starting at `start` begins a document (the line before is blank)."""
+    if start == 0:
+        return True
+    prev = mm.rfind(b"\n", 0, start - 1) + 1
+    line = mm[prev:start - 1]
+    if prev == 0 and line.startswith(BOM):
+        line = line[len(BOM):]
+    return not line.decode("utf-8", "replace").strip()
+
+
+PART_FILES = ("ids", "seq_lengths", "doc_starts", "labels", "word_starts")
+_WORKER: dict = {}  # what the forked workers inherit: encoder, paths, progress counter
+
+
+def _encode_range(k: int, start: int, end: int, report: Optional[Callable[[int], None]] = None) -> dict:
+    w = _WORKER
+    path, mode, encoder, want_ws, part_dir = w["path"], w["mode"], w["encoder"], w["word_starts"], w["part_dir"]
+    report = report or w["report"]
+    totals = {"lines": 0, "blank_lines": 0, "empty_lines": 0, "unk": 0}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        new_doc = _starts_document(mm, start)
+        files = {name: open(os.path.join(part_dir, f"{k}.{name}"), "wb") for name in PART_FILES}
+        try:
+            pos = start + (len(BOM) if start == 0 and mm[:len(BOM)] == BOM else 0)
+            while pos < end:
+                stop = end if end - pos <= CHUNK_BYTES else mm.find(b"\n", pos + CHUNK_BYTES - 1, end) + 1 or end
+                view = memoryview(mm)[pos:stop]
+                try:
+                    out = encoder.encode_chunk(view, mode, pos, new_doc, want_ws)
+                except (native.CorpusError, CorpusError) as err:
+                    rule, offset, detail = err.args
+                    raise ValueError(f"{path}: line {line_number(mm, offset)} (byte {offset}): {rule}"
+                                     + (f": {detail}" if detail else "")) from None
+                finally:
+                    view.release()
+                new_doc = out["new_doc"]
+                for name in PART_FILES:
+                    if out[name]:
+                        files[name].write(out[name])
+                for name in totals:
+                    totals[name] += out[name]
+                report(stop - pos)
+                pos = stop
+        finally:
+            for f in files.values():
+                f.close()
+    return totals
+
+
+def _shared_counter_report(nbytes: int) -> None:
+    with _WORKER["counter"].get_lock():
+        _WORKER["counter"].value += nbytes
+
+
+def _run_workers(ranges: list[tuple[int, int]], bar) -> list[dict]:
+    if len(ranges) == 1:
+        return [_encode_range(0, *ranges[0], report=bar.update)]
+    ctx = multiprocessing.get_context("fork")
+    counter = ctx.Value("q", 0)
+    _WORKER.update(counter=counter, report=_shared_counter_report)
+    with ctx.Pool(len(ranges)) as pool:
+        result = pool.starmap_async(_encode_range, [(k, a, b) for k, (a, b) in enumerate(ranges)])
+        shown = 0
+        while not result.ready():
+            result.wait(0.2)
+            bar.update(counter.value - shown)
+            shown = counter.value
+        totals = result.get()
+        bar.update(counter.value - shown)
+    return totals
+
+
+# ---- merging the parts into OUT.bin / OUT.idx ---------------------------------------------------
+def _part(part_dir: str, k: int, name: str, dtype) -> np.ndarray:
+    path = os.path.join(part_dir, f"{k}.{name}")
+    return np.fromfile(path, dtype=dtype) if os.path.getsize(path) else np.zeros(0, dtype)
+
+
+def _merge(part_dir: str, parts: int, code: int, flags: int, run_id: int, bin_tmp: str, idx_tmp: str) -> dict:
+    """Concatenate the workers' parts; returns the counts."""
+    dtype = DTYPE_CODES[code]
+    lengths = [_part(part_dir, k, "seq_lengths", np.int32) for k in range(parts)]
+    starts = [_part(part_dir, k, "doc_starts", np.uint8) for k in range(parts)]
+    first = next((s for s in starts if len(s)), None)
+    if first is not None:
+        first[0] = 1  # the corpus's first sequence begins a document, whatever precedes it
+    n = sum(len(x) for x in lengths)
+    d = sum(int(np.count_nonzero(s)) for s in starts)
+    with open(bin_tmp, "wb") as out:
+        out.write(BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
+        for k in range(parts):
+            with open(os.path.join(part_dir, f"{k}.ids"), "rb") as f:
+                shutil.copyfileobj(f, out, 16 << 20)
+    t = (os.path.getsize(bin_tmp) - BIN_HEADER.size) // dtype.itemsize
+    layout = idx_layout(n, d, t, flags)
+    with open(idx_tmp, "wb") as out:
+        out.write(IDX_HEADER.pack(IDX_MAGIC, VERSION, code, flags, run_id, n, d, t))
+
+        def section(name: str) -> None:
+            out.write(b"\0" * (layout[name][0] - out.tell()))
+
+        section("lengths")
+        for x in lengths:
+            out.write(x.tobytes())
+        section("offsets")
+        pos = 0
+        for x in lengths:
+            ends = np.cumsum(x, dtype=np.int64) + pos
+            out.write((BIN_HEADER.size + (ends - x) * dtype.itemsize).tobytes())
+            pos = int(ends[-1]) if len(x) else pos
+        section("doc_idx")
+        seq = 0
+        for x, s in zip(lengths, starts):
+            out.write((np.flatnonzero(s).astype(np.int64) + seq).tobytes())
+            seq += len(x)
+        out.write(np.int64(n).tobytes())
+        if flags & FLAG_LABELS:
+            section("labels")
+            for k in range(parts):
+                out.write(_part(part_dir, k, "labels", np.int64).tobytes())
+        if flags & FLAG_WORD_STARTS:
+            section("word_starts")
+            carry = np.zeros(0, np.uint8)
+            for k in range(parts):
+                bits = np.concatenate([carry, _part(part_dir, k, "word_starts", np.uint8)])
+                whole = len(bits) // 8 * 8
+                out.write(np.packbits(bits[:whole]).tobytes())
+                carry = bits[whole:]
+            out.write(np.packbits(carry).tobytes())
+        if out.tell() != layout["end"][0]:
+            raise RuntimeError(f"{idx_tmp}: wrote {out.tell()} bytes, the layout needs {layout['end'][0]}")
+    return {"sequences": n, "documents": d, "tokens": t}
+
+
+# ---- the command's work -------------------------------------------------------------------------
+def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokenizer, options: PreprocessOptions,
+               processes_num: int = 1, progress: bool = True) -> dict:
+    """Tokenize the corpus into dataset_path.{bin,idx,json}; returns the metadata written to .json."""
+    options.validate()
+    specials = tokenizer.require_special(*options.required_specials)
+    if processes_num < 1:
+        raise ValueError(f"processes_num has value {processes_num}: must be at least 1")
+    corpus = Path(corpus_path)
+    if not corpus.is_file():
+        raise FileNotFoundError(f"corpus_path '{corpus}': no such file")
+    size = corpus.stat().st_size
+    if size == 0:
+        raise ValueError(f"{corpus}: the corpus is empty (0 bytes)")
+    encoder = make_encoder(tokenizer, options.whole_word_masking)
+    corpus_format = MODE_NAMES[options.data_processor]
+    prefix = dataset_prefix(dataset_path)
+    out_dir = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(out_dir, exist_ok=True)
+    tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    finals = [prefix + ".bin", prefix + ".idx", prefix + ".json"]
+    temps = [path + tag for path in finals]
+    part_dir = tempfile.mkdtemp(prefix=os.path.basename(prefix) + ".parts-", dir=out_dir)
+    began = time.perf_counter()
+    try:
+        _WORKER.clear()
+        _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
+                       word_starts=options.whole_word_masking)
+        from tqdm import tqdm
+
+        with open(corpus, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            ranges = split_ranges(mm, size, processes_num)
+        with tqdm(total=size, unit="B", unit_scale=True, desc=f"preprocess {corpus.name}", disable=not progress,
+                  file=sys.stderr) as bar:
+            totals = _run_workers(ranges, bar)
+        code = dtype_code_for(tokenizer.vocab_size)
+        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.whole_word_masking else 0)
+        run_id = secrets.randbits(63)
+        counts = _merge(part_dir, len(ranges), code, flags, run_id, temps[0], temps[1])
+        stats = {name: sum(t[name] for t in totals) for name in totals[0]}
+        if counts["sequences"] == 0:
+            raise ValueError(f"{corpus}: no text to train on ({stats['lines']} lines: {stats['blank_lines']} blank, "
+                             f"{stats['empty_lines']} without any token)")
+        meta = _metadata(corpus, size, corpus_format, tokenizer, specials, options, code, run_id,
+                         {**counts, "lines": stats["lines"], "blank_lines": stats["blank_lines"],
+                          "empty_lines": stats["empty_lines"], "unk_tokens": stats["unk"]},
+                         processes_num, time.perf_counter() - began)
+        if corpus_format == "cls":
+            meta.update(_label_summary(part_dir, len(ranges)))
+        with open(temps[2], "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+        for tmp, final in zip(temps, finals):  # the .json last: its presence says the rest is complete
+            os.replace(tmp, final)
+        return meta
+    finally:
+        _WORKER.clear()
+        shutil.rmtree(part_dir, ignore_errors=True)
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _label_summary(part_dir: str, parts: int) -> dict:
+    labels = np.concatenate([_part(part_dir, k, "labels", np.int64) for k in range(parts)])
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    return {"labels_num": int(len(counts)), "label_counts": {str(i): int(c) for i, c in enumerate(counts) if c}}
+
+
+def _metadata(corpus: Path, size: int, corpus_format: str, tokenizer: Tokenizer, specials: dict, options,
+              code: int, run_id: int, counts: dict, processes_num: int, seconds: float) -> dict:
+    from uer_ds import __version__
+
+    return {
+        "format": META_FORMAT,
+        "format_version": VERSION,
+        "run_id": f"{run_id:016x}",
+        "data_processor": options.data_processor,
+        "seq_length": options.seq_length,
+        "options": dataclasses.asdict(options),
+        "tokenizer": tokenizer.identity(),
+        "vocab_size": tokenizer.vocab_size,
+        "special_ids": specials,
+        "dtype": DTYPE_CODES[code].name,
+        "corpus": {"path": str(corpus.resolve()), "bytes": size, "format": corpus_format},
+        "counts": counts,
+        "created_by": f"uer_ds {__version__} preprocess",
+        "processes_num": processes_num,
+        "seconds": round(seconds, 3),
+    }
+
+
+def load_metadata(prefix: PathLike) -> dict:
+    """OUT.json, checked: names the file and what is wrong."""
+    path = dataset_prefix(prefix) + ".json"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file (written last by `uer-ds preprocess`; without it the "
+                                "dataset is incomplete)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise ValueError(f"{path}: not uer_ds dataset metadata (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("format_version") != VERSION:
+        raise ValueError(f"{path}: format_version {meta.get('format_version')}; this uer_ds reads {VERSION}")
+    return meta
