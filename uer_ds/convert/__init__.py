@@ -1,34 +1,99 @@
 """Checkpoint conversion between uer_ds and other formats.
 
-CONVERSIONS maps (from, to) to a function(input, output, family) -> Report; `uer-ds convert` derives
-its choices from it.
+Every conversion reads its input into one in-memory Checkpoint (our config, our state dict, extras)
+and writes that out, so READERS x WRITERS give the conversion matrix; CONVERSIONS maps (from, to) to
+a function(input, output, family, config_path=None) -> Report, and `uer-ds convert` derives its
+choices from it.  A new source is one more READERS entry (a ZeRO checkpoint directory is one more
+entry of native.UER_DS_LAYOUTS, behind `--from uer_ds`).
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
-from uer_ds.convert.hf import FAMILIES, Report, hf_to_uer_ds
+from uer_ds.convert.hf import FAMILIES, read_hf, write_hf
+from uer_ds.convert.native import read_uer_ds, write_uer_ds
+from uer_ds.convert.rules import Checkpoint, Report
+from uer_ds.convert.uer import read_uer, write_uer
 
 PathLike = Union[str, os.PathLike]
+Reader = Callable[[PathLike, str, Optional[PathLike]], tuple[Checkpoint, Report]]
+Writer = Callable[[Checkpoint, PathLike, str], Report]
 
-
-def convert_hf_to_uer_ds(input_dir: PathLike, output_dir: PathLike, family: str) -> Report:
-    from uer_ds.models import build_model, save_model
-    from uer_ds.models.io import load_state_dict_checked
-
-    cfg, state, report = hf_to_uer_ds(input_dir, family)
-    model = build_model(cfg, device="meta").to_empty(device="cpu")
-    model.init_weights()
-    load_state_dict_checked(model, state, source=str(input_dir), strict=True)
-    save_model(model, Path(output_dir))
-    return report
-
-
-CONVERSIONS: dict[tuple[str, str], Callable[[PathLike, PathLike, str], Report]] = {
-    ("hf", "uer_ds"): convert_hf_to_uer_ds,
+# name -> reader(input, family, config_path) -> (checkpoint, report)
+READERS: dict[str, Reader] = {
+    "hf": lambda path, family, config_path: read_hf(path, family),
+    "uer": lambda path, family, config_path: read_uer(path, config_path, "uer"),
+    # TencentPretrain saves the same layout as UER-py >= 1.0 for these families (checked at its HEAD)
+    "tencentpretrain": lambda path, family, config_path: read_uer(path, config_path, "tencentpretrain"),
+    "uer_ds": lambda path, family, config_path: read_uer_ds(path),
+}
+# name -> writer(checkpoint, output, family) -> report
+WRITERS: dict[str, Writer] = {
+    "hf": write_hf,
+    "uer": lambda ckpt, path, family: write_uer(ckpt, path),
+    "uer_ds": lambda ckpt, path, family: write_uer_ds(ckpt, path),
 }
 MODEL_FAMILIES = tuple(FAMILIES)
 
-__all__ = ["CONVERSIONS", "MODEL_FAMILIES", "Report", "convert_hf_to_uer_ds"]
+
+def check_family(ckpt: Checkpoint, family: str) -> None:
+    """`--model` must describe the checkpoint: the HF table of that family must accept its config."""
+    try:
+        FAMILIES[family].from_config(ckpt.config, {}, ckpt.state)
+    except ValueError as err:
+        raise ValueError(f"--model {family} does not describe this checkpoint: {err}") from None
+
+
+def convert(source: str, dest: str, input_path: PathLike, output_path: PathLike, family: str,
+            config_path: Optional[PathLike] = None) -> Report:
+    """Read `input_path` in format `source`, write `output_path` in format `dest`; the merged report."""
+    if family not in FAMILIES:
+        raise ValueError(f"model has value '{family}': must be one of {', '.join(FAMILIES)}")
+    ckpt, read_report = READERS[source](input_path, family, config_path)
+    if source != "hf":
+        check_family(ckpt, family)
+    return read_report.merge(WRITERS[dest](ckpt, output_path, family))
+
+
+CONVERSIONS: dict[tuple[str, str], Callable[..., Report]] = {
+    (src, dst): functools.partial(convert, src, dst) for src in READERS for dst in WRITERS if src != dst
+}
+
+
+def convert_hf_to_uer_ds(input_dir: PathLike, output_dir: PathLike, family: str) -> Report:
+    return convert("hf", "uer_ds", input_dir, output_dir, family)
+
+
+def load_any_model(path: PathLike, config_path: Optional[PathLike] = None):
+    """A Model from a uer_ds model directory, a Hugging Face directory (config.json with model_type) or a
+    UER-py/TencentPretrain .bin (with `config_path`); what the tools' --load_model_path takes."""
+    import json
+
+    from uer_ds.models import build_model, load_model
+    from uer_ds.models.io import load_state_dict_checked
+
+    path = Path(path)
+    if path.is_dir():
+        hf_type = None
+        if (path / "config.json").is_file():
+            hf_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        if hf_type is None:
+            return load_model(path)
+        if hf_type not in FAMILIES:
+            raise ValueError(f"{path}: Hugging Face model_type '{hf_type}' is not one of {', '.join(FAMILIES)}")
+        ckpt, _ = read_hf(path, hf_type)
+    elif path.is_file():
+        ckpt, _ = read_uer(path, config_path)
+    else:
+        raise FileNotFoundError(f"load_model_path '{path}': no such file or directory")
+    model = build_model(ckpt.config, device="meta").to_empty(device="cpu")
+    model.init_weights()
+    load_state_dict_checked(model, {k: v.float() for k, v in ckpt.state.items()}, str(path), strict=True)
+    return model.eval()
+
+
+__all__ = ["CONVERSIONS", "MODEL_FAMILIES", "READERS", "WRITERS", "Checkpoint", "Report", "convert",
+           "convert_hf_to_uer_ds", "load_any_model"]
