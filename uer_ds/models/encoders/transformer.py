@@ -8,6 +8,7 @@ from torch import nn
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers import LayerNorm, MultiHeadedAttention, PositionwiseFeedForward
+from uer_ds.models.layers.attention import KVCache
 
 
 class TransformerLayer(nn.Module):
@@ -21,13 +22,14 @@ class TransformerLayer(nn.Module):
         self.dropout_1 = nn.Dropout(cfg.dropout)
         self.dropout_2 = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool) -> torch.Tensor:
-        """x: (B, T, H) -> (B, T, H)."""
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool,
+                kv_cache: Optional[KVCache] = None) -> torch.Tensor:
+        """x: (B, T, H) -> (B, T, H).  kv_cache: this layer's cache for incremental decoding, or None."""
         if self.pre_ln:
-            x = x + self.dropout_1(self.self_attn(self.layer_norm_1(x), key_padding_mask, causal))
+            x = x + self.dropout_1(self.self_attn(self.layer_norm_1(x), key_padding_mask, causal, kv_cache))
             return x + self.dropout_2(self.feed_forward(self.layer_norm_2(x)))
         # post-LN: the residual add happens inside the (fusable) layer norm
-        x = self.layer_norm_1(self.dropout_1(self.self_attn(x, key_padding_mask, causal)), residual=x)
+        x = self.layer_norm_1(self.dropout_1(self.self_attn(x, key_padding_mask, causal, kv_cache)), residual=x)
         return self.layer_norm_2(self.dropout_2(self.feed_forward(x)), residual=x)
 
 
@@ -47,14 +49,33 @@ class TransformerEncoder(nn.Module):
         """The module that computes layer i (the same one for every i under parameter sharing)."""
         return self.transformer[0 if self.parameter_sharing else i]
 
-    def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        """emb: (B, T, E); seg: (B, T) with 0 at padding -> (B, T, H)."""
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache, one entry per layer, for `forward(..., cache=)`."""
+        return [KVCache() for _ in range(self.layers_num)]
+
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor, cache: Optional[list[KVCache]] = None) -> torch.Tensor:
+        """emb: (B, T, E); seg: (B, T) with 0 at padding -> (B, T, H).
+
+        cache (causal encoders, inference only): from `new_cache()`; emb and seg then hold only the new
+        positions, which attend to the cached ones as well.  No padding with a cache.
+        """
+        if cache is not None:
+            _check_cache(cache, self.layers_num, self.causal, seg)
         key_padding_mask = seg == 0  # (B, T)
         if not bool(key_padding_mask.any()):
             key_padding_mask = None  # lets attention take its unmasked fast path
         hidden = self.linear(emb) if self.linear is not None else emb
         for i in range(self.layers_num):
-            hidden = self.layer(i)(hidden, key_padding_mask, self.causal)
+            hidden = self.layer(i)(hidden, key_padding_mask, self.causal, *([] if cache is None else [cache[i]]))
         if self.layer_norm is not None:
             hidden = self.layer_norm(hidden)
         return hidden
+
+
+def _check_cache(cache: list[KVCache], layers_num: int, causal: bool, seg: torch.Tensor) -> None:
+    if not causal:
+        raise ValueError("a KV cache needs a causal encoder (mask 'causal'): earlier positions may not see later ones")
+    if len(cache) != layers_num:
+        raise ValueError(f"the KV cache has {len(cache)} layers, the encoder {layers_num}; use encoder.new_cache()")
+    if bool((seg == 0).any()):
+        raise ValueError("incremental decoding with a KV cache takes no padding (seg 0)")

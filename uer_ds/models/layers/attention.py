@@ -26,12 +26,48 @@ class MultiHeadedAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.heads_num, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool) -> torch.Tensor:
-        """x: (B, T, H); key_padding_mask: (B, T) True at padding, or None."""
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool,
+                kv_cache: Optional["KVCache"] = None) -> torch.Tensor:
+        """x: (B, T, H); key_padding_mask: (B, T) True at padding, or None.
+
+        kv_cache (inference only): the keys and values of earlier calls; this call's are appended and the
+        queries attend over all of them (causal aligns the last query with the last key).
+        """
         b, t, h = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         ctx = kernel_ops(self.kernels, x).attention(
             q, k, v, key_padding_mask=key_padding_mask, causal=causal,
             dropout_p=self.dropout if self.training else 0.0, softmax_scale=1.0 / math.sqrt(self.head_size))
         ctx = ctx.transpose(1, 2).reshape(b, t, h)  # (B, T, H)
         return self.output(ctx)
+
+
+class KVCache:
+    """One layer's keys and values of the positions already processed, for incremental decoding.
+
+    Storage grows by doubling, so appending one step copies O(1) positions amortised and each new
+    token costs one step through the network.  Inference only (appends write in place).
+    """
+
+    def __init__(self) -> None:
+        self.k: Optional[torch.Tensor] = None  # (B, nh, capacity, hs)
+        self.v: Optional[torch.Tensor] = None
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v: (B, nh, T, hs) -> every key and value so far, (B, nh, length + T, hs)."""
+        need = self.length + k.shape[2]
+        if self.k is None or need > self.k.shape[2]:
+            capacity = max(need, 2 * (0 if self.k is None else self.k.shape[2]))
+            grown_k = k.new_empty(*k.shape[:2], capacity, k.shape[3])
+            grown_v = v.new_empty(*v.shape[:2], capacity, v.shape[3])
+            if self.k is not None:
+                grown_k[:, :, : self.length] = self.k[:, :, : self.length]
+                grown_v[:, :, : self.length] = self.v[:, :, : self.length]
+            self.k, self.v = grown_k, grown_v
+        self.k[:, :, self.length: need] = k
+        self.v[:, :, self.length: need] = v
+        self.length = need
+        return self.k[:, :, :need], self.v[:, :, :need]
