@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 
 from uer_ds.data.mmap_dataset import MMapDataset, write_dataset
-from uer_ds.data.preprocess import PreprocessOptions, load_metadata, preprocess
+from uer_ds.data.preprocessing import PreprocessOptions, load_metadata, preprocess
 from uer_ds.data.registry import DATA_PROCESSORS
 
 _LAZY = {"PretrainDataset": "uer_ds.data.dataset", "collate": "uer_ds.data.batch",

@@ -9,7 +9,7 @@ import torch.utils.data
 from uer_ds.data.batch import collate
 from uer_ds.data.instances import BUILDERS
 from uer_ds.data.mmap_dataset import MMapDataset, PathLike, dataset_prefix
-from uer_ds.data.preprocess import load_metadata
+from uer_ds.data.preprocessing import load_metadata
 
 
 class PretrainDataset(torch.utils.data.Dataset):
