@@ -218,6 +218,8 @@ def _encode_range(k: int, start: int, end: int, report: Optional[Callable[[int],
         new_doc = _starts_document(mm, start)
         files = {name: open(os.path.join(part_dir, f"{k}.{name}"), "wb") for name in PART_FILES}
         try:
+            if k == 0:  # the first part becomes OUT.bin
+                files["ids"].write(w["bin_header"])
             pos = start + (len(BOM) if start == 0 and mm[:len(BOM)] == BOM else 0)
             while pos < end:
                 stop = end if end - pos <= CHUNK_BYTES else mm.find(b"\n", pos + CHUNK_BYTES - 1, end) + 1 or end
@@ -259,7 +261,7 @@ def _run_workers(ranges: list[tuple[int, int]], bar) -> list[dict]:
         result = pool.starmap_async(_encode_range, [(k, a, b) for k, (a, b) in enumerate(ranges)])
         shown = 0
         while not result.ready():
-            result.wait(0.2)
+            result.wait(0.02)
             bar.update(counter.value - shown)
             shown = counter.value
         totals = result.get()
@@ -273,6 +275,24 @@ def _part(part_dir: str, k: int, name: str, dtype) -> np.ndarray:
     return np.fromfile(path, dtype=dtype) if os.path.getsize(path) else np.zeros(0, dtype)
 
 
+def _append(src, dst) -> None:
+    """Copy a whole file onto the end of another, in the kernel where it can."""
+    size = os.fstat(src.fileno()).st_size
+    try:
+        done = 0
+        while done < size:
+            sent = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+            if sent == 0:
+                break
+            done += sent
+        if done == size:
+            return
+        src.seek(done)
+    except (AttributeError, OSError):
+        src.seek(0)
+    shutil.copyfileobj(src, dst, 16 << 20)
+
+
 def _merge(part_dir: str, parts: int, code: int, flags: int, run_id: int, bin_tmp: str, idx_tmp: str) -> dict:
     """Concatenate the workers' parts; returns the counts."""
     dtype = DTYPE_CODES[code]
@@ -283,11 +303,11 @@ def _merge(part_dir: str, parts: int, code: int, flags: int, run_id: int, bin_tm
         first[0] = 1  # the corpus's first sequence begins a document, whatever precedes it
     n = sum(len(x) for x in lengths)
     d = sum(int(np.count_nonzero(s)) for s in starts)
-    with open(bin_tmp, "wb") as out:
-        out.write(BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
-        for k in range(parts):
+    os.replace(os.path.join(part_dir, "0.ids"), bin_tmp)  # worker 0 wrote the header: no copy of its part
+    with open(bin_tmp, "ab") as out:
+        for k in range(1, parts):
             with open(os.path.join(part_dir, f"{k}.ids"), "rb") as f:
-                shutil.copyfileobj(f, out, 16 << 20)
+                _append(f, out)
     t = (os.path.getsize(bin_tmp) - BIN_HEADER.size) // dtype.itemsize
     layout = idx_layout(n, d, t, flags)
     with open(idx_tmp, "wb") as out:
@@ -355,8 +375,12 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     began = time.perf_counter()
     try:
         _WORKER.clear()
+        code = dtype_code_for(tokenizer.vocab_size)
+        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.whole_word_masking else 0)
+        run_id = secrets.randbits(63)
         _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
-                       word_starts=options.whole_word_masking)
+                       word_starts=options.whole_word_masking,
+                       bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
         from tqdm import tqdm
 
         with open(corpus, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -364,9 +388,6 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
         with tqdm(total=size, unit="B", unit_scale=True, desc=f"preprocess {corpus.name}", disable=not progress,
                   file=sys.stderr) as bar:
             totals = _run_workers(ranges, bar)
-        code = dtype_code_for(tokenizer.vocab_size)
-        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.whole_word_masking else 0)
-        run_id = secrets.randbits(63)
         counts = _merge(part_dir, len(ranges), code, flags, run_id, temps[0], temps[1])
         stats = {name: sum(t[name] for t in totals) for name in totals[0]}
         if counts["sequences"] == 0:
