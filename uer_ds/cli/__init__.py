@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints (Hugging Face -> uer_ds)"),
     "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
+    "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
+    "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
+    "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
     "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
 }
 

@@ -67,6 +67,15 @@ def load_state_dict_checked(model: Model, state: dict[str, torch.Tensor], source
     return missing, unexpected
 
 
+def model_from_state(cfg: ModelConfig, state: dict[str, torch.Tensor], source: str, strict: bool = True,
+                     device: Union[str, torch.device] = "cpu") -> Model:
+    """A Model with `state`'s weights, built without a throw-away random initialisation."""
+    model = build_model(cfg, device="meta").to_empty(device=device)
+    model.init_weights()  # buffers and anything the state does not hold (when strict=False)
+    load_state_dict_checked(model, state, source, strict)
+    return model
+
+
 def load_model(directory: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
                strict: bool = True) -> Model:
     """Rebuild a Model from a directory written by save_model (or `uer-ds convert`)."""
@@ -76,7 +85,5 @@ def load_model(directory: Union[str, os.PathLike], device: Union[str, torch.devi
         if not path.is_file():
             raise FileNotFoundError(f"{directory}: not a model directory: {path.name} is missing")
     cfg = ModelConfig.from_json(config_path)
-    model = build_model(cfg, device="meta").to_empty(device=device)
-    model.init_weights()  # buffers and anything the file does not hold (when strict=False)
-    load_state_dict_checked(model, load_file(str(weights_path), device=str(device)), str(weights_path), strict)
-    return model.eval()
+    state = load_file(str(weights_path), device=str(device))
+    return model_from_state(cfg, state, str(weights_path), strict, device).eval()

@@ -54,18 +54,10 @@ class Model(nn.Module):
                 module_name, param_name = name.rsplit(".", 1)
                 setattr(head.get_submodule(module_name), param_name, word)
 
-    @torch.no_grad()
     def init_weights(self) -> None:
         """N(0, 0.02) for matrices and embeddings, zero biases, LayerNorm (1, 0), PyTorch's RNN init."""
         for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv1d)):
-                nn.init.normal_(module.weight, std=INIT_STD)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=INIT_STD)
-            elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
-                module.reset_parameters()
+            init_module(module)
         self.tie_weights()
 
     # ---- computation --------------------------------------------------------------------------
@@ -87,6 +79,23 @@ class Model(nn.Module):
         if missing:
             raise ValueError(f"tgt lacks labels for target(s) {missing} (given: {list(tgt)})")
         return TargetResult.combine({name: head(hidden, tgt[name], seg) for name, head in self.target.items()})
+
+
+@torch.no_grad()
+def init_module(module: nn.Module) -> None:
+    """Give one module's own parameters their initial values (not its children's).
+
+    Called module by module, so an engine can gather each module's partitioned parameters
+    around it (ZeRO-3) and initialise exactly as a single process would.
+    """
+    if isinstance(module, (nn.Linear, nn.Conv1d)):
+        nn.init.normal_(module.weight, std=INIT_STD)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=INIT_STD)
+    elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
+        module.reset_parameters()
 
 
 def build_model(cfg: ModelConfig, device: Optional[Union[str, torch.device]] = None) -> Model:

@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers import LayerNorm, MultiHeadedAttention, PositionwiseFeedForward
@@ -44,6 +45,8 @@ class TransformerEncoder(nn.Module):
             [TransformerLayer(cfg) for _ in range(1 if cfg.parameter_sharing else cfg.layers_num)])
         self.layer_norm = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels) \
             if cfg.layernorm_positioning == "pre" else None
+        # recompute each layer's activations in backward (set by the engine's --activation_checkpointing)
+        self.activation_checkpointing = False
 
     def layer(self, i: int) -> TransformerLayer:
         """The module that computes layer i (the same one for every i under parameter sharing)."""
@@ -66,7 +69,10 @@ class TransformerEncoder(nn.Module):
             key_padding_mask = None  # lets attention take its unmasked fast path
         hidden = self.linear(emb) if self.linear is not None else emb
         for i in range(self.layers_num):
-            hidden = self.layer(i)(hidden, key_padding_mask, self.causal, *([] if cache is None else [cache[i]]))
+            if self.activation_checkpointing and self.training:
+                hidden = checkpoint(self.layer(i), hidden, key_padding_mask, self.causal, use_reentrant=False)
+            else:
+                hidden = self.layer(i)(hidden, key_padding_mask, self.causal, *([] if cache is None else [cache[i]]))
         if self.layer_norm is not None:
             hidden = self.layer_norm(hidden)
         return hidden

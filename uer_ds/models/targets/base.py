@@ -1,8 +1,7 @@
 """The one result type every target returns, and shared helpers."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -12,18 +11,18 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-@dataclass
-class TargetResult:
+class TargetResult(NamedTuple):
     """loss: scalar tensor to minimise; correct / denominator: predictions right / made (tensors).
 
     A model with several targets returns the sum of their losses and counts, with each target's own
-    result in `parts` (empty for a single target).
+    result in `parts` (empty for a single target).  A NamedTuple, so that wrappers that walk module
+    outputs for tensors (DeepSpeed ZeRO-3's backward hooks) see through it.
     """
 
     loss: torch.Tensor
     correct: torch.Tensor
     denominator: torch.Tensor
-    parts: Mapping[str, "TargetResult"] = field(default_factory=dict)
+    parts: Mapping[str, "TargetResult"] = {}  # never mutated
 
     @property
     def accuracy(self) -> float:

@@ -1,0 +1,149 @@
+"""Tier 4: ZeRO 1/2/3, offload and a 2-stage pipeline on 2 CPU processes (gloo, deepspeed launcher)
+train exactly like a plain single-process PyTorch loop on the same global batches; a resumed run
+continues the same loss curve; export and zero_to_fp32 equal the live model.
+
+Tolerances (fp32): 2e-5 on losses without offload (summation order differs between reductions),
+1e-4 with DeepSpeed's CPU Adam (offload), whose vectorised update rounds differently from torch's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine_utils import launch
+from uer_ds.config import TrainConfig
+from uer_ds.engine.engine import lr_lambda, parameter_groups
+from uer_ds.models import build_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+import driver  # noqa: E402
+
+pytestmark = pytest.mark.slow
+STEPS, BATCH, ACCUM, WORLD = 8, 2, 2, 2
+
+
+def reference_losses(kind: str, init: dict, accumulation: int) -> list[float]:
+    """Plain PyTorch: one process, torch AdamW, the same schedule, clipping and global batches."""
+    cfg = driver.model_config(kind)
+    train_cfg = TrainConfig(total_steps=STEPS, batch_size=BATCH, accumulation_steps=accumulation, learning_rate=1e-3,
+                            warmup=0.25, report_steps=1, save_checkpoint_steps=4, seed=3)
+    model = build_model(cfg)
+    model.load_state_dict(init, strict=False)
+    model.tie_weights()
+    optimizer = torch.optim.AdamW(parameter_groups(model, train_cfg.weight_decay), lr=train_cfg.learning_rate,
+                                  betas=(train_cfg.adam_beta1, train_cfg.adam_beta2), eps=train_cfg.adam_eps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train_cfg))
+    losses = []
+    batches = driver.micro_batches(cfg, train_cfg, 0, 1, 0)
+    for _ in range(STEPS):
+        total = 0.0
+        for _ in range(accumulation):
+            batch = next(batches)
+            result = model(batch["src"], batch["tgt"], batch["seg"])
+            (result.loss / accumulation).backward()
+            total += result.loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(total / accumulation)
+    return losses
+
+
+def read_losses(path: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def init_states(tmp_path_factory):
+    out = {}
+    for kind in ("bert", "gpt"):
+        torch.manual_seed(11)
+        state = build_model(driver.model_config(kind)).state_dict()
+        path = tmp_path_factory.mktemp("init") / f"{kind}.pt"
+        torch.save(state, path)
+        out[kind] = (path, state)
+    return out
+
+
+@pytest.fixture(scope="module")
+def references(init_states):
+    # 2 ranks x ACCUM micro-batches == 1 process x (2 * ACCUM) micro-batches of the same samples
+    return {kind: reference_losses(kind, state, ACCUM * WORLD) for kind, (_, state) in init_states.items()}
+
+
+CASES = [  # (ds_config, model, pipeline stages, tolerance)
+    ("zero1", "bert", 1, 2e-5),
+    ("zero2", "gpt", 1, 2e-5),
+    ("zero3", "bert", 1, 2e-5),
+    ("zero2_offload", "bert", 1, 1e-4),
+    ("zero3_offload", "gpt", 1, 1e-4),
+    ("pipeline", "bert", 2, 2e-5),
+]
+
+
+@pytest.mark.parametrize("ds_config, kind, stages, tol", CASES, ids=[c[0] for c in CASES])
+def test_two_processes_match_single_process_and_resume(ds_config, kind, stages, tol, init_states, references,
+                                                       tmp_path):
+    init_path, _ = init_states[kind]
+    expected = references[kind]
+    out, metrics = tmp_path / "ckpt", tmp_path / "metrics.jsonl"
+    # pipeline: the 2 processes are the 2 stages (data parallel 1), so each takes all micro-batches
+    accumulation = ACCUM * WORLD if stages > 1 else ACCUM
+    common = ["--model", kind, "--ds_config", ds_config, "--batch_size", str(BATCH), "--accumulation_steps",
+              str(accumulation), "--pipeline_stages", str(stages), "--init", str(init_path), "--out", str(out)]
+    first = launch(["--steps", str(STEPS), "--stop_after", "4", "--metrics", str(metrics), *common])
+    assert first.returncode == 0, first.stdout[-3000:]
+    got = read_losses(metrics)
+    assert len(got) == 4
+    assert max(abs(a - b) for a, b in zip(got, expected[:4])) < tol, (got, expected[:4])
+    assert (out / "latest").read_text() == "global_step4"
+
+    resumed_metrics = tmp_path / "resumed.jsonl"
+    second = launch(["--steps", str(STEPS), "--resume", "--metrics", str(resumed_metrics),
+                     "--dump_live", str(tmp_path / "live.pt"), *common])
+    assert second.returncode == 0, second.stdout[-3000:]
+    resumed = read_losses(resumed_metrics)
+    assert [json.loads(l)["step"] for l in resumed_metrics.read_text().splitlines()] == [5, 6, 7, 8]
+    assert max(abs(a - b) for a, b in zip(resumed, expected[4:])) < tol, (resumed, expected[4:])
+    assert all(math.isfinite(x) for x in resumed)
+
+    # export (our gatherer) equals the live model; DeepSpeed's zero_to_fp32 too where it applies
+    from uer_ds.engine.checkpoint import export_state
+
+    _, exported = export_state(out)
+    if stages > 1:
+        live = {}
+        for rank in range(WORLD):
+            live.update(torch.load(f"{tmp_path / 'live.pt'}.rank{rank}", weights_only=True))
+    else:
+        live = torch.load(tmp_path / "live.pt", weights_only=True)
+    for key, value in live.items():
+        torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
+    if stages == 1:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        theirs = get_fp32_state_dict_from_zero_checkpoint(str(out))
+        for key, value in live.items():
+            torch.testing.assert_close(theirs[key].float(), value, rtol=0, atol=0, msg=key)
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(init_states, tmp_path):
+    init_path, _ = init_states["bert"]
+    out = tmp_path / "ckpt"
+    common = ["--model", "bert", "--ds_config", "zero2", "--batch_size", str(BATCH), "--accumulation_steps",
+              str(ACCUM), "--init", str(init_path), "--out", str(out), "--save_steps", "2"]
+    crashed = launch(["--steps", "6", "--metrics", str(tmp_path / "m1.jsonl"), "--crash_in_save_at", "4", *common])
+    assert crashed.returncode != 0
+    assert (out / "global_step4").is_dir()  # DeepSpeed wrote its files ...
+    assert (out / "latest").read_text() == "global_step2"  # ... but latest still names the last complete save
+    resumed = launch(["--steps", "6", "--resume", "--metrics", str(tmp_path / "m2.jsonl"), *common])
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    steps = [json.loads(l)["step"] for l in (tmp_path / "m2.jsonl").read_text().splitlines()]
+    assert steps == [3, 4, 5, 6]
+    assert (out / "latest").read_text() == "global_step6"

@@ -1,0 +1,44 @@
+"""`uer-ds export --checkpoint DIR --output OUT`: gather a checkpoint (ZeRO shards, pipeline layers) into
+one fp32 model: OUT.safetensors, OUT.bin (a state dict) or a model directory (config.json +
+model.safetensors)."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a uer_ds checkpoint directory (with 'latest')")
+    parser.add_argument("--tag", help="a tag inside it (default: what 'latest' names)")
+    parser.add_argument("--output", required=True,
+                        help="*.safetensors or *.bin for one state dict; anything else: a model directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import save_file
+
+    from uer_ds.engine.checkpoint import export_state
+    from uer_ds.models import save_model
+    from uer_ds.models.io import model_from_state, unique_state_dict
+
+    cfg, state = export_state(args.checkpoint, args.tag)
+    model = model_from_state(cfg, state, args.checkpoint)  # checks every key and shape
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix == ".safetensors":
+        save_file(unique_state_dict(model), str(tmp), metadata={"format": "pt", "producer": "uer_ds"})
+        os.replace(tmp, out)
+    elif out.suffix == ".bin":
+        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, out)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    print(f"exported {sum(p.numel() for p in model.parameters()):,} parameters (fp32) to {out}")
+    return 0

@@ -1,0 +1,147 @@
+"""Checkpoint directories, export to one fp32 state dict, and reading pretrained weights.
+
+    OUT/latest                     "global_step<N>", written last and atomically (tmp + rename)
+    OUT/global_step<N>/            DeepSpeed's files (model/optimizer states, ZeRO shards, pipeline layers)
+                      config.json  the resolved model config (UER key names)
+                      uer_ds.json  step, data position, tokenizer identity, training settings, ds_config
+
+An interrupted save leaves `latest` on the previous complete tag, so a resume never sees a half-written
+checkpoint.  DeepSpeed's own `zero_to_fp32` works on these directories (it reads `latest` too).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from uer_ds.config import ModelConfig
+
+LATEST = "latest"
+METADATA = "uer_ds.json"
+CONFIG = "config.json"
+PathLike = Union[str, os.PathLike]
+
+
+def tag_for(step: int) -> str:
+    return f"global_step{step}"
+
+
+def write_metadata(tag_dir: Path, model_config: Optional[ModelConfig], state: dict) -> None:
+    tag_dir.mkdir(parents=True, exist_ok=True)
+    if model_config is not None:
+        tmp = tag_dir / f".{CONFIG}.tmp"
+        model_config.to_json(tmp)
+        os.replace(tmp, tag_dir / CONFIG)
+    tmp = tag_dir / f".{METADATA}.tmp"
+    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, tag_dir / METADATA)
+
+
+def write_latest(directory: PathLike, tag: str) -> None:
+    """Point `latest` at `tag`: write a temporary file, fsync, rename over (atomic on POSIX)."""
+    directory = Path(directory)
+    tmp = directory / f".{LATEST}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(tag)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / LATEST)
+
+
+def read_latest(directory: PathLike) -> str:
+    path = Path(directory) / LATEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a uer_ds checkpoint directory (no '{LATEST}' file)")
+    tag = path.read_text(encoding="utf-8").strip()
+    if not (Path(directory) / tag).is_dir():
+        raise FileNotFoundError(f"{path} points to '{tag}', which is not a directory there")
+    return tag
+
+
+def is_checkpoint_dir(path: PathLike) -> bool:
+    return (Path(path) / LATEST).is_file()
+
+
+def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict, Path]:
+    directory = Path(directory)
+    tag_dir = directory / (tag or read_latest(directory))
+    meta_path = tag_dir / METADATA
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{tag_dir}: no {METADATA}; this checkpoint was not written by uer_ds")
+    return ModelConfig.from_json(tag_dir / CONFIG), json.loads(meta_path.read_text(encoding="utf-8")), tag_dir
+
+
+# ---- export -------------------------------------------------------------------------------------
+def _pipeline_state(tag_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    from uer_ds.engine.pipeline import _to_model_key
+
+    state: dict[str, torch.Tensor] = {}
+    files = sorted(tag_dir.glob("layer_*-model_states.pt"))
+    if not files:
+        raise FileNotFoundError(f"{tag_dir}: no pipeline layer files (layer_*-model_states.pt)")
+    for path in files:
+        index = int(re.match(r"layer_(\d+)-", path.name).group(1))
+        for key, value in torch.load(path, map_location="cpu", weights_only=True).items():
+            model_key = _to_model_key(f"{index}.{key}", cfg)
+            if model_key is not None:
+                state.setdefault(model_key, value.float() if value.is_floating_point() else value)
+    return state
+
+
+def export_state(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Gather a uer_ds checkpoint into one fp32 Model state dict (ZeRO shards merged, pipeline layers
+    renamed).  Runs in one process, no GPU and no process group needed."""
+    cfg, meta, tag_dir = read_metadata(directory, tag)
+    ds_config = meta.get("ds_config", {})
+    if meta.get("pipeline_stages", 1) > 1:
+        return cfg, _pipeline_state(tag_dir, cfg)
+    if int(ds_config.get("zero_optimization", {}).get("stage", 0)) == 0:
+        states = torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        return cfg, {k: v.float() if v.is_floating_point() else v for k, v in states["module"].items()}
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag_dir.name)
+    return cfg, dict(state)
+
+
+def read_pretrained(path: PathLike) -> dict[str, torch.Tensor]:
+    """Weights by Model key from: a model directory (config.json + model.safetensors), a uer_ds
+    checkpoint directory (exported on the fly), or a .safetensors / .bin file (tensors only)."""
+    from uer_ds.convert.weights import read_weight_file
+
+    path = Path(path)
+    if path.is_dir():
+        if is_checkpoint_dir(path):
+            return export_state(path)[1]
+        if (path / "model.safetensors").is_file():
+            return read_weight_file(path / "model.safetensors")
+        raise FileNotFoundError(f"pretrained_model_path '{path}': a directory without model.safetensors or "
+                                f"'{LATEST}' (neither a model directory nor a uer_ds checkpoint)")
+    return read_weight_file(path)
+
+
+def check_pretrained(state: dict[str, torch.Tensor], model: torch.nn.Module, source: str,
+                     allow_partial: bool) -> list[str]:
+    """Compare keys and shapes with the model; strict unless allow_partial.  Returns report lines."""
+    from uer_ds.models.io import aliased_keys
+
+    own = {k: tuple(getattr(v, "ds_shape", v.shape)) for k, v in model.state_dict().items()}
+    aliases = aliased_keys(model)
+    for key, tensor in state.items():
+        if key in own and own[key] != tuple(tensor.shape):
+            raise ValueError(f"{source}: key '{key}' has shape {tuple(tensor.shape)}, the model expects {own[key]}")
+    missing = sorted(k for k in own if k not in state and k not in aliases)
+    unexpected = sorted(k for k in state if k not in own)
+    lines = []
+    if missing:
+        lines.append(f"missing keys (left at their initial values): {', '.join(missing)}")
+    if unexpected:
+        lines.append(f"unexpected keys (ignored): {', '.join(unexpected)}")
+    if lines and not allow_partial:
+        raise ValueError(f"{source} does not match the model: " + "; ".join(lines) +
+                         ". Pass --allow_partial_load to load what matches")
+    return lines

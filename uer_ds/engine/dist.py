@@ -1,0 +1,65 @@
+"""Process-group start-up and the few collective helpers the loop needs."""
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> None:
+    """Join the job the deepspeed launcher (or torchrun) started; a plain `uer-ds ...` run becomes a
+    one-process job.  Idempotent."""
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    if "RANK" not in os.environ:  # not started by a launcher: a job of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK=os.environ.get("LOCAL_RANK", "0"),
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
+    os.environ.setdefault("LOCAL_RANK", "0")
+    backend = get_accelerator().communication_backend_name()
+    deepspeed.init_distributed(dist_backend=backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_rank0() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over all ranks (a copy; float64 on CPU so counts stay exact)."""
+    out = values.detach().to(torch.float64).cpu().clone()
+    if world_size() > 1:
+        if dist.get_backend() == "nccl":
+            out = out.cuda()
+        dist.all_reduce(out)
+    return out.cpu()
+
+
+def device() -> torch.device:
+    from deepspeed.accelerator import get_accelerator
+
+    return torch.device(get_accelerator().device_name(int(os.environ.get("LOCAL_RANK", "0"))))

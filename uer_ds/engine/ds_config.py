@@ -1,0 +1,143 @@
+"""DeepSpeed configs: read, check, and the one audited function that writes the command line's numbers
+into them.
+
+A ds_config holds engine settings only (ZeRO stage, offload, precision, buckets, pipeline).  Batch
+sizes, accumulation, learning rate, optimizer hyper-parameters, clipping and the schedule come from
+the uer_ds command line.  A value present in both with different values is an error naming both
+(TencentPretrain users trip over exactly that); combinations DeepSpeed ignores or rejects are
+errors before DeepSpeed starts.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Union
+
+from uer_ds.config import TrainConfig
+
+SHIPPED_DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
+OPTIMIZERS = ("Adam", "AdamW")
+OFFLOAD_DEVICES = ("cpu", "nvme", "none")
+
+
+def resolve_ds_config_path(path: Union[str, os.PathLike]) -> Path:
+    """A file as given, else a shipped name: `zero2` -> ds_configs/zero2.json."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = SHIPPED_DS_CONFIG_DIR / f"{str(path).removesuffix('.json')}.json"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in SHIPPED_DS_CONFIG_DIR.glob("*.json"))
+    raise FileNotFoundError(f"deepspeed_config '{path}': no such file, nor a shipped name ({', '.join(names)})")
+
+
+def load_ds_config(path: Union[str, os.PathLike]) -> tuple[dict, str]:
+    resolved = resolve_ds_config_path(path)
+    try:
+        values = json.loads(resolved.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{resolved}: line {err.lineno} column {err.colno}: invalid JSON: {err.msg}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{resolved}: a DeepSpeed config must be a JSON object")
+    return values, str(resolved)
+
+
+def zero_stage(ds: dict) -> int:
+    return int(ds.get("zero_optimization", {}).get("stage", 0))
+
+
+def _offload_device(ds: dict, key: str) -> str:
+    section = ds.get("zero_optimization", {}).get(key) or {}
+    return str(section.get("device", "none"))
+
+
+def offloads_optimizer(ds: dict) -> bool:
+    return _offload_device(ds, "offload_optimizer") != "none"
+
+
+def offloads_params(ds: dict) -> bool:
+    return _offload_device(ds, "offload_param") != "none"
+
+
+def precision(ds: dict) -> str:
+    if ds.get("bf16", {}).get("enabled"):
+        return "bf16"
+    if ds.get("fp16", {}).get("enabled"):
+        return "fp16"
+    return "fp32"
+
+
+def check_engine_settings(ds: dict, source: str, pipeline_stages: int, on_cpu: bool) -> None:
+    """Reject what DeepSpeed would ignore silently or fail on later, naming the setting and the rule."""
+    stage = zero_stage(ds)
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"{source}: zero_optimization.stage is {stage}: must be 0, 1, 2 or 3")
+    for key in ("offload_optimizer", "offload_param"):
+        device = _offload_device(ds, key)
+        if device not in OFFLOAD_DEVICES:
+            raise ValueError(f"{source}: zero_optimization.{key}.device is '{device}': must be one of "
+                             f"{', '.join(OFFLOAD_DEVICES)}")
+    if offloads_params(ds) and stage != 3:
+        raise ValueError(f"{source}: zero_optimization.offload_param needs ZeRO stage 3 (stage is {stage}); "
+                         "DeepSpeed ignores it otherwise. Use offload_optimizer for stages 1-2")
+    if offloads_optimizer(ds) and stage == 0:
+        raise ValueError(f"{source}: zero_optimization.offload_optimizer needs ZeRO stage 1, 2 or 3 (stage is 0)")
+    if ds.get("bf16", {}).get("enabled") and ds.get("fp16", {}).get("enabled"):
+        raise ValueError(f"{source}: bf16.enabled and fp16.enabled are both true: choose one")
+    if on_cpu and precision(ds) == "fp16":
+        raise ValueError(f"{source}: fp16 does not run on CPU (DeepSpeed: 'Type fp16 is not supported'); "
+                         "use a bf16 or fp32 config, or a GPU")
+    optimizer = ds.get("optimizer")
+    if optimizer is not None and optimizer.get("type") not in OPTIMIZERS:
+        raise ValueError(f"{source}: optimizer.type is '{optimizer.get('type')}': uer_ds trains with "
+                         f"{' or '.join(OPTIMIZERS)} (DeepSpeed's fused/CPU implementations)")
+    if "scheduler" in ds:
+        raise ValueError(f"{source}: has a 'scheduler' section: the schedule comes from the command line "
+                         "(--scheduler, --warmup, --total_steps, --learning_rate); remove it")
+    if pipeline_stages > 1 and stage > 1:
+        raise ValueError(f"{source}: ZeRO stage {stage} with --pipeline_stages {pipeline_stages}: DeepSpeed's "
+                         "pipeline engine supports ZeRO stage 0 or 1 only")
+    if pipeline_stages > 1 and offloads_optimizer(ds):
+        raise ValueError(f"{source}: optimizer offload with --pipeline_stages {pipeline_stages} is not supported "
+                         "by DeepSpeed's pipeline engine")
+
+
+def _set(ds: dict, dotted: str, value: Any, flag: str, source: str) -> None:
+    """Write one command-line value into the dict; a different value already there is an error."""
+    *parents, leaf = dotted.split(".")
+    node = ds
+    for key in parents:
+        node = node.setdefault(key, {})
+    if leaf in node and node[leaf] != value and node[leaf] != "auto":
+        raise ValueError(f"{source} sets {dotted} = {node[leaf]!r} but {flag} is {value!r}: "
+                         f"this number comes from the command line; remove it from the DeepSpeed config "
+                         "or make the two agree")
+    node[leaf] = value
+
+
+def build_ds_config(ds: dict, source: str, train: TrainConfig, data_parallel_size: int,
+                    pipeline_stages: int = 1, on_cpu: bool = True) -> dict:
+    """The DeepSpeed dict the engine starts with: the file's engine settings plus the command line's
+    numbers (the one place they are written)."""
+    check_engine_settings(ds, source, pipeline_stages, on_cpu)
+    out = copy.deepcopy(ds)
+    _set(out, "train_micro_batch_size_per_gpu", train.batch_size, "--batch_size", source)
+    _set(out, "gradient_accumulation_steps", train.accumulation_steps, "--accumulation_steps", source)
+    _set(out, "train_batch_size", train.batch_size * train.accumulation_steps * data_parallel_size,
+         "--batch_size x --accumulation_steps x data-parallel size", source)
+    _set(out, "gradient_clipping", train.max_grad_norm, "--max_grad_norm", source)
+    out.setdefault("optimizer", {}).setdefault("type", "AdamW")
+    _set(out, "optimizer.params.lr", train.learning_rate, "--learning_rate", source)
+    _set(out, "optimizer.params.betas", [train.adam_beta1, train.adam_beta2], "--adam_beta1/--adam_beta2", source)
+    _set(out, "optimizer.params.eps", train.adam_eps, "--adam_eps", source)
+    # weight decay is set per parameter group (matrices only); the group values override this one
+    _set(out, "optimizer.params.weight_decay", train.weight_decay, "--weight_decay", source)
+    if on_cpu and not offloads_optimizer(out):
+        # torch's AdamW: DeepSpeed's FusedAdam is a CUDA kernel (its CPU build costs a minute for nothing)
+        out["optimizer"]["params"]["torch_adam"] = True
+    out.setdefault("steps_per_print", 10**9)  # uer_ds reports itself; keep DeepSpeed's own log quiet
+    out.setdefault("wall_clock_breakdown", False)
+    return out

@@ -1,0 +1,326 @@
+"""The object the training loop drives: `train_step`, `evaluate`, `save`, `load`.
+
+Two implementations behind one interface, chosen once in `build_engine` — never by an `if` in the loop:
+ZeRO 0-3 (with optional CPU offload) over a single-device model, and DeepSpeed's pipeline engine over
+a PipelineModule generated from the model's layers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import deepspeed
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from uer_ds.config import ModelConfig, TrainConfig
+from uer_ds.engine import checkpoint as ckpt
+from uer_ds.engine import dist
+from uer_ds.engine.ds_config import build_ds_config, offloads_params, precision, zero_stage
+from uer_ds.models.model import init_module
+from uer_ds.models.targets import TargetResult
+
+
+# ---- statistics -------------------------------------------------------------------------------
+@dataclass
+class StepStats:
+    """Local sums for one optimizer step; `reduce` adds them over ranks (see Reporter)."""
+
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    tokens: int = 0
+    samples: int = 0
+    lr: float = 0.0  # the learning rate this step trained with
+    parts: dict[str, list[float]] = field(default_factory=dict)  # name -> [loss_sum, count, correct, denom]
+
+    def add(self, result: TargetResult, names: tuple[str, ...]) -> None:
+        self.loss_sum += float(result.loss)
+        self.loss_count += 1
+        parts = result.parts or {names[0]: result}
+        for name, part in parts.items():
+            acc = self.parts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+            acc[0] += float(part.loss)
+            acc[1] += 1
+            acc[2] += float(part.correct)
+            acc[3] += float(part.denominator)
+
+
+def count_batch(stats: StepStats, batch: dict) -> None:
+    stats.tokens += int((batch["seg"] > 0).sum())
+    stats.samples += int(batch["src"].shape[0])
+
+
+def _check_finite(result: TargetResult, step: int) -> None:
+    if not math.isfinite(float(result.loss)):
+        raise FloatingPointError(f"loss is {float(result.loss)} at step {step} on rank {dist.rank()}: training "
+                                 "stopped. Lower --learning_rate, raise --warmup, or use bf16 instead of fp16")
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+# ---- schedule and parameter groups --------------------------------------------------------------
+def lr_lambda(train: TrainConfig) -> Callable[[int], float]:
+    """Multiplier of the peak lr at optimizer step s (UER-py / Hugging Face schedules)."""
+    warmup, total = train.warmup_steps, train.total_steps
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if train.scheduler in ("constant", "constant_with_warmup"):
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if train.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 1.0 - progress)  # linear
+
+    return multiplier
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and embeddings (p.dim() >= 2), none on biases and norms."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 partitions flatten parameters
+        (decay if len(shape) >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---- the engines --------------------------------------------------------------------------------
+class Engine:
+    """What train.py sees.  `module` is the trained nn.Module (a DeepSpeed engine wraps it)."""
+
+    def __init__(self, ds_engine: Any, model_config: Optional[ModelConfig], ds_config: dict) -> None:
+        self.ds = ds_engine
+        self.model_config = model_config
+        self.ds_config = ds_config
+        self.device = dist.device()
+
+    # -- steps ---------------------------------------------------------------------------------
+    def train_step(self, batches: list[dict], step: int) -> StepStats:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> TargetResult:
+        raise NotImplementedError
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return float(self.ds.get_lr()[0])
+
+    @property
+    def grad_norm(self) -> Optional[float]:
+        norm = self.ds.get_global_grad_norm()
+        return None if norm is None else float(norm)
+
+    @property
+    def loss_scale(self) -> Optional[float]:
+        scale = getattr(self.ds.optimizer, "cur_scale", None)
+        return None if scale is None else float(scale)
+
+    @property
+    def skipped_steps(self) -> int:
+        return int(getattr(self.ds, "skipped_steps", 0))
+
+    @property
+    def data_parallel_rank(self) -> int:
+        return dist.rank()
+
+    @property
+    def data_parallel_size(self) -> int:
+        return dist.world_size()
+
+    def save(self, directory: str, step: int, state: dict) -> Path:
+        """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic)."""
+        tag = ckpt.tag_for(step)
+        self.ds.save_checkpoint(directory, tag=tag, client_state={"uer_ds": state}, save_latest=False)
+        if dist.is_rank0():
+            ckpt.write_metadata(Path(directory) / tag, self.model_config, dict(state, ds_config=self.ds_config))
+            ckpt.write_latest(directory, tag)
+        dist.barrier()
+        return Path(directory) / tag
+
+    def load(self, directory: str) -> dict:
+        """Resume from `directory` (its `latest`); returns the saved uer_ds state."""
+        tag = ckpt.read_latest(directory)
+        path, client = self.ds.load_checkpoint(directory, tag=tag, load_optimizer_states=True,
+                                               load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"{directory}: DeepSpeed could not load checkpoint '{tag}'")
+        return client.get("uer_ds", {})
+
+
+class ZeroEngine(Engine):
+    """ZeRO stages 0-3 (data parallel), optional CPU offload."""
+
+    def __init__(self, ds_engine: Any, model_config: Optional[ModelConfig], ds_config: dict) -> None:
+        super().__init__(ds_engine, model_config, ds_config)
+        names = getattr(ds_engine.module, "target", None)
+        self.target_names = tuple(names) if names is not None else ("loss",)
+        self._norm: Optional[float] = None
+        if not hasattr(ds_engine.optimizer, "_global_grad_norm"):
+            # fp32 without ZeRO: DeepSpeed clips with torch's optimizer but drops the norm; keep it
+            from deepspeed.runtime.utils import clip_grad_norm_
+
+            def clip_and_record() -> None:
+                self._norm = float(clip_grad_norm_(parameters=ds_engine.module.parameters(),
+                                                   max_norm=ds_engine.gradient_clipping(), mpu=ds_engine.mpu))
+
+            ds_engine.clip_fp32_gradients = clip_and_record
+
+    @property
+    def grad_norm(self) -> Optional[float]:
+        norm = self.ds.get_global_grad_norm()
+        return self._norm if norm is None else float(norm)
+
+    def train_step(self, batches: list[dict], step: int) -> StepStats:
+        stats = StepStats(lr=self.lr)
+        self.ds.train()
+        for batch in batches:
+            count_batch(stats, batch)
+            batch = to_device(batch, self.device)
+            result = self.ds(batch["src"], batch["tgt"], batch["seg"])
+            _check_finite(result, step)
+            self.ds.backward(result.loss)
+            self.ds.step()  # DeepSpeed applies the update at the accumulation boundary
+            stats.add(result, self.target_names)
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> TargetResult:
+        self.ds.eval()
+        batch = to_device(batch, self.device)
+        return self.ds(batch["src"], batch["tgt"], batch["seg"])
+
+
+class PipeEngine(Engine):
+    """DeepSpeed's pipeline engine: one train_batch per optimizer step (micro-batches = accumulation)."""
+
+    def __init__(self, ds_engine: Any, model_config: ModelConfig, ds_config: dict) -> None:
+        super().__init__(ds_engine, model_config, ds_config)
+        self.target_names = tuple(model_config.target)
+
+    @property
+    def data_parallel_rank(self) -> int:
+        return self.ds.grid.get_data_parallel_rank()
+
+    @property
+    def data_parallel_size(self) -> int:
+        return self.ds.grid.get_data_parallel_world_size()
+
+    def train_step(self, batches: list[dict], step: int) -> StepStats:
+        from uer_ds.engine.pipeline import pipeline_batch
+
+        stats = StepStats(lr=self.lr)
+        if self.ds.is_first_stage():
+            for batch in batches:
+                count_batch(stats, batch)
+        loss_fn = self.ds.module.loss_fn
+        if loss_fn is not None:
+            loss_fn.results.clear()
+        micro = iter([pipeline_batch(to_device(b, self.device), self.target_names) for b in batches])
+        self.ds.train_batch(data_iter=micro)
+        if loss_fn is not None:  # the last stage computed the losses
+            for result in loss_fn.results:
+                _check_finite(result, step)
+                stats.add(result, self.target_names)
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> TargetResult:
+        raise NotImplementedError("evaluation runs on an exported model, not inside the pipeline engine")
+
+
+# ---- construction -------------------------------------------------------------------------------
+def _zero3_init_module(model: nn.Module, state: Optional[dict]) -> None:
+    """Give a model built under deepspeed.zero.Init its values, one gathered module at a time:
+    from `state` (a Model state dict) when given, else the model's own initialisation on rank 0."""
+    from deepspeed.runtime.zero import GatheredParameters
+
+    for prefix, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if not own:
+            continue
+        with GatheredParameters(own, modifier_rank=0):
+            if dist.is_rank0():
+                init_module(module)
+                for name, param in module.named_parameters(recurse=False):
+                    key = f"{prefix}.{name}" if prefix else name
+                    if state is not None and key in state:
+                        param.data.copy_(state[key].to(param.dtype))
+
+
+def build_engine(ds_config: dict, source: str, train: TrainConfig, model_config: Optional[ModelConfig],
+                 make_model: Callable[[], nn.Module], pretrained_state: Optional[dict] = None,
+                 pipeline_stages: int = 1, activation_checkpointing: bool = False) -> Engine:
+    """Start the job, build the model where the ds_config wants it, and wrap it in DeepSpeed.
+
+    make_model() builds the module with parameters but without values (they are set here: from
+    pretrained_state, checked by the caller, or by each module's initialisation).
+    """
+    dist.init_distributed()
+    world = dist.world_size()
+    if pipeline_stages > 1 and world % pipeline_stages:
+        raise ValueError(f"--pipeline_stages {pipeline_stages} must divide the number of processes ({world})")
+    on_cpu = not torch.cuda.is_available()
+    full = build_ds_config(ds_config, source, train, data_parallel_size=world // pipeline_stages,
+                           pipeline_stages=pipeline_stages, on_cpu=on_cpu)
+    torch.manual_seed(train.seed)
+    scheduler = lambda optimizer: LambdaLR(optimizer, lr_lambda(train))  # noqa: E731
+
+    if pipeline_stages > 1:
+        from uer_ds.engine.pipeline import UerPipelineModule
+
+        module = UerPipelineModule(model_config, pipeline_stages,
+                                   activation_checkpoint_interval=1 if activation_checkpointing else 0,
+                                   seed=train.seed)
+        if pretrained_state is not None:
+            module.load_model_state(pretrained_state)
+        engine_cls: type[Engine] = PipeEngine
+    elif zero_stage(full) == 3:
+        with deepspeed.zero.Init(config_dict_or_path=full, remote_device="cpu" if offloads_params(full) else None):
+            module = make_model()
+        _zero3_init_module(module, pretrained_state)
+        engine_cls = ZeroEngine
+    else:
+        module = make_model()
+        module.apply(init_module)
+        if pretrained_state is not None:
+            module.load_state_dict(pretrained_state, strict=False)
+        engine_cls = ZeroEngine
+    tie = getattr(module, "tie_weights", None)
+    if callable(tie):
+        tie()
+    if activation_checkpointing and pipeline_stages == 1 and hasattr(module, "encoder"):
+        module.encoder.activation_checkpointing = True
+    ds_engine, _, _, _ = deepspeed.initialize(model=module, model_parameters=parameter_groups(module, train.weight_decay),
+                                              lr_scheduler=scheduler, config=full)
+    return engine_cls(ds_engine, model_config, full)
+
+
+def describe(engine: Engine) -> str:
+    cfg = engine.ds_config
+    stages = getattr(engine.ds, "num_stages", 1)
+    offload = [k for k in ("offload_optimizer", "offload_param")
+               if (cfg.get("zero_optimization", {}).get(k) or {}).get("device", "none") != "none"]
+    return (f"DeepSpeed ZeRO-{zero_stage(cfg)} {precision(cfg)}, {dist.world_size()} process(es)"
+            f"{f', {stages} pipeline stages' if stages > 1 else ''}{', offload: ' + ', '.join(offload) if offload else ''}; "
+            f"micro-batch {cfg['train_micro_batch_size_per_gpu']} x accumulation {cfg['gradient_accumulation_steps']}"
+            f" -> global batch {cfg['train_batch_size']}")
+
+
+__all__ = ["Engine", "PipeEngine", "StepStats", "ZeroEngine", "build_engine", "describe", "lr_lambda",
+           "parameter_groups"]

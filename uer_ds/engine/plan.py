@@ -1,0 +1,138 @@
+"""Memory planning: model-state, optimizer and activation memory per rank for ZeRO 0-3 with and without
+offload, from the model config and the hardware; a recommended ds_config and micro-batch.
+
+Model states follow the ZeRO paper's accounting (Adam: 16 bytes per parameter in mixed precision,
+fp32 master weights and both moments included) and DeepSpeed's own estimators where they exist
+(ZeRO-2 and ZeRO-3, `estimate_zero{2,3}_model_states_mem_needs`).  Activations follow Korthikanti et al.
+(2022): a transformer layer keeps s*b*h*(34 + 5*a*s/h) bytes at 16-bit (the second term is the
+attention matrix, which flash attention does not keep); with activation checkpointing only each
+layer's input (2*s*b*h) plus one layer's full set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from uer_ds.config import ModelConfig
+
+GiB = 2**30
+# CUDA context, allocator slack and communication buffers not modelled below.
+OVERHEAD_GB = 1.5
+MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class Setup:
+    name: str          # the shipped ds_config it corresponds to
+    stage: int
+    offload_optimizer: bool
+    offload_params: bool
+
+
+SETUPS = [Setup("zero0", 0, False, False), Setup("zero1", 1, False, False), Setup("zero2", 2, False, False),
+          Setup("zero3", 3, False, False), Setup("zero2_offload", 2, True, False),
+          Setup("zero3_offload", 3, True, True)]
+
+
+@dataclass
+class Row:
+    setup: Setup
+    gpu_states_gb: float
+    cpu_states_gb: float
+    activations_per_sample_gb: float
+    micro_batch: int  # largest that fits, 0 if none
+    fits: bool
+
+
+def parameter_counts(cfg: ModelConfig) -> tuple[int, int]:
+    """(total unique parameters, largest single module's parameters) of the model."""
+    from uer_ds.models import build_model
+
+    model = build_model(cfg, device="meta")
+    total = sum(p.numel() for p in model.parameters())
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    return total, largest
+
+
+def model_state_bytes(setup: Setup, params: int, largest: int, gpus: int, nodes: int,
+                      mixed_precision: bool) -> tuple[float, float]:
+    """(GPU bytes, CPU bytes) per rank for parameters, gradients and Adam states."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    n = gpus * nodes
+    if not mixed_precision:  # fp32: params 4 + grads 4 + Adam 8, no master copy
+        gpu = {0: 16 * params, 1: 8 * params + 8 * params / n, 2: 4 * params + 12 * params / n,
+               3: 16 * params / n + 4 * largest}[setup.stage]
+        cpu = 0.0
+        if setup.offload_optimizer:
+            moved = {1: 8 * params / n, 2: 12 * params / n, 3: 12 * params / n}[setup.stage]
+            gpu -= moved
+            cpu += moved * gpus * 1.5
+        if setup.offload_params:
+            gpu -= 4 * params / n
+            cpu += 4 * params / nodes * 1.5
+        return gpu, cpu
+    if setup.stage == 0:
+        return 16 * params, 0.0
+    if setup.stage == 1:
+        return 4 * params + 12 * params / n, 0.0
+    if setup.stage == 2:
+        cpu, gpu = estimate_zero2_model_states_mem_needs(params, gpus, nodes, cpu_offload=setup.offload_optimizer)
+        return float(gpu), float(cpu)
+    cpu, gpu, _ = estimate_zero3_model_states_mem_needs(params, largest, gpus, nodes,
+                                                         cpu_offload=setup.offload_optimizer,
+                                                         cpu_offload_params=setup.offload_params)
+    return float(gpu), float(cpu)
+
+
+def activation_bytes_per_sample(cfg: ModelConfig, seq_length: int, mixed_precision: bool, flash: bool,
+                                checkpointing: bool) -> float:
+    s, h, a, layers = seq_length, cfg.hidden_size, max(cfg.heads_num, 1), cfg.layers_num
+    scale = 1.0 if mixed_precision else 2.0
+    if cfg.encoder == "transformer":
+        per_layer = s * h * (34 + (0 if flash else 5 * a * s / h)) * scale
+    else:  # recurrent / convolutional: a handful of (s, h) tensors per layer
+        per_layer = 16 * s * h * scale
+    body = (2 * s * h * scale * layers + per_layer) if checkpointing else per_layer * layers
+    predicted = {"mlm": 0.15 * s, "lm": s, "bilm": 2 * s}
+    logits = sum(predicted.get(t, 0) for t in cfg.target) * cfg.vocab_size * (2 * scale + 4)  # + fp32 loss copy
+    return body + logits
+
+
+def plan(cfg: ModelConfig, gpus: int, gpu_memory_gb: float, nodes: int = 1, cpu_memory_gb: Optional[float] = None,
+         seq_length: int = 512, mixed_precision: bool = True, flash: bool = False,
+         checkpointing: bool = False) -> tuple[list[Row], Optional[Row], int, int]:
+    params, largest = parameter_counts(cfg)
+    per_sample = activation_bytes_per_sample(cfg, seq_length, mixed_precision, flash, checkpointing)
+    rows = []
+    for setup in SETUPS:
+        gpu, cpu = model_state_bytes(setup, params, largest, gpus, nodes, mixed_precision)
+        free = gpu_memory_gb * GiB - gpu - OVERHEAD_GB * GiB
+        cpu_ok = cpu_memory_gb is None or cpu <= cpu_memory_gb * GiB
+        micro = max((b for b in MICRO_BATCHES if b * per_sample <= free), default=0) if cpu_ok else 0
+        rows.append(Row(setup, gpu / GiB, cpu / GiB, per_sample / GiB, micro, micro > 0))
+    # fewest communications first: the lowest stage without offload whose micro-batch reaches 8
+    # (or the best any setup reaches), offload only when nothing else fits
+    best_micro = max((r.micro_batch for r in rows), default=0)
+    target = min(8, best_micro)
+    recommended = next((r for r in rows if r.fits and r.micro_batch >= target), None)
+    return rows, recommended, params, largest
+
+
+def format_plan(rows: list[Row], recommended: Optional[Row], params: int, largest: int, gpus: int, nodes: int,
+                gpu_memory_gb: float, seq_length: int, precision: str) -> str:
+    lines = [f"parameters: {params:,} (largest module {largest:,}); {nodes} node(s) x {gpus} GPU(s) of "
+             f"{gpu_memory_gb:g} GiB; seq_length {seq_length}; {precision}",
+             f"{'ds_config':<15} {'GPU states':>11} {'CPU states':>11} {'act/sample':>11} {'micro-batch':>12}"]
+    for r in rows:
+        lines.append(f"{r.setup.name:<15} {r.gpu_states_gb:>9.2f}GB {r.cpu_states_gb:>9.2f}GB "
+                     f"{r.activations_per_sample_gb:>9.3f}GB {r.micro_batch if r.fits else 'does not fit':>12}")
+    if recommended is None:
+        lines.append("recommendation: nothing fits; use more GPUs, a shorter sequence, activation checkpointing "
+                     "or a larger GPU")
+    else:
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        lines.append(f"recommendation: --deepspeed_config {recommended.setup.name}{suffix}"
+                     f" --batch_size {recommended.micro_batch}")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""One training loop for pre-training and fine-tuning: build -> batch -> step -> report -> save.
+
+The loop knows nothing of ZeRO stages, offload or pipelines: `uer_ds.engine` hands it an Engine with
+`train_step`, `save` and `load`.  Reporting (JSON lines, TensorBoard, tqdm) happens on rank 0; the
+statistics are summed over ranks first, at report steps only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from uer_ds.config import TrainConfig
+from uer_ds.engine import dist
+from uer_ds.engine.engine import Engine, StepStats
+
+
+def peak_memory_gb() -> float:
+    """Peak GPU memory allocated by torch on CUDA; the process's peak resident memory on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+class Reporter:
+    """Sums StepStats between report steps, reduces them over ranks, and writes them out on rank 0."""
+
+    def __init__(self, target_names: tuple[str, ...], metrics_path: Optional[str], tensorboard_dir: Optional[str],
+                 total_steps: int, start_step: int, show_progress: bool = True) -> None:
+        self.names = target_names
+        self.rank0 = dist.is_rank0()
+        self.window = StepStats()
+        self.window_start = time.perf_counter()
+        self.metrics = None
+        self.writer = None
+        self.progress = None
+        self.last: dict = {}
+        if not self.rank0:
+            return
+        if metrics_path:
+            Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+            self.metrics = open(metrics_path, "a" if start_step else "w", encoding="utf-8")
+        if tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(tensorboard_dir)
+        if show_progress:
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+    def update(self, stats: StepStats) -> None:
+        w = self.window
+        w.loss_sum += stats.loss_sum
+        w.loss_count += stats.loss_count
+        w.tokens += stats.tokens
+        w.samples += stats.samples
+        w.lr = stats.lr
+        for name, values in stats.parts.items():
+            acc = w.parts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+            for i, v in enumerate(values):
+                acc[i] += v
+        if self.progress is not None:
+            self.progress.update(1)
+
+    def report(self, step: int, engine: Engine) -> dict:
+        """Collective: every rank calls it at the same steps."""
+        w = self.window
+        vector = [w.loss_sum, w.loss_count, w.tokens, w.samples]
+        for name in self.names:
+            vector += w.parts.get(name, [0.0, 0.0, 0.0, 0.0])
+        total = dist.all_reduce_sum(torch.tensor(vector, dtype=torch.float64)).tolist()
+        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+        record = {"step": step, "loss": total[0] / max(total[1], 1), "lr": w.lr,
+                  "tokens_per_s": total[2] / elapsed, "samples_per_s": total[3] / elapsed}
+        for i, name in enumerate(self.names):
+            loss_sum, count, correct, denominator = total[4 + 4 * i: 8 + 4 * i]
+            if len(self.names) > 1 or name != "loss":
+                record[f"{name}_loss"] = loss_sum / max(count, 1)
+                record[f"{name}_acc"] = correct / max(denominator, 1)
+        record.update(grad_norm=engine.grad_norm, loss_scale=engine.loss_scale,
+                      skipped_steps=engine.skipped_steps, memory_gb=round(peak_memory_gb(), 3))
+        self.window = StepStats()
+        self.window_start = time.perf_counter()
+        self.last = record
+        if self.rank0:
+            self._write(record)
+        return record
+
+    def _write(self, record: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.write(json.dumps(record) + "\n")
+            self.metrics.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(self._tag(key), value, record["step"])
+            self.writer.flush()
+        if self.progress is not None:
+            self.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                      tok_s=f"{record['tokens_per_s']:.0f}")
+
+    def _tag(self, key: str) -> str:
+        """TensorBoard tag: per-target values grouped as loss/<target> and accuracy/<target>."""
+        for name in self.names:
+            if key == f"{name}_loss":
+                return f"loss/{name}"
+            if key == f"{name}_acc":
+                return f"accuracy/{name}"
+        return key
+
+    def close(self) -> None:
+        for handle in (self.metrics, self.writer, self.progress):
+            if handle is not None:
+                handle.close()
+
+
+def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start_step: int,
+          reporter: Reporter, save: Callable[[int], None],
+          on_step: Optional[Callable[[int], None]] = None) -> dict:
+    """Steps start_step+1 .. total_steps; each step takes accumulation_steps micro-batches.
+    Reports every report_steps, saves every save_checkpoint_steps and at the end."""
+    record: dict = {}
+    try:
+        for step in range(start_step + 1, train_cfg.total_steps + 1):
+            micro = [next(batches) for _ in range(train_cfg.accumulation_steps)]
+            reporter.update(engine.train_step(micro, step))
+            if step % train_cfg.report_steps == 0 or step == train_cfg.total_steps:
+                record = reporter.report(step, engine)
+            if step % train_cfg.save_checkpoint_steps == 0 or step == train_cfg.total_steps:
+                save(step)
+            if on_step is not None:
+                on_step(step)
+    finally:
+        reporter.close()
+    return record
