@@ -1,0 +1,28 @@
+"""`uer-ds extract-features`: one vector per line (or per token) from the last layer, to .npy or .pt."""
+from __future__ import annotations
+
+import argparse
+
+from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from uer_ds.tools.features import POOLINGS
+
+    add_model_tool_arguments(parser, output_required=True)
+    parser.add_argument("--pooling", default="first", choices=POOLINGS,
+                        help="first ([CLS]), mean, max, last token, or none (every token; .pt only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from uer_ds.tools.common import read_lines
+    from uer_ds.tools.features import extract, save_features
+
+    lines = read_lines(args.test_path)
+    tokenizer, model = tokenizer_and_model(args)
+    features = extract(model, tokenizer, lines, args.pooling, args.seq_length, args.batch_size)
+    save_features(features, args.prediction_path)
+    shape = tuple(features.shape) if not isinstance(features, list) else f"{len(features)} x (tokens, " \
+        f"{features[0].shape[-1]})"
+    print(f"features {shape} ({args.pooling}) -> {args.prediction_path}")
+    return 0

@@ -1,0 +1,45 @@
+"""`uer-ds generate`: continue each line of --test_path with a GPT-style model (lm target)."""
+from __future__ import annotations
+
+import argparse
+
+from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model, write_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_tool_arguments(parser)
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--max_length", type=int, default=64, help="tokens in all, prompt included (default 64)")
+    group.add_argument("--greedy", action="store_true", help="always the most likely token (no sampling)")
+    group.add_argument("--top_k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
+    group.add_argument("--top_p", type=float, default=0.0,
+                       help="sample among the fewest tokens whose probability reaches p (0: all)")
+    group.add_argument("--temperature", type=float, default=1.0, help="divide the logits by it (default 1)")
+    group.add_argument("--seed", type=int, default=7, help="sampling seed; one seed gives one output (default 7)")
+    group.add_argument("--no_cache", action="store_true", help="recompute the whole sequence at every step")
+    group.add_argument("--stop_at_sep", action="store_true", help="end a line's continuation at [SEP]")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from uer_ds.tools.common import detokenize, read_lines
+    from uer_ds.tools.generate import Sampling, generate
+
+    sampling = Sampling(greedy=args.greedy, top_k=args.top_k, top_p=args.top_p, temperature=args.temperature)
+    lines = read_lines(args.test_path)
+    tokenizer, model = tokenizer_and_model(args, need_target="lm")
+    cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
+    out = []
+    for line_no, text in tqdm(lines, desc="generate", disable=None):
+        prompt = ([cls] if cls is not None else []) + tokenizer.encode(text)  # UER-py starts with [CLS]
+        try:
+            ids = generate(model, prompt, args.max_length, sampling, seed=args.seed, use_cache=not args.no_cache,
+                           stop_id=sep if args.stop_at_sep else None)
+        except ValueError as err:
+            raise ValueError(f"{args.test_path}: line {line_no}: {err}") from None
+        specials = {t for t in tokenizer.special_tokens.values() if t} - {tokenizer.special_tokens["unk"]}
+        tokens = [t for t in tokenizer.convert_ids_to_tokens(ids) if t not in specials]
+        out.append(detokenize(tokenizer, tokens))
+    write_text("\n".join(out) + "\n", args.prediction_path)
+    return 0

@@ -1,0 +1,84 @@
+"""What the model tools share: loading a model with its tokenizer, reading input lines, batching,
+turning tokens back into text, and writing outputs whole."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import torch
+
+from uer_ds.tokenizers import Tokenizer
+from uer_ds.tokenizers.bert import is_cjk, is_punctuation
+
+PathLike = Union[str, os.PathLike]
+
+
+def load_model_for(path: PathLike, tokenizer: Tokenizer, config_path: Optional[PathLike] = None,
+                   need_target: Optional[str] = None):
+    """The model at `path` (uer_ds / Hugging Face directory, or UER .bin with config_path), in eval mode,
+    checked against the tokenizer's vocabulary and, if given, for a target it must have."""
+    from uer_ds.convert import load_any_model
+
+    model = load_any_model(path, config_path)
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"{path}: the model's vocab_size is {model.config.vocab_size} but the vocabulary "
+                         f"{tokenizer.vocab.source} has {tokenizer.vocab_size} entries; give the vocabulary it was "
+                         "trained with")
+    if need_target is not None and need_target not in model.target:
+        raise ValueError(f"{path}: the model has targets {list(model.target) or 'none'}; this tool needs its "
+                         f"'{need_target}' head")
+    return model
+
+
+def read_lines(path: PathLike) -> list[tuple[int, str]]:
+    """(line number, text) of the non-empty lines of a UTF-8 file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"test_path '{path}': no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (src, seg) of shape (B, T): seg 1 on tokens, 0 on padding (UER's convention)."""
+    width = max(len(r) for r in rows)
+    src = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    seg = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        src[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        seg[i, : len(row)] = 1
+    return src, seg
+
+
+def batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    if size <= 0:
+        raise ValueError(f"batch_size has value {size}: must be positive")
+    for start in range(0, len(items), size):
+        yield items[start: start + size]
+
+
+def detokenize(tokenizer: Tokenizer, tokens: Sequence[str]) -> str:
+    """Tokens back to text: SentencePiece decodes; WordPiece glues `##` pieces, CJK characters and
+    punctuation to their neighbours and spaces other words; char joins; space spaces."""
+    if tokenizer.kind in ("spm", "char", "space"):
+        return tokenizer.convert_tokens_to_string(list(tokens))
+    out = ""
+    for token in tokens:
+        if token.startswith("##"):
+            out += token[2:]
+            continue
+        last = out[-1] if out else " "
+        wide = ord(last) > 0x2000 and is_punctuation(last)  # full-width punctuation: "。", "，", "》"
+        glued = not out or is_cjk(ord(last)) or wide or last in "([{" or is_cjk(ord(token[0])) or \
+            (len(token) == 1 and is_punctuation(token) and token not in "([{")
+        out += token if glued else " " + token
+    return out
+
+
+def pad_id_of(tokenizer: Tokenizer) -> int:
+    pad = tokenizer.pad_id
+    return 0 if pad is None else pad

@@ -1,0 +1,98 @@
+"""Nearest words by cosine similarity (UER-py's scripts/topn_words_indep.py and topn_words_dep.py).
+
+Context-independent: a word's row of the word embedding against every other row.
+Context-dependent: the last hidden state at the word's position in a sentence, against the hidden
+states at that position when each candidate word takes its place (one forward pass per candidate,
+batched).  The word itself is never listed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from uer_ds.tokenizers import Tokenizer
+from uer_ds.tools.common import batches
+
+
+@dataclass
+class Neighbours:
+    word: str
+    context: Optional[str]
+    found: list[tuple[str, float]]  # (word, cosine similarity), most similar first
+
+
+def _word_id(tokenizer: Tokenizer, word: str, where: str) -> int:
+    word_id = tokenizer.vocab.get(word)
+    if word_id is None:
+        raise ValueError(f"{where}: '{word}' is not a token of the vocabulary {tokenizer.vocab.source}")
+    return word_id
+
+
+def top_by_cosine(query: torch.Tensor, candidates: torch.Tensor, exclude: int, topn: int) -> list[tuple[int, float]]:
+    """Indices and similarities of the topn rows of candidates (N, H) nearest to query (H,)."""
+    sims = F.cosine_similarity(query.float().unsqueeze(0), candidates.float(), dim=-1)  # (N,)
+    sims[exclude] = float("-inf")
+    top = sims.topk(min(topn, len(sims) - 1))
+    return list(zip(top.indices.tolist(), top.values.tolist()))
+
+
+@torch.no_grad()
+def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[int, str]], topn: int = 10) -> list[Neighbours]:
+    table = model.embedding.word_embedding().weight  # (V, E)
+    out = []
+    for line_no, word in words:
+        word_id = _word_id(tokenizer, word, f"line {line_no}")
+        found = top_by_cosine(table[word_id], table, word_id, topn)
+        out.append(Neighbours(word, None, [(tokenizer.vocab.id_to_token[i], s) for i, s in found]))
+    return out
+
+
+@torch.no_grad()
+def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[int, str, str]], topn: int = 10,
+                      candidates: Optional[Sequence[str]] = None, batch_size: int = 64,
+                      seq_length: int = 128) -> list[Neighbours]:
+    """items: (line number, word, context).  candidates: words to try (default: the vocabulary without
+    its special tokens)."""
+    specials = {t for t in tokenizer.special_tokens.values() if t is not None}
+    words = list(candidates) if candidates is not None else [t for t in tokenizer.vocab.id_to_token if t not in specials]
+    cand_ids = torch.tensor([_word_id(tokenizer, w, "candidate vocabulary") for w in words])
+    cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
+    out = []
+    for line_no, word, context in items:
+        word_id = _word_id(tokenizer, word, f"line {line_no}")
+        ids = ([cls] if cls is not None else []) + tokenizer.encode(context)
+        ids = ids[: seq_length - 1] + ([sep] if sep is not None else [])
+        if word_id not in ids:
+            raise ValueError(f"line {line_no}: the word '{word}' is not a token of its context (as tokenized, "
+                             f"within {seq_length} tokens)")
+        position = ids.index(word_id)
+        src = torch.tensor([ids])
+        seg = torch.ones_like(src)
+        query = model.encode(src, seg)[0, position]  # (H,)
+        vectors = []
+        for chunk in tqdm(list(batches(cand_ids, batch_size)), desc=f"line {line_no}", disable=None):
+            batch = src.repeat(len(chunk), 1)
+            batch[:, position] = chunk
+            vectors.append(model.encode(batch, seg.repeat(len(chunk), 1))[:, position])
+        exclude = words.index(word) if word in words else -1
+        sims = F.cosine_similarity(query.float().unsqueeze(0), torch.cat(vectors).float(), dim=-1)
+        if exclude >= 0:
+            sims[exclude] = float("-inf")
+        top = sims.topk(min(topn, len(words) - (exclude >= 0)))
+        out.append(Neighbours(word, context, [(words[i], s) for i, s in zip(top.indices.tolist(), top.values.tolist())]))
+    return out
+
+
+def format_neighbours(results: list[Neighbours]) -> str:
+    lines = []
+    for r in results:
+        if r.context is not None:
+            lines.append(f"Original sentence: {r.context}")
+        lines.append(f"Target word: {r.word}")
+        lines += [f"{w}\t{s:.4f}" for w, s in r.found]
+        lines.append("")
+    return "\n".join(lines) + "\n"
