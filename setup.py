@@ -30,12 +30,12 @@ setup(
         "numpy>=1.24",
         "tensorboard>=2.14",
         "tqdm>=4.60",
+        "tokenizers>=0.15",  # uer-ds build-vocab --kind wordpiece
     ],
     extras_require={
         "test": [
             "pytest>=7",
             "transformers>=4.40",
-            "tokenizers>=0.15",
             "seqeval>=1.2",
             "hypothesis>=6",
         ],

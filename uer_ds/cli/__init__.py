@@ -15,7 +15,14 @@ from typing import Optional, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
-    "convert": ("uer_ds.cli.convert", "convert checkpoints (Hugging Face -> uer_ds)"),
+    "convert": ("uer_ds.cli.convert", "convert checkpoints: hf | uer | tencentpretrain | uer_ds -> hf | uer | uer_ds"),
+    "average": ("uer_ds.cli.average", "average several checkpoints of one model"),
+    "cloze": ("uer_ds.cli.cloze", "mask a position of each line, list the MLM's top-n tokens"),
+    "extract-features": ("uer_ds.cli.extract_features", "last-layer or pooled vectors per line -> .npy / .pt"),
+    "generate": ("uer_ds.cli.generate", "continue text with a GPT-style model (greedy, top-k, top-p; KV cache)"),
+    "nearest-words": ("uer_ds.cli.nearest_words", "nearest words by cosine, from embeddings or hidden states"),
+    "build-vocab": ("uer_ds.cli.build_vocab", "build a vocabulary (WordPiece, SentencePiece, char, space)"),
+    "diff-vocab": ("uer_ds.cli.diff_vocab", "compare two vocabularies"),
     "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
