@@ -75,6 +75,45 @@ def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[Model
     return ModelConfig.from_json(tag_dir / CONFIG), json.loads(meta_path.read_text(encoding="utf-8")), tag_dir
 
 
+def rng_state() -> dict:
+    """This process's random generators, as plain containers and tensors (loadable with weights_only)."""
+    import random
+
+    import numpy as np
+
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def save_rng_state(tag_dir: Path, rank: int) -> None:
+    tag_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(rng_state(), tag_dir / f"rng_state_{rank}.pt")
+
+
+def load_rng_state(tag_dir: Path, rank: int) -> bool:
+    """Restore what save_rng_state wrote for this rank (dropout then continues as if uninterrupted)."""
+    import random
+
+    import numpy as np
+
+    path = tag_dir / f"rng_state_{rank}.pt"
+    if not path.is_file():
+        return False
+    state = torch.load(path, weights_only=True)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    return True
+
+
 # ---- export -------------------------------------------------------------------------------------
 def _pipeline_state(tag_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     from uer_ds.engine.pipeline import _to_model_key

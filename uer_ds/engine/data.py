@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import torch
 from torch.utils.data import DataLoader
 
 from uer_ds.config import TrainConfig
@@ -17,7 +18,7 @@ def batch_iterator(dataset, train: TrainConfig, dp_rank: int, dp_size: int, star
     micro-batch after a resume equals the one an uninterrupted run would have drawn.  Skipping works on
     indices only; no skipped instance is built.
     """
-    from uer_ds.data import ShardedSampler, collate
+    from uer_ds.data import ShardedSampler
 
     skip = start_step * train.accumulation_steps  # micro-batches this rank already consumed
     epoch = 0
@@ -36,7 +37,10 @@ def batch_iterator(dataset, train: TrainConfig, dp_rank: int, dp_size: int, star
             continue
         indices = indices[skip * train.batch_size: per_epoch * train.batch_size]
         skip = 0
-        loader = DataLoader(dataset, batch_size=train.batch_size, sampler=indices, collate_fn=collate,
-                            num_workers=num_workers, drop_last=True)
+        # its own generator: creating a loader must not draw from the global RNG that dropout uses,
+        # or a resumed run (which creates one mid-epoch) would drift from an uninterrupted one
+        generator = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
+        loader = DataLoader(dataset, batch_size=train.batch_size, sampler=indices, collate_fn=dataset.collate,
+                            num_workers=num_workers, drop_last=True, generator=generator)
         yield from loader
         epoch += 1

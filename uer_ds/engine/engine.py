@@ -37,12 +37,12 @@ class StepStats:
     parts: dict[str, list[float]] = field(default_factory=dict)  # name -> [loss_sum, count, correct, denom]
 
     def add(self, result: TargetResult, names: tuple[str, ...]) -> None:
-        self.loss_sum += float(result.loss)
+        self.loss_sum += float(result.loss.detach())
         self.loss_count += 1
         parts = result.parts or {names[0]: result}
         for name, part in parts.items():
             acc = self.parts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-            acc[0] += float(part.loss)
+            acc[0] += float(part.loss.detach())
             acc[1] += 1
             acc[2] += float(part.correct)
             acc[3] += float(part.denominator)
@@ -54,8 +54,9 @@ def count_batch(stats: StepStats, batch: dict) -> None:
 
 
 def _check_finite(result: TargetResult, step: int) -> None:
-    if not math.isfinite(float(result.loss)):
-        raise FloatingPointError(f"loss is {float(result.loss)} at step {step} on rank {dist.rank()}: training "
+    loss = float(result.loss.detach())
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} at step {step} on rank {dist.rank()}: training "
                                  "stopped. Lower --learning_rate, raise --warmup, or use bf16 instead of fp16")
 
 
@@ -128,6 +129,8 @@ class Engine:
 
     @property
     def loss_scale(self) -> Optional[float]:
+        if precision(self.ds_config) != "fp16":
+            return None
         scale = getattr(self.ds.optimizer, "cur_scale", None)
         return None if scale is None else float(scale)
 
@@ -147,6 +150,8 @@ class Engine:
         """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic)."""
         tag = ckpt.tag_for(step)
         self.ds.save_checkpoint(directory, tag=tag, client_state={"uer_ds": state}, save_latest=False)
+        ckpt.save_rng_state(Path(directory) / tag, dist.rank())
+        dist.barrier()
         if dist.is_rank0():
             ckpt.write_metadata(Path(directory) / tag, self.model_config, dict(state, ds_config=self.ds_config))
             ckpt.write_latest(directory, tag)
@@ -160,6 +165,7 @@ class Engine:
                                                load_lr_scheduler_states=True)
         if path is None:
             raise FileNotFoundError(f"{directory}: DeepSpeed could not load checkpoint '{tag}'")
+        ckpt.load_rng_state(Path(directory) / tag, dist.rank())
         return client.get("uer_ds", {})
 
 
