@@ -270,12 +270,12 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm
         last = start_n + BLOCK_N - 1 - (Tk - Tq)  # queries >= last see every key of the block
         mid = tl.minimum(tl.maximum(tl.maximum(last, 0) + BLOCK_M - 1, lo) // BLOCK_M * BLOCK_M, hi)
         mid = tl.maximum(mid, lo)
-    if HAS_KPM:
+    if HAS_KPM:  # a key block that is all padding has dK = dV = 0: visit no query block
         kv_lo = tl.load(KV_LO + b)
         kv_hi = tl.load(KV_HI + b)
-        if (start_n + BLOCK_N <= kv_lo) | (start_n >= kv_hi):  # the whole key block is padding: dK = dV = 0
-            hi = lo
-            mid = lo
+        padding_only = (start_n + BLOCK_N <= kv_lo) | (start_n >= kv_hi)
+        hi = tl.where(padding_only, lo, hi)
+        mid = tl.where(padding_only, lo, mid)
     if CAUSAL:
         dk, dv = _attn_bwd_dkdv_inner(dk, dv, k, v, Q_bh, DO_bh, LSE_bh, DELTA_bh, KPM_row, stride_qt, stride_dot,
                                       offs_n, offs_d, lo, mid, qk_scale, seed, bh, dropout_p, Tq, Tk, BLOCK_M,
@@ -388,7 +388,10 @@ def _dropout_keep_kernel(KEEP, seed, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, B
 
 # ---- launchers -----------------------------------------------------------------------------------
 # Block sizes.  GPU: FlashAttention-2's usual tiles (128 queries x 64 keys in the forward, 64 x 64 in
-# the backward, which holds five tiles at once); not yet tuned on a GPU (see `uer-ds bench kernels`).
+# the backward, which holds five tiles at once); fp32 (a test dtype, not a speed target) takes
+# smaller tiles.  Not yet tuned on a GPU (see `uer-ds bench kernels`).  `python -m
+# uer_ds.kernels.compile_check` compiles every variant for sm_90 without a GPU: shared memory at most
+# 64 KB for 16-bit inputs, 68 KB for fp32.
 # Interpreter: small, unequal tiles, so that the tests' short sequences (17, 130) cross several
 # blocks, leave ragged tails, and exercise the causal split with BLOCK_M != BLOCK_N.
 _GPU_FWD = {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)}
@@ -396,11 +399,18 @@ _GPU_BWD = {16: (64, 64, 4, 2), 32: (64, 64, 4, 2), 64: (64, 64, 4, 2), 128: (64
 _INTERPRET_BLOCKS = (32, 16)  # (BLOCK_M, BLOCK_N)
 
 
-def _tiles(d: int, device: torch.device, backward: bool) -> tuple[int, int, dict]:
-    if device.type != "cuda":
-        return _INTERPRET_BLOCKS[0], _INTERPRET_BLOCKS[1], {}
+def _gpu_tiles(d: int, fp32: bool, backward: bool) -> tuple[int, int, dict]:
     block_m, block_n, warps, stages = (_GPU_BWD if backward else _GPU_FWD)[d]
+    if fp32:
+        block_m, block_n, stages = (32, 32, 2) if d == 128 else (64, 32, 2)
     return block_m, block_n, {"num_warps": warps, "num_stages": stages}
+
+
+def _tiles(d: int, q: torch.Tensor, backward: bool) -> tuple[int, int, dict]:
+    """(BLOCK_M, BLOCK_N, launch options) for head dim d and q's device and dtype."""
+    if q.device.type != "cuda":
+        return _INTERPRET_BLOCKS[0], _INTERPRET_BLOCKS[1], {}
+    return _gpu_tiles(d, q.dtype == torch.float32, backward)
 
 
 def _heads(t: torch.Tensor) -> torch.Tensor:
@@ -474,7 +484,7 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad
     if tk == 0:
         return o.zero_(), lse.fill_(float("inf"))
     masks = _Masks(key_padding_mask, q, tk)
-    block_m, block_n, launch = _tiles(d, device, backward=False)
+    block_m, block_n, launch = _tiles(d, q, backward=False)
     with cuda_device_guard(device):
         _attn_fwd_kernel[(triton.cdiv(tq, block_m), b * h)](
             q, k, v, o, lse, masks.pad, masks.lo, masks.hi, softmax_scale * LOG2E, seed, dropout_p,
@@ -497,7 +507,7 @@ def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     if q.numel() == 0 or tk == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     masks = _Masks(key_padding_mask, q, tk)
-    block_m, block_n, launch = _tiles(d, device, backward=True)
+    block_m, block_n, launch = _tiles(d, q, backward=True)
     flags = _flags(q, tq, tk, block_m, block_n, masks, causal, dropout_p)
     delta = torch.empty((b * h, tq), dtype=torch.float32, device=device)
     strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),

@@ -98,9 +98,13 @@ def _launch(n: int, device: torch.device) -> tuple[int, int, dict]:
     block_n = triton.next_power_of_2(n)
     if device.type != "cuda":
         return INTERPRET_ROWS, block_n, {}
-    # GPU: one row per program; Liger-Kernel's and Triton's tutorial warp counts, so each thread
-    # holds at most ~16-32 fp32 values of the row
-    return 1, block_n, {"num_warps": 16 if block_n >= 8192 else 8 if block_n >= 2048 else 4}
+    return 1, block_n, _gpu_launch(block_n)
+
+
+def _gpu_launch(block_n: int) -> dict:
+    # one row per program; Liger-Kernel's and Triton's tutorial warp counts, so each thread holds at
+    # most ~16-32 fp32 values of the row
+    return {"num_warps": 16 if block_n >= 8192 else 8 if block_n >= 2048 else 4}
 
 
 def _rows(t: torch.Tensor, n: int) -> torch.Tensor:

@@ -43,3 +43,16 @@ def leaf(shape, dtype, generator, scale: float = 1.0, shift: float = 0.0) -> tor
 def as_double(*tensors):
     """float64 CPU leaves with the same values (the reference side of a comparison)."""
     return [t.detach().double().cpu().requires_grad_() for t in tensors]
+
+
+def assert_no_worse_than_torch(actual: torch.Tensor, exact: torch.Tensor, torch_same_dtype: torch.Tensor,
+                               what: str, factor: float = 2.0) -> float:
+    """GPU rule at real sizes (FlashAttention's own test rule): the kernel's max error against the float64
+    result is at most `factor` x PyTorch's own error in the same dtype, plus the table's atol."""
+    atol, _ = TOLERANCES[actual.dtype]
+    exact = exact.detach().double()
+    ours = (actual.detach().double() - exact).abs().max().item()
+    theirs = (torch_same_dtype.detach().double() - exact).abs().max().item()
+    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
+    assert ours <= factor * theirs + atol, f"{what}: max error {ours:.3g} > {factor} x torch's {theirs:.3g} + {atol}"
+    return ours
