@@ -38,7 +38,9 @@ setup(
             "transformers>=4.40",
             "seqeval>=1.2",
             "hypothesis>=6",
+            "matplotlib>=3.7",
         ],
+        "bench": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

@@ -9,6 +9,8 @@ import argparse
 import importlib
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
+    "kernels": ("uer_ds.kernels.bench", "Triton LayerNorm GB/s and attention TFLOP/s vs torch eager, torch.compile, "
+                                        "SDPA (GPU; --interpret: CPU smoke run)"),
     "preprocess": ("uer_ds.data.bench", "preprocessing MB/s, tokens/s, bytes/token vs HF tokenizers and pure Python"),
 }
 
