@@ -610,7 +610,8 @@ static PyObject *raise_rc(Ctx *c, int rc, Py_ssize_t base, Py_ssize_t err, const
     if (rc == -1 || c->oom) return PyErr_NoMemory();
     if (rc == -3) {
         char hex[16] = {0};
-        Py_ssize_t k = n - err < 4 ? n - err : 4;
+        Py_ssize_t k = 0; /* up to 4 bytes from the bad one, within the line */
+        while (k < 4 && err + k < n && (k == 0 || s[err + k] != '\n')) k++;
         for (Py_ssize_t j = 0; j < k; j++) snprintf(hex + 3 * j, 4, "%02x ", s[err + j]);
         if (k > 0) hex[3 * k - 1] = 0;
         PyObject *args = Py_BuildValue("(snz)", "invalid UTF-8", base + err, hex);
