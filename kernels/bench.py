@@ -203,7 +203,7 @@ def _table(rows: list[dict], keys: list[str], unit: str, providers: list[str], b
     for key, speeds in groups.items():
         ours, ref = speeds.get("triton"), speeds.get(base)
         cells = [str(v) for v in key] + [_fmt(speeds.get(p)) for p in present]
-        cells.append(f"{ours / ref:.2f}x" if ours is not None and ref else "n/a")
+        cells.append(f"{ours / ref:.3g}x" if ours is not None and ref else "n/a")
         if peak:
             cells.append(f"{100 * ours * 1e9 / peak:.0f}%" if ours is not None else "n/a")
         lines.append(cells)
