@@ -267,3 +267,21 @@ def test_pickled_code_is_refused_and_garbage_named(tmp_path):
     with pytest.raises(ValueError, match=r"not a UER-py/TencentPretrain transformer checkpoint"):
         convert("uer", "uer_ds", tmp_path / "other.bin", tmp_path / "out", "bert", tmp_path / "c.json")
     assert not (tmp_path / "out").exists()
+
+
+def test_tools_load_every_source_alike(tmp_path):
+    """load_any_model (the tools' --load_model_path): a UER .bin + config, an HF directory and a uer_ds
+    directory of one model give one output."""
+    from uer_ds.convert import load_any_model
+
+    hf, state, config = hf_model("bert")
+    path, config_path = write_uer(tmp_path, state, config)
+    hf.save_pretrained(tmp_path / "hf")
+    convert("hf", "uer_ds", tmp_path / "hf", tmp_path / "ours", "bert")
+    b = batch("bert")
+    outputs = [our_outputs(load_any_model(p, c), b) for p, c in ((path, config_path), (tmp_path / "hf", None),
+                                                                 (tmp_path / "ours", None))]
+    for other in outputs[1:]:
+        compare_valid(other, outputs[0], b["valid"])
+    with pytest.raises(ValueError, match="--from uer needs --config_path"):
+        load_any_model(path)

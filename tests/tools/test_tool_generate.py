@@ -138,3 +138,36 @@ def test_generate_command(tmp_path, capsys):
     assert main(["generate", "--load_model_path", str(tmp_path / "b" / "ours"), "--vocab_path", str(VOCAB),
                  "--test_path", str(tmp_path / "prompts.txt")]) == 1
     assert "this tool needs its 'lm' head" in capsys.readouterr().err
+
+
+def test_kv_cache_through_the_triton_attention_kernel():
+    """The cache hands the kernel slot strided (B, nh, T_past + 1, hs) views with Tq = 1 < Tk; the Triton
+    kernel (interpreted on CPU) must give the reference's full-sequence result."""
+    pytest.importorskip("triton")
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from uer_ds.config import ModelConfig
+from uer_ds.models import build_model
+cfg = ModelConfig.from_json('gpt2/small', {'vocab_size': 50, 'layers_num': 2, 'hidden_size': 32, 'emb_size': 32,
+                             'heads_num': 2, 'feedforward_size': 64, 'max_seq_length': 40, 'kernels': 'triton'})
+torch.manual_seed(0)
+model = build_model(cfg).eval()
+reference = build_model(cfg.replace(kernels='torch')).eval()
+reference.load_state_dict(model.state_dict())
+ids = torch.randint(0, 50, (1, 12))
+seg = torch.ones_like(ids)
+with torch.no_grad():
+    full = reference.encode(ids, seg)
+    cache = model.encoder.new_cache()
+    outs = [model.encoder(model.embedding(ids[:, :5], seg[:, :5]), seg[:, :5], cache=cache)]
+    for t in range(5, 12):
+        outs.append(model.encoder(model.embedding(ids[:, :t + 1], seg[:, :t + 1])[:, -1:], seg[:, t:t + 1], cache=cache))
+torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-5, atol=1e-5)
+print('ok')
+"""
+    env = dict(__import__("os").environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
