@@ -7,8 +7,9 @@ import os
 from uer_ds.cli.common import add_tokenizer_arguments, tokenizer_from_args
 from uer_ds.data.registry import DATA_PROCESSORS
 
+
 def _defaults():
-    from uer_ds.data.preprocess import PreprocessOptions
+    from uer_ds.data.preprocessing import PreprocessOptions
 
     return PreprocessOptions()
 
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from uer_ds.data.mmap_dataset import dataset_prefix
-    from uer_ds.data.preprocess import PreprocessOptions, preprocess
+    from uer_ds.data.preprocessing import PreprocessOptions, preprocess
 
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
