@@ -57,7 +57,8 @@ def test_hf_in_and_back(case, tmp_path):
     compare(our_outputs(ours, b), hf_outputs(hf, b), valid)
 
     convert("uer_ds", "hf", tmp_path / "ours", tmp_path / "back", family)
-    original, back = load_file(tmp_path / "hf" / "model.safetensors"), load_file(tmp_path / "back" / "model.safetensors")
+    original = load_file(tmp_path / "hf" / "model.safetensors")
+    back = load_file(tmp_path / "back" / "model.safetensors")
     assert sorted(back) == sorted(original)
     assert all(torch.equal(back[k], original[k]) for k in original), [k for k in original
                                                                      if not torch.equal(back[k], original[k])]

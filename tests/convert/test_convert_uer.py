@@ -92,7 +92,8 @@ def uer_gpt2(hf_state, layers=2, width=32):
         s[f"{u}.feed_forward.linear_2.weight"] = h[f"{g}.mlp.c_proj.weight"].t()
         s[f"{u}.feed_forward.linear_2.bias"] = h[f"{g}.mlp.c_proj.bias"]
         s[f"{u}.layer_norm_2.gamma"], s[f"{u}.layer_norm_2.beta"] = h[f"{g}.ln_2.weight"], h[f"{g}.ln_2.bias"]
-    s["encoder.layer_norm.gamma"], s["encoder.layer_norm.beta"] = h["transformer.ln_f.weight"], h["transformer.ln_f.bias"]
+    s["encoder.layer_norm.gamma"] = h["transformer.ln_f.weight"]
+    s["encoder.layer_norm.beta"] = h["transformer.ln_f.bias"]
     s["target.lm.output_layer.weight"] = h["transformer.wte.weight"]  # tied: saved under both names
     return s
 
@@ -124,7 +125,8 @@ def uer_albert(hf_state):
     s["target.sp.linear_1.weight"], s["target.sp.linear_1.bias"] = h["albert.pooler.weight"], h["albert.pooler.bias"]
     s["target.sp.linear_2.weight"] = h["sop_classifier.classifier.weight"]
     s["target.sp.linear_2.bias"] = h["sop_classifier.classifier.bias"]
-    s["target.mlm.linear_1.weight"], s["target.mlm.linear_1.bias"] = h["predictions.dense.weight"], h["predictions.dense.bias"]
+    s["target.mlm.linear_1.weight"] = h["predictions.dense.weight"]
+    s["target.mlm.linear_1.bias"] = h["predictions.dense.bias"]
     s["target.mlm.layer_norm.gamma"] = h["predictions.LayerNorm.weight"]
     s["target.mlm.layer_norm.beta"] = h["predictions.LayerNorm.bias"]
     s["target.mlm.linear_2.weight"] = h["albert.embeddings.word_embeddings.weight"]  # untied in UER's config

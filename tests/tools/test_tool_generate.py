@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tool_cases import TOL, VOCAB, make, transformers
+from tool_cases import TOL, VOCAB, make
 
 from uer_ds.cli import main
 from uer_ds.config import ModelConfig
@@ -164,7 +164,8 @@ with torch.no_grad():
     cache = model.encoder.new_cache()
     outs = [model.encoder(model.embedding(ids[:, :5], seg[:, :5]), seg[:, :5], cache=cache)]
     for t in range(5, 12):
-        outs.append(model.encoder(model.embedding(ids[:, :t + 1], seg[:, :t + 1])[:, -1:], seg[:, t:t + 1], cache=cache))
+        emb = model.embedding(ids[:, :t + 1], seg[:, :t + 1])[:, -1:]
+        outs.append(model.encoder(emb, seg[:, t:t + 1], cache=cache))
 torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-5, atol=1e-5)
 print('ok')
 """

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         for n, text in lines:
             fields = text.split("\t")
             if len(fields) != 2:
-                raise ValueError(f"{args.test_path}: line {n}: expected 'word<TAB>sentence', got {len(fields)} field(s)")
+                raise ValueError(f"{args.test_path}: line {n}: expected 'word<TAB>sentence', "
+                                 f"got {len(fields)} field(s)")
             items.append((n, fields[0].strip(), fields[1].strip()))
         candidates = Vocab.load(args.cand_vocab_path).id_to_token if args.cand_vocab_path else None
         results = nearest_dependent(model, tokenizer, items, args.topn, candidates, args.batch_size, args.seq_length)

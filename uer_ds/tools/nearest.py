@@ -58,7 +58,9 @@ def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[int, str, s
     """items: (line number, word, context).  candidates: words to try (default: the vocabulary without
     its special tokens)."""
     specials = {t for t in tokenizer.special_tokens.values() if t is not None}
-    words = list(candidates) if candidates is not None else [t for t in tokenizer.vocab.id_to_token if t not in specials]
+    if candidates is None:
+        candidates = [t for t in tokenizer.vocab.id_to_token if t not in specials]
+    words = list(candidates)
     cand_ids = torch.tensor([_word_id(tokenizer, w, "candidate vocabulary") for w in words])
     cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
     out = []
@@ -83,7 +85,8 @@ def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[int, str, s
         if exclude >= 0:
             sims[exclude] = float("-inf")
         top = sims.topk(min(topn, len(words) - (exclude >= 0)))
-        out.append(Neighbours(word, context, [(words[i], s) for i, s in zip(top.indices.tolist(), top.values.tolist())]))
+        found = [(words[i], s) for i, s in zip(top.indices.tolist(), top.values.tolist())]
+        out.append(Neighbours(word, context, found))
     return out
 
 
