@@ -140,6 +140,19 @@ def test_dropout_reproducible_from_torch_seed():
     assert not torch.equal(kernels.attention(q, k, v, dropout_p=0.4), kernels.attention(q, k, v, dropout_p=0.4))
 
 
+def test_dropout_survives_activation_checkpointing():
+    """torch.utils.checkpoint replays the forward with the saved RNG state: the same seed, the same mask."""
+    from torch.utils.checkpoint import checkpoint
+
+    q, k, v, do = _inputs(1, 2, 20, 20, 16, torch.float32)
+    torch.manual_seed(8)
+    plain = torch.autograd.grad(kernels.attention(q, k, v, dropout_p=0.3), (q, k, v), do)
+    torch.manual_seed(8)
+    out = checkpoint(lambda a, b, c: kernels.attention(a, b, c, dropout_p=0.3), q, k, v, use_reentrant=False)
+    replayed = torch.autograd.grad(out, (q, k, v), do)
+    assert all(torch.equal(a, b) for a, b in zip(plain, replayed))
+
+
 def test_module_drops_only_in_training():
     q, k, v, _ = _inputs(1, 1, 16, 16, 16, torch.float32)
     attn = FlashAttention(dropout_p=0.5).eval()
