@@ -1,38 +1,34 @@
 #!/usr/bin/env bash
-# README command 1: set up .venv, then the quickstart on the shipped corpus.
-# (At this stage: build a tiny BERT from its config, tokenize the corpus, one forward pass, MLM loss.)
+# README command 1: set up .venv, then the quickstart on the shipped corpus (CPU is enough):
+#   preprocess -> pre-train a tiny BERT with DeepSpeed ZeRO-2, stopping half-way -> resume to the end.
+# Outputs go to out/quickstart/ (removed and rewritten on each run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/launch/setup"
 cd "$root"
-export PATH="$root/.venv/bin:$PATH"
+export PATH="$root/.venv/bin:$PATH" DS_ACCELERATOR="${DS_ACCELERATOR:-cpu}" \
+       TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$root/.torch_extensions}"
+out=out/quickstart
+rm -rf "$out"
+mkdir -p "$out"
+quiet() { grep -v -e '^\[20' -e 'UserWarning' -e 'warnings.warn' || true; }  # DeepSpeed's INFO lines
 
-uer-ds model summary --config_path bert/tiny --vocab_path corpora/vocab.txt
+echo "== 1. preprocess: corpus -> $out/dataset.{bin,idx,json}"
+uer-ds preprocess --corpus_path corpora/reviews_bert.txt --vocab_path corpora/vocab.txt \
+  --dataset_path "$out/dataset" --target bert --seq_length 128 --processes_num 2
 
-python - <<'PY'
-import math, torch
-from uer_ds.config import ModelConfig
-from uer_ds.models import IGNORE_INDEX, build_model
-from uer_ds.tokenizers import build_tokenizer
-
-torch.manual_seed(0)
-tok = build_tokenizer("bert", vocab_path="corpora/vocab.txt")
-cfg = ModelConfig.from_json("bert/tiny", {"vocab_size": tok.vocab_size, "target": ["mlm"], "data_processor": "mlm"})
-model = build_model(cfg).eval()
-lines = open("corpora/reviews.txt", encoding="utf-8").read().splitlines()[:32]
-seq = 128
-src = torch.full((len(lines), seq), tok.pad_id)
-seg = torch.zeros_like(src)
-for i, line in enumerate(lines):
-    ids = [tok.cls_id] + tok.encode(line)[: seq - 2] + [tok.sep_id]
-    src[i, : len(ids)] = torch.tensor(ids)
-    seg[i, : len(ids)] = 1
-picked = (torch.rand(src.shape) < 0.15) & (seg > 0) & (src != tok.cls_id) & (src != tok.sep_id)
-tgt = torch.where(picked, src, IGNORE_INDEX)
-src = torch.where(picked, tok.mask_id, src)
-with torch.no_grad():
-    result = model(src, tgt, seg)
-print(f"tokenized {len(lines)} documents, {int((seg > 0).sum())} tokens; masked {int(result.denominator)}")
-print(f"MLM loss of the untrained tiny BERT: {result.loss.item():.4f} "
-      f"(ln vocab_size = {math.log(tok.vocab_size):.4f}), accuracy {result.accuracy:.4f}")
+pretrain=(uer-ds pretrain --dataset_path "$out/dataset" --vocab_path corpora/vocab.txt --config_path bert/tiny
+          --deepspeed_config zero2 --output_model_path "$out/pretrain" --total_steps 200 --batch_size 16
+          --learning_rate 1e-3 --warmup 0.1 --report_steps 50 --save_checkpoint_steps 100
+          --metrics_path "$out/pretrain_metrics.jsonl" --no_progress)
+echo "== 2. pre-train a tiny BERT (MLM + NSP) with ZeRO-2, stopping after step 100 of 200"
+"${pretrain[@]}" --stop_after_steps 100 2>&1 | quiet
+echo "== 3. resume from the step-100 checkpoint and finish"
+"${pretrain[@]}" --resume 2>&1 | quiet
+python - "$out/pretrain_metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+for r in rows:
+    print(f"step {r['step']:>4}  loss {r['loss']:.3f}  mlm acc {r['mlm_acc']:.3f}  nsp acc {r['sp_acc']:.3f}  "
+          f"{r['tokens_per_s']:,.0f} tokens/s")
 PY

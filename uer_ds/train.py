@@ -122,17 +122,19 @@ class Reporter:
 
 def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start_step: int,
           reporter: Reporter, save: Callable[[int], None],
-          on_step: Optional[Callable[[int], None]] = None) -> dict:
-    """Steps start_step+1 .. total_steps; each step takes accumulation_steps micro-batches.
-    Reports every report_steps, saves every save_checkpoint_steps and at the end."""
+          on_step: Optional[Callable[[int], None]] = None, stop_after: Optional[int] = None) -> dict:
+    """Steps start_step+1 .. total_steps (or .. stop_after, for job time limits: the schedule still
+    follows total_steps); each step takes accumulation_steps micro-batches.  Reports every
+    report_steps, saves every save_checkpoint_steps and at the last step run."""
+    last = min(train_cfg.total_steps, stop_after or train_cfg.total_steps)
     record: dict = {}
     try:
-        for step in range(start_step + 1, train_cfg.total_steps + 1):
+        for step in range(start_step + 1, last + 1):
             micro = [next(batches) for _ in range(train_cfg.accumulation_steps)]
             reporter.update(engine.train_step(micro, step))
-            if step % train_cfg.report_steps == 0 or step == train_cfg.total_steps:
+            if step % train_cfg.report_steps == 0 or step == last:
                 record = reporter.report(step, engine)
-            if step % train_cfg.save_checkpoint_steps == 0 or step == train_cfg.total_steps:
+            if step % train_cfg.save_checkpoint_steps == 0 or step == last:
                 save(step)
             if on_step is not None:
                 on_step(step)

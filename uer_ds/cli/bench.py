@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "kernels": ("uer_ds.kernels.bench", "Triton LayerNorm GB/s and attention TFLOP/s vs torch eager, torch.compile, "
                                         "SDPA (GPU; --interpret: CPU smoke run)"),
     "preprocess": ("uer_ds.data.bench", "preprocessing MB/s, tokens/s, bytes/token vs HF tokenizers and pure Python"),
+    "pretrain": ("uer_ds.engine.bench", "training tokens/s and peak memory for a model config and ds_config"),
 }
 
 

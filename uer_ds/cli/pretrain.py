@@ -26,6 +26,9 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output_model_path", required=True,
                        help="checkpoint directory: global_step<N>/ tags, 'latest', and the final model in model/")
     group.add_argument("--resume", action="store_true", help="continue from output_model_path's latest checkpoint")
+    group.add_argument("--stop_after_steps", type=int,
+                       help="end this run after step N with a checkpoint (job time limits; resume with --resume); "
+                            "the schedule still follows --total_steps")
     group.add_argument("--metrics_path", help="write one JSON line per report step (rank 0)")
     group.add_argument("--tensorboard_dir", help="TensorBoard log directory (default: <output_model_path>/tensorboard)")
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -83,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from uer_ds.train import Reporter, train
 
     train_cfg = train_config_from_args(args)
+    if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
+        raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
+                         f"({train_cfg.total_steps})]")
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
     cfg = _model_config(args, dataset.meta)
     _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
@@ -125,7 +131,16 @@ def run(args: argparse.Namespace) -> int:
                                          data_position={"micro_batches_per_rank": step * train_cfg.accumulation_steps,
                                                         "batch_size": train_cfg.batch_size}))
 
-    record = train(engine, batches, train_cfg, start_step, reporter, save)
+    if args.stop_after_steps is not None and args.stop_after_steps <= start_step:
+        raise ValueError(f"--stop_after_steps {args.stop_after_steps}: the checkpoint in {out} is already at "
+                         f"step {start_step}")
+    record = train(engine, batches, train_cfg, start_step, reporter, save, stop_after=args.stop_after_steps)
+    last = args.stop_after_steps or train_cfg.total_steps
+    if last < train_cfg.total_steps:
+        if dist.is_rank0():
+            print(f"stopped after step {last} of {train_cfg.total_steps}: {json.dumps(record)}\n"
+                  f"checkpoint in {out}; continue with the same command and --resume", flush=True)
+        return 0
     if dist.is_rank0():
         final_cfg, state = ckpt.export_state(out)
         model = model_from_state(final_cfg, state, str(out))
