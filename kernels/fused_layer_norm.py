@@ -211,8 +211,12 @@ def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
     """y = LayerNorm(x + residual) over the last dim; x, residual: (..., N) with N <= 8192; weight, bias: (N,).
 
     The signature and contract of `uer_ds.kernels.reference.layer_norm`; differentiable in x, weight,
-    bias and residual.  weight/bias None mean 1/0 (no gradient), as in F.layer_norm.
+    bias and residual.  weight/bias None mean 1/0 (no gradient), as in F.layer_norm.  x and residual
+    of different dtypes are promoted to a common one first, like the reference's x + residual.
     """
+    if residual is not None and residual.dtype != x.dtype:  # e.g. under autocast: add as the reference does
+        common = torch.promote_types(x.dtype, residual.dtype)
+        x, residual = x.to(common), residual.to(common)
     n = x.shape[-1]
     if weight is None:
         weight = torch.ones(n, dtype=x.dtype, device=x.device)

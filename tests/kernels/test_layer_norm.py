@@ -81,6 +81,21 @@ def test_mixed_precision_weights_and_strided_input():
     assert_matches(w.grad, wd.grad, "dweight", dtype=torch.bfloat16)
 
 
+def test_residual_of_another_dtype_is_promoted_like_the_reference():
+    """Under autocast a bf16 sublayer output meets an fp32 residual: x + residual promotes, then LN."""
+    g = torch.Generator().manual_seed(5)
+    x, r = leaf((4, 64), torch.bfloat16, g), leaf((4, 64), torch.float32, g)
+    w, b = leaf((64,), torch.float32, g, shift=1.0), leaf((64,), torch.float32, g)
+    y = kernels.layer_norm(x, w, b, 1e-6, residual=r)
+    y.sum().backward()
+    xd, rd, wd, bd = as_double(x, r, w, b)
+    reference.layer_norm(xd, wd, bd, 1e-6, residual=rd).sum().backward()
+    assert y.dtype == torch.float32 and x.grad.dtype == torch.bfloat16 and r.grad.dtype == torch.float32
+    assert_matches(y, reference.layer_norm(*as_double(x, w, b), 1e-6, residual=rd.detach()), "y")
+    assert_matches(x.grad, xd.grad, "dx")
+    assert_matches(r.grad, rd.grad, "dresidual")
+
+
 def test_weight_and_bias_may_be_none():
     g = torch.Generator().manual_seed(4)
     x = leaf((3, 40), torch.float32, g)
