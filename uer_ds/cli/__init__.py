@@ -24,10 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-vocab": ("uer_ds.cli.build_vocab", "build a vocabulary (WordPiece, SentencePiece, char, space)"),
     "diff-vocab": ("uer_ds.cli.diff_vocab", "compare two vocabularies"),
     "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
+    "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
     "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
-    "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
 }
 
 
@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parsed = parser.parse_args(rest)
     try:
         return int(module.run(parsed) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError) as err:
         if os.environ.get("UER_DS_DEBUG") == "1":
             raise
         print(f"uer-ds {name}: error: {err}", file=sys.stderr)
