@@ -204,8 +204,7 @@ static void hash_free(Hash *h) {
     h->blob = NULL;
 }
 
-static inline int32_t hash_get(const Hash *h, const char *key, size_t n) {
-    uint64_t hv = hash_bytes(key, n);
+static inline int32_t hash_get_h(const Hash *h, const char *key, size_t n, uint64_t hv) {
     size_t i = hv & h->mask;
     for (;;) {
         const Slot *s = &h->slots[i];
@@ -213,6 +212,10 @@ static inline int32_t hash_get(const Hash *h, const char *key, size_t n) {
         if (s->hash == hv && s->len == n && memcmp(h->blob + s->off, key, n) == 0) return s->id;
         i = (i + 1) & h->mask;
     }
+}
+
+static inline int32_t hash_get(const Hash *h, const char *key, size_t n) {
+    return hash_get_h(h, key, n, hash_bytes(key, n));
 }
 
 /* A later duplicate overwrites the earlier id (as Vocab does). */
@@ -260,6 +263,20 @@ typedef struct {
     PyObject *fallback;     /* callable(str) -> list[int]: a bert word, or a char/space line */
 } Encoder;
 
+/* A per-call cache of WordPiece results for short pieces: words repeat (Zipf), and a hit costs one
+ * hash and one compare instead of a greedy search.  Consulted after the whole piece failed as a token.
+ * Measured (CPU time, best of 15, 1.1 MB of English news): 35 -> 50 MB/s with the Chinese BERT
+ * vocabulary, 98 -> 105 with the uncased English one; Chinese text unchanged (~200 MB/s). */
+#define PC_SLOTS 4096
+#define PC_KEY 24
+#define PC_IDS 6
+typedef struct {
+    uint64_t hash;
+    uint8_t klen, nids; /* klen 0: empty */
+    char key[PC_KEY];
+    int32_t ids[PC_IDS];
+} PieceSlot;
+
 /* Per-call state: outputs and scratch space (so an Encoder is read-only while it tokenizes). */
 typedef struct {
     Encoder *e;
@@ -272,6 +289,7 @@ typedef struct {
     int word_rare;
     int boundary;   /* the next token starts a word */
     int64_t unk;
+    PieceSlot *cache;  /* PC_SLOTS, allocated on first use */
     PyThreadState *ts; /* saved while the GIL is released; NULL when it is held */
     int oom;
 } Ctx;
@@ -296,6 +314,8 @@ static inline int32_t single_id(const Encoder *e, uint32_t cp) {
     int n = utf8_encode(cp, buf);
     return hash_get(&e->full, buf, (size_t)n);
 }
+
+static int wordpiece_search(Ctx *c, const char *utf, const int32_t *offs, Py_ssize_t n, int ws);
 
 /* WordPiece greedy longest-match-first over cps[0..n); all or nothing: a piece with an unmatched
  * part is one [UNK]. */
@@ -323,6 +343,41 @@ static int wordpiece(Ctx *c, const uint32_t *cps, Py_ssize_t n) {
         pos += utf8_encode(cps[i], utf + pos);
     }
     offs[n] = pos;
+    uint64_t hv = hash_bytes(utf, (size_t)pos);
+    if (n <= e->max_full) { /* the whole piece is a token: the common case with a matching vocabulary */
+        int32_t id = hash_get_h(&e->full, utf, (size_t)pos, hv);
+        if (id >= 0) return emit(c, id, ws);
+    }
+    PieceSlot *slot = NULL;
+    if (pos <= PC_KEY) {
+        if (!c->cache && !(c->cache = calloc(PC_SLOTS, sizeof(PieceSlot)))) {
+            c->oom = 1;
+            return -1;
+        }
+        slot = &c->cache[hv & (PC_SLOTS - 1)];
+        if (slot->klen == pos && slot->hash == hv && memcmp(slot->key, utf, (size_t)pos) == 0) {
+            for (int i = 0; i < slot->nids; i++)
+                if (emit(c, slot->ids[i], i == 0 ? ws : 0)) return -1;
+            return 0;
+        }
+    }
+    size_t mark = c->ids.n;
+    int rc = wordpiece_search(c, utf, offs, n, ws);
+    size_t made = c->ids.n - mark;
+    if (rc == 0 && slot && made <= PC_IDS) {
+        slot->hash = hv;
+        slot->klen = (uint8_t)pos;
+        slot->nids = (uint8_t)made;
+        memcpy(slot->key, utf, (size_t)pos);
+        for (size_t i = 0; i < made; i++)
+            slot->ids[i] = c->e->wide ? ((int32_t *)c->ids.p)[mark + i] : ((uint16_t *)c->ids.p)[mark + i];
+    }
+    return rc;
+}
+
+/* The greedy longest-match-first search itself; utf/offs: the piece's UTF-8 and code point offsets. */
+static int wordpiece_search(Ctx *c, const char *utf, const int32_t *offs, Py_ssize_t n, int ws) {
+    Encoder *e = c->e;
     size_t mark = c->ids.n, mark_ws = c->ws.n;
     int64_t mark_unk = c->unk;
     Py_ssize_t start = 0;
@@ -584,6 +639,8 @@ static int tokenize_span(Ctx *c, const uint8_t *s, Py_ssize_t n, Py_ssize_t *err
 }
 
 static void ctx_free(Ctx *c) {
+    free(c->cache);
+    c->cache = NULL;
     vec_free(&c->ids);
     vec_free(&c->ws);
     vec_free(&c->word);
