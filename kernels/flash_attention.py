@@ -431,7 +431,8 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: 
         raise ValueError(f"attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: k and v must be "
                          "(B, H, Tk, D) with q's B, H and D")
     if d not in HEAD_DIMS:
-        raise ValueError(f"attention: head dim {d} is not supported: it must be one of {', '.join(map(str, HEAD_DIMS))}")
+        raise ValueError(f"attention: head dim {d} is not supported: it must be one of "
+                         f"{', '.join(map(str, HEAD_DIMS))}")
     if key_padding_mask is not None and tuple(key_padding_mask.shape) != (b, k.shape[2]):
         raise ValueError(f"attention: key_padding_mask has shape {tuple(key_padding_mask.shape)}: it must be "
                          f"(B, Tk) = ({b}, {k.shape[2]})")
@@ -456,8 +457,8 @@ class _Masks:
         idx = torch.arange(tk, device=q.device, dtype=torch.int32)
         real = pad == 0
         # an all-padding row gets lo = Tk, hi = 0: the kernels visit no key block for it
-        self.lo = torch.where(real, idx, tk).amin(1).to(torch.int32) if tk else torch.zeros_like(pad[:, 0], dtype=torch.int32)
-        self.hi = torch.where(real, idx + 1, 0).amax(1).to(torch.int32) if tk else self.lo
+        self.lo = torch.where(real, idx, tk).amin(1).to(torch.int32)  # (B,); callers handle Tk = 0
+        self.hi = torch.where(real, idx + 1, 0).amax(1).to(torch.int32)
         self.pad, self.stride = pad, pad.stride(0)
 
 

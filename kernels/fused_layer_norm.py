@@ -5,13 +5,14 @@ launchers `layer_norm_forward` / `layer_norm_backward` -> `LayerNormFunction` (a
 `FusedLayerNorm` (nn.Module, the reference's parameter names: weight, bias) -> `layer_norm`
 (functional, the signature of `uer_ds.kernels.reference.layer_norm`).
 
-Numerics: inputs fp32/fp16/bf16, statistics and every sum in fp32 (the x + residual sum too, where the
-reference rounds it to the input dtype first).  Forward: one row per program on GPU (hidden size <=
-8192, one register block; the interpreter takes 16 rows per program, same code).  Backward: a grid of G programs, each walking a contiguous run of rows, writes dx
-and its own fp32 partial dweight/dbias rows (G, N); a second reduction sums the G partials, so no
-program waits on a lock or an atomic and the result is deterministic.  The backward recomputes
-x + residual from both inputs rather than storing the sum (same traffic, one tensor less written in
-the forward, which is all inference runs).
+Numerics: inputs fp32/fp16/bf16, statistics and every sum in fp32 (the x + residual sum too, where
+the reference rounds it to the input dtype first). Forward: one row per program on GPU (hidden size
+<= 8192, one register block; the interpreter takes 16 rows per program, same code). Backward: a grid
+of G programs, each walking a contiguous run of rows, writes dx and its own fp32 partial
+dweight/dbias rows (G, N); a second reduction sums the G partials, so no program waits on a lock or
+an atomic and the result is deterministic. The backward recomputes x + residual from both inputs
+rather than storing the sum (same traffic, one tensor less written in the forward, which is all
+inference runs).
 """
 from __future__ import annotations
 

@@ -1,11 +1,56 @@
-"""What the kernel tests share: the device, the one per-dtype tolerance table, comparison helpers."""
+"""What the kernel tests share: Triton's interpreter set-up, the device, the one per-dtype tolerance
+table, and comparison helpers.  Every test module here imports this module FIRST.
+
+Interpreter.  Without CUDA the kernels run on CPU through Triton's interpreter, which Triton selects
+when `triton` and each `@triton.jit` function are first imported (TRITON_INTERPRET=1).  Importing
+this module sets the variable, imports Triton and the kernels, and puts the environment back, so the
+tests of other directories in the same session (and the processes they start) see the environment
+they started with; the autouse fixture `triton_interpreter`, imported into each test module, sets it
+again around each kernel test, because the model's switch (dispatch.py) and Triton's lazy imports
+read it at call time.  (This is not a conftest.py: a second conftest would shadow tests/conftest.py
+for the `from conftest import ...` of the other test directories.)
+"""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Optional
 
+import pytest
 import torch
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: Triton's interpreter (see conftest.py)
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: Triton's interpreter
+INTERPRET = DEVICE == "cpu"
+_BROKEN = None
+
+if INTERPRET and "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1" \
+        and "uer_ds.kernels.triton_ops" not in sys.modules:
+    _BROKEN = ("tests/kernels: triton was imported (by a module collected earlier) before TRITON_INTERPRET=1 "
+               "could be set, so the kernels cannot run in Triton's interpreter in this process; run "
+               "`pytest tests/kernels` on its own, or start pytest with TRITON_INTERPRET=1 in the environment")
+elif INTERPRET:
+    _before = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton.experimental.gluon  # noqa: F401  (imported lazily by the interpreter's first launch)
+
+        import uer_ds.kernels.triton_ops  # noqa: F401  (decorates the kernels as interpreted functions)
+    finally:
+        if _before is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = _before
+
+
+@pytest.fixture(autouse=True)
+def triton_interpreter(monkeypatch):
+    """TRITON_INTERPRET=1 for the duration of one kernel test (on CPU)."""
+    if _BROKEN:
+        pytest.fail(_BROKEN)
+    if INTERPRET:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    yield
+
 
 # (atol, rtol) against the reference evaluated in float64 on the same (already rounded) inputs, so
 # the numbers bound the kernels' own rounding: fp32 accumulation everywhere, outputs rounded to the

@@ -6,8 +6,11 @@ import math
 import pytest
 import torch
 
+# first: sets up Triton's interpreter before any kernel import; triton_interpreter is an autouse fixture
+from kernel_helpers import (  # noqa: F401
+    DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf, triton_interpreter)
+
 import uer_ds.kernels as kernels
-from kernel_helpers import DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf
 from uer_ds.kernels import flash_attention, reference
 from uer_ds.kernels.flash_attention import FlashAttention, dropout_keep_mask
 

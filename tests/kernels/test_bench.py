@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from kernel_helpers import DEVICE
+# first: sets up Triton's interpreter before any kernel import; triton_interpreter is an autouse fixture
+from kernel_helpers import DEVICE, triton_interpreter  # noqa: F401
 
 
 def _uer_ds(*args, env_extra=None, timeout=300):

@@ -13,8 +13,10 @@ import sys
 import pytest
 import torch
 
+# first: sets up Triton's interpreter before any kernel import; triton_interpreter is an autouse fixture
+from kernel_helpers import assert_no_worse_than_torch, triton_interpreter  # noqa: F401
+
 import uer_ds.kernels as kernels
-from kernel_helpers import assert_no_worse_than_torch
 from uer_ds.kernels import reference
 from uer_ds.kernels.flash_attention import dropout_keep_mask, flash_attention
 
@@ -39,7 +41,7 @@ def test_layer_norm_real_sizes(dtype, shape, residual):
     ours = kernels.layer_norm(x, w, b, 1e-5, residual=r)
     theirs = reference.layer_norm(x, w, b, 1e-5, residual=r)
     exact_in = [t.detach().double().requires_grad_() for t in inputs]
-    exact = reference.layer_norm(exact_in[0], exact_in[1], exact_in[2], 1e-5, residual=exact_in[3] if residual else None)
+    exact = reference.layer_norm(*exact_in[:3], 1e-5, residual=exact_in[3] if residual else None)
     names = ["y", "dx", "dweight", "dbias", "dresidual"]
     for name, a, t, e in zip(names, [ours, *_grads(ours, inputs, dy)], [theirs, *_grads(theirs, inputs, dy)],
                              [exact, *_grads(exact, exact_in, dy.double())]):

@@ -7,8 +7,11 @@ import sys
 import pytest
 import torch
 
+# first: sets up Triton's interpreter before any kernel import; triton_interpreter is an autouse fixture
+from kernel_helpers import (  # noqa: F401
+    DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf, triton_interpreter)
+
 import uer_ds.kernels as kernels
-from kernel_helpers import DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf
 from uer_ds.kernels import fused_layer_norm, reference
 from uer_ds.models.layers import LayerNorm
 
@@ -118,7 +121,8 @@ def test_module_state_dict_is_the_reference_modules():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: (torch.randn(2, 8193), torch.ones(8193), torch.zeros(8193), None), r"hidden size .* is 8193: it must be in 1\.\.8192"),
+    (lambda: (torch.randn(2, 8193), torch.ones(8193), torch.zeros(8193), None),
+     r"hidden size .* is 8193: it must be in 1\.\.8192"),
     (lambda: (torch.randn(2, 8), torch.ones(7), torch.zeros(8), None), r"weight has shape \(7,\): it must be \(8,\)"),
     (lambda: (torch.randn(2, 8), torch.ones(8), torch.zeros(8), torch.randn(2, 4)), r"residual has shape \(2, 4\)"),
     (lambda: (torch.ones(2, 8, dtype=torch.int64), torch.ones(8), torch.zeros(8), None), r"x has dtype torch.int64"),

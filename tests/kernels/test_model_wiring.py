@@ -6,8 +6,10 @@ import inspect
 import pytest
 import torch
 
+# first: sets up Triton's interpreter before any kernel import; triton_interpreter is an autouse fixture
+from kernel_helpers import DEVICE, triton_interpreter  # noqa: F401
+
 import uer_ds.kernels as kernels
-from kernel_helpers import DEVICE
 from uer_ds.config import ModelConfig
 from uer_ds.kernels import reference, triton_ops
 from uer_ds.models import IGNORE_INDEX, build_model, load_model, save_model
