@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--accumulation_steps", type=int, default=1)
     parser.add_argument("--pipeline_stages", type=int, default=1)
+    parser.add_argument("--activation_checkpointing", action="store_true")
     parser.add_argument("--init", required=True, help="initial Model state dict (.pt)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--save_steps", type=int, default=4)
@@ -95,7 +96,7 @@ def main() -> int:
     ds_config, source = load_ds_config(args.ds_config)
     init = torch.load(args.init, weights_only=True)
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), init,
-                          pipeline_stages=args.pipeline_stages)
+                          pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
     start = int(engine.load(args.out)["step"]) if args.resume else 0
     if args.crash_in_save_at:
         real_save = engine.ds.save_checkpoint

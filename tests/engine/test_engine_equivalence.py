@@ -77,26 +77,29 @@ def references(init_states):
     return {kind: reference_losses(kind, state, ACCUM * WORLD) for kind, (_, state) in init_states.items()}
 
 
-CASES = [  # (ds_config, model, pipeline stages, tolerance)
-    ("zero1", "bert", 1, 2e-5),
-    ("zero2", "gpt", 1, 2e-5),
-    ("zero3", "bert", 1, 2e-5),
-    ("zero2_offload", "bert", 1, 1e-4),
-    ("zero3_offload", "gpt", 1, 1e-4),
-    ("pipeline", "bert", 2, 2e-5),
+CASES = [  # (ds_config, model, pipeline stages, activation checkpointing, tolerance)
+    ("zero1", "bert", 1, False, 2e-5),
+    ("zero2", "gpt", 1, False, 2e-5),
+    ("zero3", "bert", 1, True, 2e-5),
+    ("zero2_offload", "bert", 1, False, 1e-4),
+    ("zero3_offload", "gpt", 1, False, 1e-4),
+    ("pipeline", "bert", 2, False, 2e-5),
+    ("pipeline", "gpt", 2, True, 2e-5),
 ]
 
 
-@pytest.mark.parametrize("ds_config, kind, stages, tol", CASES, ids=[c[0] for c in CASES])
-def test_two_processes_match_single_process_and_resume(ds_config, kind, stages, tol, init_states, references,
-                                                       tmp_path):
+@pytest.mark.parametrize("ds_config, kind, stages, checkpointing, tol", CASES,
+                         ids=[f"{c[0]}-{c[1]}{'-ckpt' if c[3] else ''}" for c in CASES])
+def test_two_processes_match_single_process_and_resume(ds_config, kind, stages, checkpointing, tol, init_states,
+                                                       references, tmp_path):
     init_path, _ = init_states[kind]
     expected = references[kind]
     out, metrics = tmp_path / "ckpt", tmp_path / "metrics.jsonl"
     # pipeline: the 2 processes are the 2 stages (data parallel 1), so each takes all micro-batches
     accumulation = ACCUM * WORLD if stages > 1 else ACCUM
     common = ["--model", kind, "--ds_config", ds_config, "--batch_size", str(BATCH), "--accumulation_steps",
-              str(accumulation), "--pipeline_stages", str(stages), "--init", str(init_path), "--out", str(out)]
+              str(accumulation), "--pipeline_stages", str(stages), "--init", str(init_path), "--out", str(out),
+              *(["--activation_checkpointing"] if checkpointing else [])]
     first = launch(["--steps", str(STEPS), "--stop_after", "4", "--metrics", str(metrics), *common])
     assert first.returncode == 0, first.stdout[-3000:]
     got = read_losses(metrics)

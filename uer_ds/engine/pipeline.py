@@ -160,8 +160,11 @@ class UerPipelineModule(PipelineModule):
 
     def __init__(self, cfg: ModelConfig, num_stages: int, activation_checkpoint_interval: int = 0,
                  seed: int = 7) -> None:
+        # only transformer layers are recomputed: the word table's inputs are integer ids, and a
+        # (reentrant) checkpoint over inputs without gradients would cut the table off from backward
         super().__init__(layers=layer_specs(cfg), num_stages=num_stages, partition_method="parameters",
-                         activation_checkpoint_interval=activation_checkpoint_interval)
+                         activation_checkpoint_interval=activation_checkpoint_interval,
+                         checkpointable_layers=["TransformerLayerPipe"])
         self.config = cfg
         for local, layer in enumerate(self.forward_funcs):  # seeded per layer: same values on any partition
             if isinstance(layer, nn.Module):
