@@ -88,6 +88,21 @@ def test_pretrain_saves_resumes_and_exports(dataset, tmp_path):
     torch.testing.assert_close(theirs["encoder.transformer.1.feed_forward.linear_2.weight"],
                                final["encoder.transformer.1.feed_forward.linear_2.weight"], rtol=0, atol=0)
 
+    # the checkpoint directory converts straight to Hugging Face, which computes what our model does
+    converted = run(["convert", "--from", "uer_ds", "--to", "hf", "--model", "bert", "--input", str(out),
+                     "--output", str(tmp_path / "hf")])
+    assert converted.returncode == 0, converted.stdout
+    from transformers import BertForPreTraining
+
+    from uer_ds.models import load_model
+
+    hf, ours = BertForPreTraining.from_pretrained(tmp_path / "hf").eval(), load_model(out / "model")
+    ids = torch.randint(5, 417, (2, 16))
+    with torch.no_grad():
+        expected = hf(input_ids=ids).prediction_logits
+        got = ours.target["mlm"].logits(ours.encode(ids, torch.ones_like(ids)))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
 
 def test_user_errors_are_named_before_training(dataset, tmp_path):
     out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm"))

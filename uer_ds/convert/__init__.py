@@ -76,7 +76,9 @@ def load_any_model(path: PathLike, config_path: Optional[PathLike] = None):
     from uer_ds.models.io import load_state_dict_checked
 
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "latest").is_file():  # a training checkpoint: gather it
+        ckpt, _ = read_uer_ds(path)
+    elif path.is_dir():
         hf_type = None
         if (path / "config.json").is_file():
             hf_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")

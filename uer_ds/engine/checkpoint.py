@@ -139,7 +139,7 @@ def export_state(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelC
     if meta.get("pipeline_stages", 1) > 1:
         return cfg, _pipeline_state(tag_dir, cfg)
     if int(ds_config.get("zero_optimization", {}).get("stage", 0)) == 0:
-        states = torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        states = torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)
         return cfg, {k: v.float() if v.is_floating_point() else v for k, v in states["module"].items()}
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
