@@ -376,19 +376,24 @@ class TrainConfig:
         return int(self.total_steps * self.warmup)
 
 
-def add_train_config_arguments(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """One `--<field>` per TrainConfig field; `defaults` changes a default (fine-tuning's lr, say)."""
+def add_train_config_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = (), **defaults: Any) -> None:
+    """One `--<field>` per TrainConfig field; `defaults` changes a default (fine-tuning's lr, say);
+    `exclude` names fields the command sets itself (fine-tuning derives total_steps from epochs)."""
     group = parser.add_argument_group("training")
     hints = get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
         default = defaults.get(f.name, f.default)
         choices = SCHEDULERS if f.name == "scheduler" else None
         group.add_argument(f"--{f.name}", type=hints[f.name], default=default, choices=choices,
                            help=f"{f.metadata['help']} (default {default})")
 
 
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+def train_config_from_args(args: argparse.Namespace, **values: Any) -> TrainConfig:
+    """The TrainConfig of the flags; `values` gives the fields the command excluded from its flags."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                          if f.name not in values}, **values)
 
 
 __all__ = ["ModelConfig", "TrainConfig", "add_model_config_arguments", "add_train_config_arguments",

@@ -10,6 +10,7 @@ import json
 import math
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -114,18 +115,93 @@ class Reporter:
                 return f"accuracy/{name}"
         return key
 
+    def log(self, step: int, split: str, values: dict) -> None:
+        """An evaluation's numbers (rank 0): one JSON line with "split", TensorBoard scalars as
+        <split>/<name>; non-scalar values (per-class tables, confusion matrices) go to the JSON only."""
+        if not self.rank0:
+            return
+        if self.metrics is not None:
+            self.metrics.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+            self.metrics.flush()
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(f"{split}/{key}", value, step)
+            self.writer.flush()
+
     def close(self) -> None:
         for handle in (self.metrics, self.writer, self.progress):
             if handle is not None:
                 handle.close()
 
 
+class EarlyStopping:
+    """The best value of one metric so far, and whether `patience` evaluations in a row brought no
+    improvement (patience 0: never stop early).  Every rank must feed it the same values."""
+
+    def __init__(self, metric: str, patience: int = 0, mode: str = "max", min_delta: float = 0.0) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode has value '{mode}': must be max or min")
+        if patience < 0:
+            raise ValueError(f"--patience has value {patience}: must be >= 0 (0: no early stopping)")
+        self.metric, self.patience, self.mode, self.min_delta = metric, patience, mode, min_delta
+        self.best: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.bad_rounds = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """Record one evaluation; True when it is the best so far (the model worth keeping)."""
+        better = self.best is None or (value > self.best + self.min_delta if self.mode == "max"
+                                       else value < self.best - self.min_delta)
+        if better:
+            self.best, self.best_step, self.bad_rounds = value, step, 0
+        else:
+            self.bad_rounds += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_rounds >= self.patience
+
+
+@dataclass
+class Evaluation:
+    """Evaluation inside the loop (fine-tuning: after every epoch, every_steps = steps per epoch).
+
+    run(step) -> metrics is collective (every rank calls it and gets the same numbers); the loop
+    logs them as split `split`, feeds `stopping` with metrics[stopping.metric], calls
+    on_best(step, metrics) when that is the best so far, and ends training when stopping says so.
+    """
+
+    every_steps: int
+    run: Callable[[int], dict]
+    stopping: EarlyStopping
+    on_best: Callable[[int, dict], None]
+    split: str = "dev"
+    stopped_at: Optional[int] = None
+
+    def __call__(self, step: int, reporter: "Reporter") -> bool:
+        """Evaluate at `step`; True when training should stop."""
+        metrics = self.run(step)
+        reporter.log(step, self.split, metrics)
+        if self.stopping.metric not in metrics:
+            raise ValueError(f"evaluation gave no '{self.stopping.metric}' (it gave {', '.join(metrics)})")
+        if self.stopping.update(float(metrics[self.stopping.metric]), step):
+            self.on_best(step, metrics)
+        if self.stopping.should_stop:
+            self.stopped_at = step
+            return True
+        return False
+
+
 def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start_step: int,
           reporter: Reporter, save: Callable[[int], None],
-          on_step: Optional[Callable[[int], None]] = None, stop_after: Optional[int] = None) -> dict:
+          on_step: Optional[Callable[[int], None]] = None, stop_after: Optional[int] = None,
+          evaluation: Optional[Evaluation] = None) -> dict:
     """Steps start_step+1 .. total_steps (or .. stop_after, for job time limits: the schedule still
     follows total_steps); each step takes accumulation_steps micro-batches.  Reports every
-    report_steps, saves every save_checkpoint_steps and at the last step run."""
+    report_steps, saves every save_checkpoint_steps and at the last step run; with an Evaluation,
+    evaluates every evaluation.every_steps and at the last step, and may stop early."""
     last = min(train_cfg.total_steps, stop_after or train_cfg.total_steps)
     record: dict = {}
     try:
@@ -138,6 +214,13 @@ def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start
                 save(step)
             if on_step is not None:
                 on_step(step)
+            if evaluation is not None and (step % evaluation.every_steps == 0 or step == last):
+                if evaluation(step, reporter):  # stopped early: report and save this step too
+                    if step % train_cfg.report_steps:
+                        record = reporter.report(step, engine)
+                    if step % train_cfg.save_checkpoint_steps:
+                        save(step)
+                    break
     finally:
         reporter.close()
     return record

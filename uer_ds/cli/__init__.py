@@ -1,6 +1,7 @@
 """`uer-ds <command>` and `python -m uer_ds <command>`.
 
-COMMANDS is the one list of commands: name -> (module, one-line help).  A command module provides
+COMMANDS is the one list of commands: name -> (module, one-line help); a name may be two words
+(`export onnx`), matched before the one-word command.  A command module provides
 `add_arguments(parser)` and `run(args) -> int`; it is imported only when its command runs, so
 `uer-ds --help` starts fast.  Errors a user can cause (ValueError, FileNotFoundError) print one line
 and exit 1; set UER_DS_DEBUG=1 for the traceback.
@@ -28,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
     "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
+    "finetune": ("uer_ds.cli.finetune", "fine-tune a task (classifier, mt_classifier, ...) with DeepSpeed"),
+    "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV"),
+    "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
 }
 
 
@@ -60,6 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(_usage())
         return 0
     name, rest = args[0], args[1:]
+    if rest and f"{name} {rest[0]}" in COMMANDS:  # two-word commands: `uer-ds export onnx ...`
+        name, rest = f"{name} {rest[0]}", rest[1:]
     if name not in COMMANDS:
         print(f"uer-ds: unknown command '{name}'\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -59,6 +59,16 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return out.cpu()
 
 
+def all_gather_object(obj: object) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (pickled; for small results such as
+    predictions)."""
+    if world_size() == 1:
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def device() -> torch.device:
     from deepspeed.accelerator import get_accelerator
 

@@ -117,6 +117,18 @@ class Engine:
     def evaluate(self, batch: dict) -> TargetResult:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def predict(self, batch: dict) -> Any:
+        """The module's predictions for a batch (its forward with predict=True: logits, no loss).
+        Collective under ZeRO-3: every rank calls it the same number of times."""
+        raise NotImplementedError
+
+    def gathered_state_dict(self) -> Optional[dict[str, torch.Tensor]]:
+        """The whole model's weights, fp32 on CPU, on rank 0 (None on other ranks).  Collective under
+        ZeRO-3 (gathered one module at a time).  With bf16/fp16 these are the module's 16-bit weights
+        cast up, not the optimizer's fp32 master copy."""
+        raise NotImplementedError
+
     # -- state ---------------------------------------------------------------------------------
     @property
     def lr(self) -> float:
@@ -210,6 +222,34 @@ class ZeroEngine(Engine):
         self.ds.eval()
         batch = to_device(batch, self.device)
         return self.ds(batch["src"], batch["tgt"], batch["seg"])
+
+    @torch.no_grad()
+    def predict(self, batch: dict) -> Any:
+        self.ds.eval()
+        batch = to_device(batch, self.device)
+        return self.ds(batch["src"], batch["tgt"], batch["seg"], predict=True)
+
+    def gathered_state_dict(self) -> Optional[dict[str, torch.Tensor]]:
+        module = self.ds.module
+        if zero_stage(self.ds_config) != 3:
+            if not dist.is_rank0():
+                return None
+            return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+                    for k, v in module.state_dict().items()}
+        from deepspeed.runtime.zero import GatheredParameters
+
+        state: dict[str, torch.Tensor] = {}
+        for prefix, sub in module.named_modules():
+            own = list(sub.named_parameters(recurse=False))
+            with GatheredParameters([p for _, p in own], modifier_rank=None):
+                if dist.is_rank0():
+                    for name, param in own:
+                        state[f"{prefix}.{name}" if prefix else name] = param.detach().to("cpu", torch.float32).clone()
+            if dist.is_rank0():
+                for name, buf in sub.named_buffers(recurse=False):
+                    if name not in sub._non_persistent_buffers_set:
+                        state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
+        return state if dist.is_rank0() else None
 
 
 class PipeEngine(Engine):

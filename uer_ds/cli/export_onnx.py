@@ -1,0 +1,79 @@
+"""`uer-ds export onnx --load_model_path DIR --output model.onnx [--check_path dev.tsv]`: a fine-tuned
+classifier as an ONNX graph (src, seg -> logits, prob), checked with onnxruntime against PyTorch.
+(`uer-ds export --checkpoint ...` is the other export: DeepSpeed checkpoint -> fp32 model.)"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from uer_ds.cli.common import add_tokenizer_arguments
+
+    parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--head", help="multi-task models: the head to export (default: the first)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--check_path", help="a TSV (text_a [text_b]; other columns ignored): compare onnxruntime's "
+                                             "probabilities with PyTorch's on it; above --tolerance nothing is written")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |prob difference| (default 1e-4)")
+    parser.add_argument("--seq_length", type=int, help="for --check_path (default: the fine-tuning seq_length)")
+    parser.add_argument("--batch_size", type=int, default=64, help="for --check_path (default 64)")
+    add_tokenizer_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from uer_ds.tasks import TASKS
+    from uer_ds.tasks.model import load_task_model
+    from uer_ds.tasks.onnx import export_onnx, onnx_session, padded_example, parity, require_onnx
+    from uer_ds.tasks.runner import _infer_tokenizer
+    from uer_ds.tasks.model import read_task_info
+
+    require_onnx()
+    info = read_task_info(args.load_model_path)
+    task = TASKS.get(info.get("task"))
+    if task is None or info["task"] not in ("classifier", "mt_classifier"):
+        raise ValueError(f"{args.load_model_path} holds a '{info.get('task')}' model: ONNX export covers classifiers")
+    names = list(info["heads"])
+    head_name = args.head or names[0]
+    if head_name not in names:
+        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    head, spec = names.index(head_name), info["heads"][head_name]
+    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]))
+    tokenizer = _infer_tokenizer(args, info)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+
+    def collate(examples, index):
+        return task.collate(examples, index, pad_id)
+
+    seq_length = args.seq_length or info["seq_length"]
+    if args.check_path:
+        examples = task.read(args.check_path, tokenizer, seq_length, spec, labelled=False)
+    else:  # trace on two made-up inputs
+        from uer_ds.tasks.data import Example, encode_texts
+
+        texts = [["uer_ds onnx export, a longer input for tracing"], ["short"]]
+        if spec.get("pair"):
+            texts = [t + ["second text"] for t in texts]
+        examples = [Example("<trace>", {}, *encode_texts(tokenizer, t, seq_length)) for t in texts]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.onnx")
+    try:
+        export_onnx(model, head, str(tmp), padded_example(examples, collate, head), args.opset)
+        result = {"output": str(out), "head": head_name, "opset": args.opset}
+        if args.check_path:
+            check = parity(model, head, onnx_session(str(tmp)), examples, collate, args.batch_size)
+            result.update(check, check_path=args.check_path)
+            if not check["max_abs_prob_diff"] <= args.tolerance:
+                raise ValueError(f"onnxruntime and PyTorch differ by {check['max_abs_prob_diff']:.3g} in probability on "
+                                 f"{args.check_path} (tolerance {args.tolerance}): nothing written")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,99 @@
+"""The Task interface: a fine-tuning task is a model head + a dataset reader + metrics + an
+inference writer.  `uer_ds.tasks.TASKS` maps each name to one instance; `uer-ds finetune <name>` and
+`uer-ds infer <name>` take their sub-commands and task flags from it, and `uer_ds.tasks.runner`
+drives every task through the same training loop, evaluation, best-model keeping and inference.
+
+A task reads its data into TaskData (examples per head), builds its heads from a spec per head (the
+spec is saved in task.json, so inference rebuilds the same heads), turns examples into batches
+{"src", "seg", "tgt"} (tgt a dict: labels, and "task" = the head's index), and turns the heads'
+per-example predictions into metrics, prediction files and bad cases.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.tasks.data import Example
+from uer_ds.tokenizers import Tokenizer
+
+
+@dataclass
+class TaskData:
+    """heads: head name -> spec (JSON-able; saved in task.json); train/dev/test: one example list per
+    head, in the order of `heads` (test entries None where there is no test file)."""
+
+    heads: dict[str, dict]
+    train: list[list[Example]]
+    dev: list[list[Example]]
+    test: list[Optional[list[Example]]] = field(default_factory=list)
+
+
+class Task:
+    """Override what differs; the defaults fit single-text classification-like tasks."""
+
+    name = ""
+    help = ""
+    metrics: tuple[str, ...] = ("accuracy",)  # --metric choices; the first is the default
+    higher_is_better = True
+
+    # ---- command line ---------------------------------------------------------------------------
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Task flags for `uer-ds finetune <name>` (data paths included)."""
+
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Task flags for `uer-ds infer <name>`."""
+
+    # ---- data -----------------------------------------------------------------------------------
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        raise NotImplementedError
+
+    def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
+             args: Optional[argparse.Namespace] = None) -> list[Example]:
+        """Examples of one file for the head with `spec`; labelled=False for inference input."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
+        """{"src": (B, T), "seg": (B, T), "tgt": {...labels..., "task": (1,)}}."""
+        raise NotImplementedError
+
+    # ---- model ----------------------------------------------------------------------------------
+    def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
+                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+        """Fresh heads for the specs; args carries training-only settings (None at inference)."""
+        raise NotImplementedError
+
+    # ---- evaluation and output ------------------------------------------------------------------
+    def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                 args: argparse.Namespace) -> dict:
+        """Metrics of one head's predictions (outputs: one per example, as predict_outputs gives)."""
+        raise NotImplementedError
+
+    def format_report(self, metrics: dict, title: str) -> str:
+        return f"{title}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+    def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
+                  spec: dict) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) of the wrongly predicted examples, for --bad_case_path."""
+        return [], []
+
+    def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                          args: argparse.Namespace, header: bool) -> None:
+        """Write one batch of predictions (TSV); header=True for the first batch."""
+        raise NotImplementedError
+
+
+def predict_outputs(raw: Any) -> list[Any]:
+    """A head's batch predictions (a tensor (B, ...) or a tuple of them) -> one item per example
+    (numpy arrays, fp32), the unit that is gathered across ranks and handed to Task.evaluate."""
+    if isinstance(raw, torch.Tensor):
+        return list(raw.detach().float().cpu().numpy())
+    columns = [list(t.detach().float().cpu().numpy()) for t in raw]
+    return [tuple(row) for row in zip(*columns)]
+
+
+__all__ = ["Task", "TaskData", "predict_outputs"]

@@ -1,0 +1,252 @@
+"""Sentence and sentence-pair classification (UER-py's run_classifier), multi-task classification
+(run_classifier_mt: one shared encoder, one head per dataset), and soft-target distillation.
+
+Data: TSV with a header, `label<TAB>text_a[<TAB>text_b]`, labels 0..n-1; with --soft_targets the
+training file also has a `logits` column (a teacher's space-separated logits, as
+`uer-ds infer classifier --output_logits` writes them).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uer_ds.config import POOLINGS, ModelConfig
+from uer_ds.models.targets import TargetResult
+from uer_ds.models.targets.base import classification_result
+from uer_ds.models.targets.cls import ClsTarget
+from uer_ds.tasks.base import Task, TaskData
+from uer_ds.tasks.data import (Example, TaskDataError, encode_texts, pad, parse_floats, parse_label, read_tsv,
+                               text_column)
+from uer_ds.tasks.metrics import classification_metrics, format_classification
+from uer_ds.tokenizers import Tokenizer
+
+
+# ---- the head ------------------------------------------------------------------------------------
+def soft_target_result(logits: torch.Tensor, labels: torch.Tensor, soft: Optional[torch.Tensor],
+                       alpha: float) -> TargetResult:
+    """Cross-entropy on the gold labels; with soft (teacher logits, (B, C)) the distillation loss
+    alpha * MSE(logits, soft) + (1 - alpha) * CE (UER-py's --soft_targets)."""
+    hard = classification_result(logits, labels)
+    if soft is None:
+        return hard
+    mse = F.mse_loss(logits.float(), soft.float())
+    return hard._replace(loss=alpha * mse + (1.0 - alpha) * hard.loss)
+
+
+class ClassifierHead(ClsTarget):
+    """pooling -> linear (hidden -> hidden) -> tanh -> linear (hidden -> labels_num): UER-py's
+    classifier head, the pre-training `cls` target's layers.  (B, T, H) -> logits (B, labels_num)."""
+
+    def __init__(self, cfg: ModelConfig, labels_num: int, pooling: str, soft_alpha: float = 0.5) -> None:
+        super().__init__(cfg.replace(labels_num=labels_num, pooling=pooling))
+        self.soft_alpha = soft_alpha
+
+    def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
+        """tgt: {"label": (B,), optional "soft": (B, labels_num)}."""
+        return soft_target_result(self.logits(hidden, seg), tgt["label"], tgt.get("soft"), self.soft_alpha)
+
+    def predict(self, hidden: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        return self.logits(hidden, seg)
+
+
+# ---- the task ------------------------------------------------------------------------------------
+def add_split_arguments(parser: argparse.ArgumentParser, test_help: str = "labelled test set, evaluated with the "
+                        "best model at the end") -> None:
+    """--train_path / --dev_path / --test_path (reusable by any single-dataset task)."""
+    parser.add_argument("--train_path", required=True, help="training set")
+    parser.add_argument("--dev_path", required=True, help="development set, evaluated after every epoch")
+    parser.add_argument("--test_path", help=test_help)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class ClassifierTask(Task):
+    name = "classifier"
+    help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
+    metrics = ("accuracy", "macro_f1")
+    reads_models_of = ("classifier", "mt_classifier")  # `infer classifier --head NAME` serves multi-task models
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_split_arguments(parser)
+        group = parser.add_argument_group("classifier")
+        group.add_argument("--soft_targets", action="store_true",
+                           help="distillation: the training file has a `logits` column (teacher logits); "
+                                "loss = soft_alpha * MSE(logits) + (1 - soft_alpha) * CE")
+        group.add_argument("--soft_alpha", type=float, default=0.5, help="weight of the soft-target MSE (default 0.5)")
+        self._shared_arguments(group)
+
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("classifier")
+        group.add_argument("--labels_num", type=int,
+                           help="classes; checked against the model (default: the model's)")
+        group.add_argument("--output_logits", action="store_true", help="add a `logits` column")
+        group.add_argument("--output_prob", action="store_true", help="add a `prob` column (softmax)")
+        group.add_argument("--top_k", type=int, default=1,
+                           help="add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)")
+        group.add_argument("--head", help="multi-task models: the head (dataset name) to predict with "
+                                          "(default: the first)")
+
+    def _shared_arguments(self, group) -> None:
+        group.add_argument("--top_k", type=int, default=2, help="also report top-k accuracy (default 2; 1: off)")
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
+             args: Optional[argparse.Namespace] = None) -> list[Example]:
+        soft = labelled and bool(args is not None and getattr(args, "soft_targets", False) and spec.get("soft"))
+        required = ["label", "text_a"] if labelled else ["text_a"]
+        if soft:
+            required.append("logits")
+        header, rows = read_tsv(path, required, optional=["text_b"])
+        pair = "text_b" in header
+        if "pair" in spec and pair != spec["pair"]:
+            raise TaskDataError(f"{path}:1: header {header}: the model classifies "
+                                f"{'pairs (text_a, text_b)' if spec['pair'] else 'single texts (text_a)'}, "
+                                f"this file has {'pairs' if pair else 'single texts'}")
+        labels_num = spec.get("labels_num")
+        examples = []
+        for row in rows:
+            texts = [text_column(row, "text_a")] + ([text_column(row, "text_b")] if pair else [])
+            src, seg = encode_texts(tokenizer, texts, seq_length)
+            label = parse_label(row, labels_num) if labelled else None
+            extra = {"soft": parse_floats(row, "logits", labels_num)} if soft else {}
+            examples.append(Example(row.where, {k: row.values[k] for k in ("text_a", "text_b") if k in row.values},
+                                    src, seg, label, extra))
+        return examples
+
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        labels_num = getattr(args, "labels_num", None)  # a model-config flag: present only when given
+        if labels_num is not None and int(labels_num) <= 0:
+            raise ValueError(f"--labels_num has value {labels_num}: must be positive")
+        spec = {"labels_num": None if labels_num is None else int(labels_num), "pooling": cfg.pooling,
+                "soft": bool(args.soft_targets)}
+        if args.soft_targets and spec["labels_num"] is None:
+            spec["labels_num"] = _count_labels(args.train_path)
+        train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
+        if spec["labels_num"] is None:
+            spec["labels_num"] = max(e.tgt for e in train) + 1
+        spec["pair"] = "text_b" in train[0].text
+        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True)
+        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True) if args.test_path else None
+        return TaskData({"classifier": spec}, [train], [dev], [test])
+
+    def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
+        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long)}
+        if examples[0].tgt is not None:
+            tgt["label"] = torch.tensor([e.tgt for e in examples], dtype=torch.long)
+        if "soft" in examples[0].extra:
+            tgt["soft"] = torch.tensor([e.extra["soft"] for e in examples], dtype=torch.float32)
+        return {"src": pad([e.src for e in examples], pad_id), "seg": pad([e.seg for e in examples], 0), "tgt": tgt}
+
+    # ---- model ----------------------------------------------------------------------------------
+    def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
+                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+        if cfg.encoder == "dual":
+            raise ValueError("the classifier takes one encoder; siamese (dual) models are not supported yet")
+        alpha = float(getattr(args, "soft_alpha", 0.5)) if args is not None else 0.5
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"--soft_alpha has value {alpha}: must be in [0, 1]")
+        out = {}
+        for name, spec in heads.items():
+            if spec["pooling"] not in POOLINGS:
+                raise ValueError(f"head '{name}': pooling '{spec['pooling']}' must be one of {', '.join(POOLINGS)}")
+            out[name] = ClassifierHead(cfg, int(spec["labels_num"]), spec["pooling"], alpha)
+        return out
+
+    # ---- evaluation and output ------------------------------------------------------------------
+    def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                 args: argparse.Namespace) -> dict:
+        gold = np.array([e.tgt for e in examples], dtype=np.int64)
+        return classification_metrics(gold, np.stack(outputs), top_k=getattr(args, "top_k", None))
+
+    def format_report(self, metrics: dict, title: str) -> str:
+        return format_classification(metrics, title)
+
+    def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
+                  spec: dict) -> tuple[list[str], list[list[str]]]:
+        texts = ["text_a", "text_b"] if spec.get("pair") else ["text_a"]
+        probs = softmax(np.stack(outputs))
+        rows = []
+        for example, prob in zip(examples, probs):
+            pred = int(prob.argmax())
+            if pred != example.tgt:
+                rows.append([example.source, str(example.tgt), str(pred), f"{prob[pred]:.4f}",
+                             *(example.text[t] for t in texts)])
+        return ["source", "gold", "predicted", "confidence", *texts], rows
+
+    def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                          args: argparse.Namespace, header: bool) -> None:
+        logits = np.stack(outputs)
+        probs = softmax(logits)
+        k = min(int(getattr(args, "top_k", 1) or 1), logits.shape[1])
+        if header:
+            names = ["label"] + (["logits"] if args.output_logits else []) + (["prob"] if args.output_prob else [])
+            names += ["top_k_labels", "top_k_probs"] if k > 1 else []
+            handle.write("\t".join(names) + "\n")
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for row_logits, row_probs, top in zip(logits, probs, order):
+            cells = [str(int(top[0]))]
+            if args.output_logits:
+                cells.append(" ".join(f"{v:.6g}" for v in row_logits))
+            if args.output_prob:
+                cells.append(" ".join(f"{v:.6g}" for v in row_probs))
+            if k > 1:
+                cells += [" ".join(str(int(i)) for i in top), " ".join(f"{row_probs[i]:.6g}" for i in top)]
+            handle.write("\t".join(cells) + "\n")
+
+
+def _count_labels(path: str) -> int:
+    """labels_num from a training file's labels (max + 1), read before the logits are checked."""
+    _, rows = read_tsv(path, ["label"])
+    return max(parse_label(row, None) for row in rows) + 1
+
+
+class MtClassifierTask(ClassifierTask):
+    name = "mt_classifier"
+    help = ("multi-task classification: one shared encoder, one head per dataset, interleaved batches "
+            "(UER-py run_classifier_mt); the result loads into `finetune classifier`")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dataset_path_list", nargs="+", required=True, metavar="DIR",
+                            help="dataset folders, each with train.tsv and dev.tsv (test.tsv: evaluated at the "
+                                 "end); the heads are named after the folders")
+        group = parser.add_argument_group("classifier")
+        self._shared_arguments(group)
+
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        if getattr(args, "labels_num", None) is not None:
+            raise ValueError("--labels_num: mt_classifier counts each dataset's labels from its train.tsv")
+        args.soft_targets = False
+        heads: dict[str, dict] = {}
+        train, dev, test = [], [], []
+        for folder in args.dataset_path_list:
+            path = Path(folder)
+            if not path.is_dir():
+                raise FileNotFoundError(f"--dataset_path_list: '{folder}' is not a folder (it should hold train.tsv "
+                                        "and dev.tsv)")
+            name = path.resolve().name or "dataset"
+            if name in heads:
+                name = f"{name}_{len(heads)}"
+            spec = {"labels_num": None, "pooling": cfg.pooling, "soft": False}
+            examples = self.read(str(path / "train.tsv"), tokenizer, args.seq_length, spec, True)
+            spec["labels_num"] = max(e.tgt for e in examples) + 1
+            spec["pair"] = "text_b" in examples[0].text
+            train.append(examples)
+            dev.append(self.read(str(path / "dev.tsv"), tokenizer, args.seq_length, spec, True))
+            test_file = path / "test.tsv"
+            test.append(self.read(str(test_file), tokenizer, args.seq_length, spec, True)
+                        if os.path.isfile(test_file) else None)
+            heads[name] = spec
+        return TaskData(heads, train, dev, test)
+
+
+__all__ = ["ClassifierHead", "ClassifierTask", "MtClassifierTask", "add_split_arguments", "soft_target_result"]

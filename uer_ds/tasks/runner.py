@@ -1,0 +1,398 @@
+"""Fine-tuning and inference for every task: the same steps whatever the head.
+
+finetune(task, args):
+  read data (errors before any model is built) -> TaskModel with fresh heads, the body loaded from
+  --pretrained_model_path -> DeepSpeed engine -> uer_ds.train.train with an Evaluation after every
+  epoch on the dev set (metrics, best model kept as a task model directory, early stopping) -> at
+  the end, on rank 0, the best model reloaded: dev bad cases, test-set report, report.json.
+infer(task, args): a task model directory -> batched predictions (plain PyTorch) -> TSV.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from uer_ds.tasks.base import Task, TaskData, predict_outputs
+from uer_ds.tasks.data import Example, eval_batches, steps_per_epoch, train_batches
+from uer_ds.tasks.model import TaskModel, body_config, load_task_model, select_pretrained, write_task_dir
+
+REPORT_FILE = "report.json"
+
+
+# ---- arguments -----------------------------------------------------------------------------------
+def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
+    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
+    from uer_ds.config import add_train_config_arguments
+
+    task.add_arguments(parser)
+    group = parser.add_argument_group("fine-tuning")
+    group.add_argument("--pretrained_model_path",
+                       help="pre-trained weights (a model directory, a uer_ds checkpoint directory, a .safetensors/.bin "
+                            "file, or a fine-tuned task model); without it the model starts from random weights")
+    group.add_argument("--allow_partial_load", action="store_true",
+                       help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
+    group.add_argument("--output_model_path", required=True,
+                       help="directory for the best model (config.json, task.json, model.safetensors) and report.json")
+    group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
+    group.add_argument("--seq_length", type=int, default=128, help="longest input in tokens; longer is cut (default 128)")
+    group.add_argument("--eval_batch_size", type=int, help="batch size for evaluation (default: --batch_size)")
+    group.add_argument("--metric", choices=task.metrics, default=task.metrics[0],
+                       help=f"dev metric that picks the best model and drives early stopping (default {task.metrics[0]})")
+    group.add_argument("--patience", type=int, default=0,
+                       help="stop after this many epochs without a better dev --metric (default 0: never)")
+    group.add_argument("--bad_case_path", help="write the best model's wrong dev predictions here (TSV)")
+    group.add_argument("--metrics_path", help="JSON lines: training reports and each epoch's dev metrics")
+    group.add_argument("--tensorboard_dir", help="TensorBoard logs (default: <output_model_path>/tensorboard)")
+    group.add_argument("--no_progress", action="store_true", help="no progress bar")
+    engine = parser.add_argument_group("DeepSpeed engine")
+    engine.add_argument("--deepspeed_config", default="zero0",
+                        help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, zero3_offload, "
+                             "*_bf16, *_fp16 (default zero0)")
+    engine.add_argument("--deepspeed", action="store_true", help="accepted for TencentPretrain compatibility")
+    engine.add_argument("--activation_checkpointing", action="store_true",
+                        help="recompute transformer layer activations in backward (less memory)")
+    add_model_arguments(parser)
+    add_tokenizer_arguments(parser)
+    add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
+                               batch_size=32, report_steps=100)
+
+
+def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
+    from uer_ds.cli.common import add_tokenizer_arguments
+
+    parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
+    parser.add_argument("--test_path", required=True, help="input TSV with a header (labels not needed)")
+    parser.add_argument("--prediction_path", required=True, help="output TSV (written under a temporary name, "
+                                                                  "then renamed)")
+    parser.add_argument("--batch_size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned with)")
+    parser.add_argument("--config_path", help="accepted for UER-py compatibility; the model directory's config is used")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    task.add_infer_arguments(parser)
+    add_tokenizer_arguments(parser)
+
+
+# ---- prediction ----------------------------------------------------------------------------------
+def predict_examples(forward: Callable[[dict], Any], examples: Sequence[Example], head: int,
+                     collate: Callable[[list[Example], int], dict], batch_size: int, rank: int = 0, world: int = 1,
+                     desc: Optional[str] = None, on_batch: Optional[Callable[[int], None]] = None) -> list[Any]:
+    """One output per example, in file order, on every rank.  Batches are sorted by length (less
+    padding) and dealt to ranks; each rank runs the same number of forwards (ZeRO-3 needs it)."""
+    from uer_ds.engine import dist
+
+    batches = eval_batches(examples, batch_size, rank, world)
+    progress = None
+    if desc is not None and rank == 0:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(examples), desc=desc, unit="ex", leave=False, dynamic_ncols=True)
+    mine: dict[int, Any] = {}
+    for indices in batches:
+        outputs = predict_outputs(forward(collate([examples[i] for i in indices], head)))
+        for i, out in zip(indices, outputs):
+            mine.setdefault(i, out)
+        if progress is not None:
+            progress.update(len(indices) * world)
+        if on_batch is not None:
+            on_batch(len(indices))
+    if progress is not None:
+        progress.close()
+    merged: dict[int, Any] = {}
+    for part in (dist.all_gather_object(mine) if world > 1 else [mine]):
+        merged.update(part)
+    return [merged[i] for i in range(len(examples))]
+
+
+def module_forward(model: torch.nn.Module, device: torch.device) -> Callable[[dict], Any]:
+    from uer_ds.engine.engine import to_device
+
+    @torch.no_grad()
+    def forward(batch: dict) -> Any:
+        batch = to_device(batch, device)
+        return model(batch["src"], batch["tgt"], batch["seg"], predict=True)
+
+    return forward
+
+
+def evaluate_heads(task: Task, forward: Callable[[dict], Any], datasets: Sequence[Sequence[Example]],
+                   heads: dict[str, dict], collate, args: argparse.Namespace, rank: int, world: int,
+                   split: str, progress: bool) -> tuple[dict, list[list[Any]]]:
+    """Metrics over every head's examples.  With one head: that head's metrics; with several: each
+    head's scalars as <head>/<name>, the task's selection metrics averaged over heads, and the full
+    per-head metrics under "heads"."""
+    batch_size = args.eval_batch_size or args.batch_size
+    per_head, outputs = {}, []
+    for index, (name, examples) in enumerate(zip(heads, datasets)):
+        out = predict_examples(forward, examples, index, collate, batch_size, rank, world,
+                               desc=f"{split} {name}" if progress else None)
+        outputs.append(out)
+        per_head[name] = task.evaluate(examples, out, heads[name], args)
+    if len(heads) == 1:
+        return next(iter(per_head.values())), outputs
+    merged: dict[str, Any] = {}
+    for metric in task.metrics:
+        merged[metric] = float(sum(m[metric] for m in per_head.values()) / len(per_head))
+    for name, metrics in per_head.items():
+        merged.update({f"{name}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    merged["heads"] = per_head
+    return merged, outputs
+
+
+def format_metrics(task: Task, metrics: dict, title: str) -> str:
+    if "heads" not in metrics:
+        return task.format_report(metrics, title)
+    return "\n".join(task.format_report(m, f"{title} [{name}]") for name, m in metrics["heads"].items())
+
+
+def echo(text: str) -> None:
+    """Print without breaking a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(text)
+
+
+# ---- fine-tuning ---------------------------------------------------------------------------------
+def _check_arguments(args: argparse.Namespace, cfg) -> None:
+    for key in ("epochs_num", "seq_length"):
+        if getattr(args, key) <= 0:
+            raise ValueError(f"--{key} has value {getattr(args, key)}: must be positive")
+    if args.eval_batch_size is not None and args.eval_batch_size <= 0:
+        raise ValueError(f"--eval_batch_size has value {args.eval_batch_size}: must be positive")
+    if args.patience < 0:
+        raise ValueError(f"--patience has value {args.patience}: must be >= 0 (0: no early stopping)")
+    positional = "pos" in cfg.embedding or (cfg.stream_0 is not None and "pos" in cfg.stream_0.embedding)
+    if positional and args.seq_length > cfg.max_seq_length:
+        raise ValueError(f"--seq_length {args.seq_length} is longer than the model's max_seq_length "
+                         f"({cfg.max_seq_length}), which its position embedding covers")
+
+
+def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -> dict:
+    """What task.json records: enough to rebuild the heads and the input pipeline at inference."""
+    lower = None if args.do_lower_case is None else args.do_lower_case == "true"
+    return {"task": task.name, "heads": data.heads, "seq_length": args.seq_length,
+            "tokenizer": {"kind": args.tokenizer, "do_lower_case": lower,
+                          "vocab_path": os.path.abspath(args.vocab_path) if args.vocab_path else None,
+                          "spm_model_path": os.path.abspath(args.spm_model_path) if args.spm_model_path else None,
+                          **tokenizer.identity()}}
+
+
+def finetune(task: Task, args: argparse.Namespace) -> int:
+    from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
+    from uer_ds.config import train_config_from_args
+    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
+    from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
+
+    started = time.perf_counter()
+    tokenizer = tokenizer_from_args(args)
+    if tokenizer is None:
+        raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
+    cfg = model_config_with_vocab(args, tokenizer)
+    _check_arguments(args, cfg)
+    data = task.load(args, tokenizer, cfg)
+    info = task_info(task, data, args, tokenizer)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+
+    def collate(examples: list[Example], head: int) -> dict:
+        return task.collate(examples, head, pad_id)
+
+    def make_model() -> TaskModel:
+        return TaskModel(cfg, task.build_heads(cfg, data.heads, args))
+
+    dist.init_distributed()
+    rank0 = dist.is_rank0()
+    pretrained = None
+    if args.pretrained_model_path:
+        with torch.device("meta"):
+            shape_model = make_model()
+        state = ckpt.read_pretrained(args.pretrained_model_path)
+        pretrained, notes = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
+        if rank0:
+            for line in notes:
+                print(f"pretrained: {line}", flush=True)
+    elif rank0:
+        print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
+
+    world = dist.world_size()
+    sizes = [len(t) for t in data.train]
+    per_epoch = steps_per_epoch(sizes, args.batch_size, args.accumulation_steps, world)
+    total = per_epoch * args.epochs_num
+    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=total)
+    ds_config, source = load_ds_config(args.deepspeed_config)
+    engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
+                          activation_checkpointing=args.activation_checkpointing)
+    rank, world = engine.data_parallel_rank, engine.data_parallel_size
+    heads = dict(data.heads)
+    if rank0:
+        print(f"uer-ds finetune {task.name}: {describe(engine)}; {sum(sizes)} training examples "
+              f"({', '.join(f'{n}: {s}' for n, s in zip(heads, sizes))}); {args.epochs_num} epoch(s) x "
+              f"{per_epoch} steps = {total} steps", flush=True)
+
+    out = Path(args.output_model_path)
+    batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps, rank, world, args.seed)
+    reporter = Reporter(tuple(heads), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"), total, 0,
+                        show_progress=not args.no_progress)
+    history: list[dict] = []
+    best: dict[str, Any] = {}
+
+    def run_dev(step: int) -> dict:
+        t0 = time.perf_counter()
+        metrics, outputs = evaluate_heads(task, engine.predict, data.dev, heads, collate, args, rank, world,
+                                          "dev", progress=not args.no_progress)
+        epoch = -(-step // per_epoch)
+        history.append({"epoch": epoch, "step": step, "dev": metrics, "seconds": round(time.perf_counter() - t0, 2)})
+        best["outputs_candidate"] = outputs
+        if rank0:
+            echo(format_metrics(task, metrics, f"epoch {epoch} (step {step}) dev"))
+        return metrics
+
+    def keep_best(step: int, metrics: dict) -> None:
+        state = engine.gathered_state_dict()
+        if rank0:
+            write_task_dir(out, engine.ds.module, state, dict(info, best={"step": step, "epoch": -(-step // per_epoch),
+                                                                          args.metric: metrics[args.metric]}))
+            echo(f"best dev {args.metric} so far: {metrics[args.metric]:.4f}; model saved to {out}")
+        best.update(step=step, metrics=metrics, outputs=best["outputs_candidate"])
+        dist.barrier()
+
+    evaluation = Evaluation(per_epoch, run_dev, EarlyStopping(args.metric, args.patience), keep_best)
+    train(engine, batches, train_cfg, 0, reporter, lambda step: None, evaluation=evaluation)
+    train_seconds = time.perf_counter() - started
+
+    if rank0:
+        _finish(task, args, data, heads, collate, out, history, best, evaluation, total, per_epoch, train_seconds,
+                started)
+    dist.barrier()
+    return 0
+
+
+def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, history: list, best: dict,
+            evaluation, total: int, per_epoch: int, train_seconds: float, started: float) -> None:
+    """Rank 0, after training: bad cases of the best model on dev, test report, report.json."""
+    from uer_ds.engine import dist
+
+    if evaluation.stopped_at is not None:
+        echo(f"early stopping after epoch {-(-evaluation.stopped_at // per_epoch)}: no better dev {args.metric} for "
+             f"{args.patience} epoch(s)")
+    if args.bad_case_path:
+        rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, best["outputs"])
+        echo(f"wrote {rows_written} bad case(s) of the best model on dev to {args.bad_case_path}")
+    report = {"task": task.name, "epochs": history, "best": {"step": best["step"], "epoch": -(-best["step"] // per_epoch),
+                                                             "metric": args.metric, "dev": best["metrics"]},
+              "stopped_early": evaluation.stopped_at is not None, "total_steps": total, "steps_per_epoch": per_epoch,
+              "train_seconds": round(train_seconds, 2)}
+    if any(t is not None for t in data.test):
+        model, _ = load_task_model(out, lambda c, i: task.build_heads(c, i["heads"]), device=dist.device())
+        forward = module_forward(model, dist.device())
+        per_head = {}
+        for index, name in enumerate(heads):  # the head's index in the model, whichever heads have a test set
+            if data.test[index] is None:
+                continue
+            outputs = predict_examples(forward, data.test[index], index, collate, args.eval_batch_size or args.batch_size,
+                                       desc=None if args.no_progress else f"test {name}")
+            per_head[name] = task.evaluate(data.test[index], outputs, heads[name], args)
+        metrics = per_head[next(iter(heads))] if len(heads) == 1 else {"heads": per_head}
+        report["test"] = metrics
+        echo(format_metrics(task, metrics, "test (best model)"))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    tmp = out / f".{REPORT_FILE}.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / REPORT_FILE)
+    echo(f"best dev {args.metric} {report['best']['dev'][args.metric]:.4f} at epoch {report['best']['epoch']}; "
+         f"model in {out}; report in {out / REPORT_FILE}; {report['seconds']:.1f} s")
+
+
+def _write_bad_cases(task: Task, path: str, data: TaskData, heads: dict, outputs: list) -> int:
+    count, header_written = 0, False
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for index, name in enumerate(heads):
+            header, rows = task.bad_cases(data.dev[index], outputs[index], heads[name])
+            if not header_written:
+                f.write("\t".join((["head"] if len(heads) > 1 else []) + header) + "\n")
+                header_written = True
+            for row in rows:
+                f.write("\t".join(([name] if len(heads) > 1 else []) + row) + "\n")
+                count += 1
+    os.replace(tmp, target)
+    return count
+
+
+# ---- inference -----------------------------------------------------------------------------------
+def _infer_tokenizer(args: argparse.Namespace, info: dict):
+    from uer_ds.tokenizers import build_tokenizer
+
+    recorded = info["tokenizer"]
+    vocab_path = args.vocab_path or recorded.get("vocab_path")
+    spm_path = args.spm_model_path or recorded.get("spm_model_path")
+    if vocab_path is None and spm_path is None:
+        raise ValueError("give the vocabulary the model was fine-tuned with: --vocab_path (or --spm_model_path)")
+    lower = recorded.get("do_lower_case") if args.do_lower_case is None else args.do_lower_case == "true"
+    kind = recorded.get("kind", args.tokenizer) if args.tokenizer == "bert" else args.tokenizer
+    tokenizer = build_tokenizer(kind, vocab_path, spm_path, do_lower_case=lower)
+    if tokenizer.identity().get("vocab_sha256") != recorded.get("vocab_sha256"):
+        raise ValueError(f"the vocabulary given ({vocab_path or spm_path}) is not the one the model was fine-tuned "
+                         f"with (sha256 {recorded.get('vocab_sha256', '?')[:12]}..., {recorded.get('vocab_size')} entries)")
+    return tokenizer
+
+
+def infer(task: Task, args: argparse.Namespace) -> int:
+    from uer_ds.engine import dist
+
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch_size has value {args.batch_size}: must be positive")
+    info = read_info_checked(args.load_model_path, task)
+    tokenizer = _infer_tokenizer(args, info)
+    names = list(info["heads"])
+    head_name = getattr(args, "head", None) or names[0]
+    if head_name not in info["heads"]:
+        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    spec = info["heads"][head_name]
+    labels_num = getattr(args, "labels_num", None)
+    if labels_num is not None and labels_num != spec.get("labels_num"):
+        raise ValueError(f"--labels_num {labels_num} disagrees with the model in {args.load_model_path} "
+                         f"({spec.get('labels_num')} labels)")
+    seq_length = args.seq_length or info["seq_length"]
+    examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False)
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+    started = time.perf_counter()
+    outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
+                               lambda ex, h: task.collate(ex, h, pad_id), args.batch_size,
+                               desc=None if args.no_progress else "predict")
+    target = Path(args.prediction_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    chunk = 4096
+    with open(tmp, "w", encoding="utf-8") as f:
+        for start in range(0, len(examples), chunk):
+            task.write_predictions(f, examples[start: start + chunk], outputs[start: start + chunk], spec, args,
+                                   header=start == 0)
+    os.replace(tmp, target)
+    seconds = time.perf_counter() - started
+    if dist.is_rank0():
+        print(f"predicted {len(examples)} example(s) in {seconds:.1f} s ({len(examples) / max(seconds, 1e-9):.0f}/s) "
+              f"with head '{head_name}' -> {target}", flush=True)
+    return 0
+
+
+def read_info_checked(directory: str, task: Task) -> dict:
+    from uer_ds.tasks.model import read_task_info
+
+    info = read_task_info(directory)
+    compatible = {task.name} | set(getattr(task, "reads_models_of", ()))
+    if info.get("task") not in compatible:
+        raise ValueError(f"{directory} holds a '{info.get('task')}' model, not one for '{task.name}'")
+    return info
+
+
+__all__ = ["add_finetune_arguments", "add_infer_arguments", "evaluate_heads", "finetune", "infer",
+           "module_forward", "predict_examples"]
