@@ -39,8 +39,12 @@ setup(
             "seqeval>=1.2",
             "hypothesis>=6",
             "matplotlib>=3.7",
+            "scikit-learn>=1.3",  # reference for the fine-tuning metrics
+            "onnx>=1.15",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
+            "onnxruntime>=1.17",
         ],
         "bench": ["matplotlib>=3.7"],
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],  # uer-ds export onnx
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

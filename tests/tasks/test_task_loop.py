@@ -1,0 +1,70 @@
+"""The shared training loop's evaluation hook: evaluation every epoch, best-model keeping, early
+stopping with patience (an engine stand-in: no DeepSpeed in the test process)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from uer_ds.config import TrainConfig
+from uer_ds.engine.engine import StepStats
+from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
+
+
+class CountingEngine:
+    grad_norm, loss_scale, skipped_steps = 0.0, None, 0
+
+    def __init__(self) -> None:
+        self.steps = []
+
+    def train_step(self, batches, step):
+        self.steps.append(step)
+        return StepStats(loss_sum=float(len(batches)), loss_count=len(batches), samples=len(batches), lr=0.1)
+
+
+def endless():
+    while True:
+        yield {}
+
+
+def test_early_stopping_counts_evaluations_without_improvement():
+    stop = EarlyStopping("accuracy", patience=2)
+    assert [stop.update(v, s) for s, v in enumerate([0.5, 0.7, 0.7, 0.69])] == [True, True, False, False]
+    assert stop.should_stop and stop.best == 0.7 and stop.best_step == 1
+    loss = EarlyStopping("loss", patience=1, mode="min", min_delta=0.1)
+    assert loss.update(1.0, 0) and not loss.update(0.95, 1) and loss.should_stop  # within min_delta: no gain
+    never = EarlyStopping("accuracy", patience=0)
+    for step in range(10):
+        never.update(0.1, step)
+    assert not never.should_stop
+    with pytest.raises(ValueError, match="--patience has value -1"):
+        EarlyStopping("accuracy", patience=-1)
+
+
+def test_loop_evaluates_each_epoch_keeps_best_and_stops_early(tmp_path):
+    dev = {4: 0.5, 8: 0.7, 12: 0.6, 16: 0.65, 20: 0.9}  # steps per epoch 4; patience 2 stops at step 16
+    kept, saved = [], []
+    evaluation = Evaluation(every_steps=4, run=lambda step: {"accuracy": dev[step], "confusion": [[1]]},
+                            stopping=EarlyStopping("accuracy", patience=2), on_best=lambda s, m: kept.append(s))
+    engine = CountingEngine()
+    metrics = tmp_path / "m.jsonl"
+    reporter = Reporter(("loss",), str(metrics), None, 20, 0, show_progress=False)
+    cfg = TrainConfig(total_steps=20, report_steps=5, save_checkpoint_steps=100, accumulation_steps=2)
+    train(engine, endless(), cfg, 0, reporter, saved.append, evaluation=evaluation)
+    assert engine.steps == list(range(1, 17))
+    assert kept == [4, 8] and evaluation.stopped_at == 16 and evaluation.stopping.best == 0.7
+    assert saved == [16]  # the step it stopped at is saved (and reported)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("split") == "dev"] == [4, 8, 12, 16]
+    assert [r["step"] for r in rows if "split" not in r] == [5, 10, 15, 16]
+    assert rows[0]["confusion"] == [[1]]
+
+
+def test_loop_without_early_stop_evaluates_at_the_last_step():
+    seen = []
+    evaluation = Evaluation(every_steps=3, run=lambda step: seen.append(step) or {"accuracy": step},
+                            stopping=EarlyStopping("accuracy", patience=1), on_best=lambda s, m: None)
+    reporter = Reporter(("loss",), None, None, 7, 0, show_progress=False)
+    train(CountingEngine(), endless(), TrainConfig(total_steps=7, report_steps=100, save_checkpoint_steps=100), 0,
+          reporter, lambda step: None, evaluation=evaluation)
+    assert seen == [3, 6, 7] and evaluation.stopped_at is None
