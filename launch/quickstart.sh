@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: set up .venv, then the quickstart on the shipped corpus (CPU is enough):
-#   preprocess -> pre-train a tiny BERT with DeepSpeed ZeRO-2, stopping half-way -> resume to the end.
+#   preprocess -> pre-train a tiny BERT with DeepSpeed ZeRO-2, stopping half-way -> resume to the end
+#   -> fine-tune a classifier on corpora/reviews_cls from it -> predict the unlabelled test set.
 # Outputs go to out/quickstart/ (removed and rewritten on each run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,3 +33,13 @@ for r in rows:
     print(f"step {r['step']:>4}  loss {r['loss']:.3f}  mlm acc {r['mlm_acc']:.3f}  nsp acc {r['sp_acc']:.3f}  "
           f"{r['tokens_per_s']:,.0f} tokens/s")
 PY
+echo "== 4. fine-tune a classifier on corpora/reviews_cls from the pre-trained model (dev after each epoch)"
+uer-ds finetune classifier --pretrained_model_path "$out/pretrain/model" --vocab_path corpora/vocab.txt \
+  --config_path bert/tiny --train_path corpora/reviews_cls/train.tsv --dev_path corpora/reviews_cls/dev.tsv \
+  --test_path corpora/reviews_cls/test.tsv --output_model_path "$out/classifier" --epochs_num 3 --batch_size 32 \
+  --seq_length 64 --learning_rate 1e-3 --bad_case_path "$out/bad_cases.tsv" --no_progress 2>&1 | quiet
+echo "== 5. predict the unlabelled test set with the best model"
+uer-ds infer classifier --load_model_path "$out/classifier" --vocab_path corpora/vocab.txt \
+  --test_path corpora/reviews_cls/test_nolabel.tsv --prediction_path "$out/predictions.tsv" --output_prob \
+  --no_progress 2>&1 | quiet
+head -n 4 "$out/predictions.tsv"

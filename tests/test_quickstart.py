@@ -12,7 +12,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_preprocesses_pretrains_resumes():
+def test_quickstart_preprocesses_pretrains_resumes_finetunes_infers():
     out = subprocess.run([str(ROOT / "launch" / "quickstart.sh")], capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     run = ROOT / "out" / "quickstart"
@@ -25,3 +25,15 @@ def test_quickstart_preprocesses_pretrains_resumes():
     weights = load_file(run / "pretrain" / "model" / "model.safetensors")
     assert weights["embedding.word.embedding.weight"].shape == (417, 128)
     assert (run / "pretrain" / "latest").read_text() == "global_step200"
+    # fine-tuned from the pre-trained body, then predictions for every unlabelled test line
+    assert "loaded 37 embedding/encoder tensors" in out.stdout and "['mlm', 'sp']" in out.stdout
+    report = json.loads((run / "classifier" / "report.json").read_text())
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2, 3]
+    assert report["test"]["examples"] == 150 and report["test"]["accuracy"] > 0.6  # chance: 0.5
+    lines = (run / "predictions.tsv").read_text(encoding="utf-8").splitlines()
+    inputs = (ROOT / "corpora" / "reviews_cls" / "test_nolabel.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "label\tprob" and len(lines) == len(inputs) == 151
+    for line in lines[1:]:
+        label, prob = line.split("\t")
+        probs = [float(v) for v in prob.split()]
+        assert label in ("0", "1") and abs(sum(probs) - 1) < 1e-4 and probs[int(label)] == max(probs)
