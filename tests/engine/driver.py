@@ -7,6 +7,7 @@ Step s uses global samples [s*G, (s+1)*G); rank r takes its share of every micro
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -75,7 +76,8 @@ def main() -> int:
     parser.add_argument("--model", choices=("bert", "gpt"), default="bert")
     parser.add_argument("--ds_config", required=True)
     parser.add_argument("--steps", type=int, default=8, help="total_steps (sets the schedule)")
-    parser.add_argument("--stop_after", type=int, default=0, help="end the process after this step's save")
+    parser.add_argument("--resume_at", type=int, default=0,
+                        help="stop after this step's save, then resume from disk in a fresh engine")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--accumulation_steps", type=int, default=1)
     parser.add_argument("--pipeline_stages", type=int, default=1)
@@ -95,28 +97,33 @@ def main() -> int:
                             report_steps=1, save_checkpoint_steps=args.save_steps, seed=3)
     ds_config, source = load_ds_config(args.ds_config)
     init = torch.load(args.init, weights_only=True)
-    engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), init,
-                          pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
-    start = int(engine.load(args.out)["step"]) if args.resume else 0
-    if args.crash_in_save_at:
-        real_save = engine.ds.save_checkpoint
 
-        def crashing_save(directory, tag=None, **kwargs):
-            real_save(directory, tag=tag, **kwargs)
-            if tag == f"global_step{args.crash_in_save_at}":
-                os._exit(17)
+    def run(resume: bool, stop_after: int = 0):
+        """A fresh engine (and model and optimizer); from the checkpoint on disk when resuming."""
+        engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), init,
+                              pipeline_stages=args.pipeline_stages,
+                              activation_checkpointing=args.activation_checkpointing)
+        start = int(engine.load(args.out)["step"]) if resume else 0
+        if args.crash_in_save_at:
+            real_save = engine.ds.save_checkpoint
 
-        engine.ds.save_checkpoint = crashing_save
-    batches = micro_batches(cfg, train_cfg, engine.data_parallel_rank, engine.data_parallel_size, start)
-    reporter = Reporter(tuple(cfg.target), args.metrics, None, train_cfg.total_steps, start, show_progress=False)
+            def crashing_save(directory, tag=None, **kwargs):
+                real_save(directory, tag=tag, **kwargs)
+                if tag == f"global_step{args.crash_in_save_at}":
+                    os._exit(17)
 
-    def stop(step: int) -> None:
-        if step == args.stop_after:
-            reporter.close()
-            sys.exit(0)
+            engine.ds.save_checkpoint = crashing_save
+        batches = micro_batches(cfg, train_cfg, engine.data_parallel_rank, engine.data_parallel_size, start)
+        reporter = Reporter(tuple(cfg.target), args.metrics, None, train_cfg.total_steps, start, show_progress=False)
+        train(engine, batches, train_cfg, start, reporter,
+              lambda step: engine.save(args.out, step, {"step": step, "pipeline_stages": args.pipeline_stages}),
+              stop_after=stop_after or None)
+        return engine
 
-    train(engine, batches, train_cfg, start, reporter,
-          lambda step: engine.save(args.out, step, {"step": step, "pipeline_stages": args.pipeline_stages}), stop)
+    if args.resume_at:  # train to resume_at, drop everything, resume from the files in a new engine
+        run(resume=False, stop_after=args.resume_at)
+        gc.collect()
+    engine = run(resume=args.resume or bool(args.resume_at))
     if args.dump_live:
         dump_live(engine, args.dump_live)
     return 0
