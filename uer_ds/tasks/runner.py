@@ -245,7 +245,8 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
         metrics, outputs = evaluate_heads(task, engine.predict, data.dev, heads, collate, args, rank, world,
                                           "dev", progress=not args.no_progress)
         epoch = -(-step // per_epoch)
-        history.append({"epoch": epoch, "step": step, "dev": metrics, "seconds": round(time.perf_counter() - t0, 2)})
+        history.append({"epoch": epoch, "step": step, "dev": metrics, "eval_seconds": round(time.perf_counter() - t0, 2),
+                        "elapsed_seconds": round(time.perf_counter() - started, 2)})
         best["outputs_candidate"] = outputs
         if rank0:
             echo(format_metrics(task, metrics, f"epoch {epoch} (step {step}) dev"))
