@@ -137,7 +137,8 @@ def test_multitask_on_two_processes_then_distillation_from_it(tmp_path, book_rev
     out = tmp_path / "student"
     result = run(["finetune", "classifier", "--vocab_path", vocab, *TINY, "--epochs_num", "1",
                   "--pretrained_model_path", str(mt), "--train_path", str(soft), "--dev_path",
-                  str(book_review / "dev.tsv"), "--output_model_path", str(out), "--soft_targets", "--soft_alpha", "0.5"])
+                  str(book_review / "dev.tsv"), "--output_model_path", str(out), "--soft_targets",
+                  "--soft_alpha", "0.5"])
     assert result.returncode == 0, result.stdout[-3000:]
     assert "not loaded, as expected: the pre-trained model's own heads ['book_review', 'chnsenticorp']" in result.stdout
     assert "loaded 37 embedding/encoder tensors" in result.stdout

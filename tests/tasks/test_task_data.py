@@ -37,7 +37,8 @@ def read(path, tokenizer, labels_num=None, labelled=True, soft=False, pair=None)
 
 @pytest.mark.parametrize("text, line, message", [
     ("label\ttext_a\n1\t好书\n0\t一般\textra\n", 3, r"3 column\(s\), the header has 2"),
-    ("label\ttext_a\n1\t好书\n5\t一般\n", 3, r"label 5 is out of range: labels must be in 0\.\.1 \(labels_num is 2\)"),
+    ("label\ttext_a\n1\t好书\n5\t一般\n", 3,
+     r"label 5 is out of range: labels must be in 0\.\.1 \(labels_num is 2\)"),
     ("label\ttext_a\n1\t好书\n-1\t一般\n", 3, r"label -1 is out of range"),
     ("label\ttext_a\nx\t好书\n", 2, r"label 'x' is not an integer"),
     ("label\ttext_a\n1\t \n", 2, r"text_a is empty"),
@@ -52,7 +53,8 @@ def test_bad_rows_name_file_line_value_and_rule(tmp_path, tokenizer, text, line,
 
 def test_bad_headers_and_logits(tmp_path, tokenizer):
     path = write(tmp_path, "a.tsv", "text_a\tlabel_x\n好书\t1\n")
-    with pytest.raises(TaskDataError, match=rf"^{re.escape(path)}:1: header \['text_a', 'label_x'\] lacks column\(s\) \['label'\]"):
+    header = r"header \['text_a', 'label_x'\] lacks column\(s\) \['label'\]"
+    with pytest.raises(TaskDataError, match=rf"^{re.escape(path)}:1: {header}"):
         read(path, tokenizer)
     path = write(tmp_path, "b.tsv", "label\ttext_a\tlogits\n1\t好书\t0.5\n")
     with pytest.raises(TaskDataError, match=rf"^{re.escape(path)}:2: logits has 1 value\(s\), expected 2"):

@@ -67,7 +67,8 @@ def test_head_is_pool_linear_tanh_linear():
     head = ClassifierHead(cfg, labels_num=3, pooling="mean")
     hidden, seg = torch.randn(2, 5, 128), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 2, 2, 2]])
     mean = torch.stack([hidden[0, :3].mean(0), hidden[1].mean(0)])
-    expected = torch.tanh(mean @ head.linear_1.weight.T + head.linear_1.bias) @ head.linear_2.weight.T + head.linear_2.bias
+    inner = torch.tanh(mean @ head.linear_1.weight.T + head.linear_1.bias)
+    expected = inner @ head.linear_2.weight.T + head.linear_2.bias
     torch.testing.assert_close(head.predict(hidden, seg), expected)
 
 

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--check_path", help="a TSV (text_a [text_b]; other columns ignored): compare onnxruntime's "
                                              "probabilities with PyTorch's on it; above --tolerance nothing is written")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |prob difference| (default 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest allowed |prob difference| (default 1e-4)")
     parser.add_argument("--seq_length", type=int, help="for --check_path (default: the fine-tuning seq_length)")
     parser.add_argument("--batch_size", type=int, default=64, help="for --check_path (default 64)")
     add_tokenizer_arguments(parser)
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
             check = parity(model, head, onnx_session(str(tmp)), examples, collate, args.batch_size)
             result.update(check, check_path=args.check_path)
             if not check["max_abs_prob_diff"] <= args.tolerance:
-                raise ValueError(f"onnxruntime and PyTorch differ by {check['max_abs_prob_diff']:.3g} in probability on "
-                                 f"{args.check_path} (tolerance {args.tolerance}): nothing written")
+                raise ValueError(f"onnxruntime and PyTorch differ by {check['max_abs_prob_diff']:.3g} in probability "
+                                 f"on {args.check_path} (tolerance {args.tolerance}): nothing written")
         os.replace(tmp, out)
     finally:
         if tmp.exists():

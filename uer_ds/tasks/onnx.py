@@ -106,7 +106,8 @@ def parity(model: TaskModel, head: int, session, examples: Sequence[Example],
         batch = collate([examples[i] for i in indices], head)
         with torch.no_grad():
             logits, prob = (t.numpy() for t in wrapper(batch["src"], batch["seg"]))
-        onnx_logits, onnx_prob = session.run(["logits", "prob"], {"src": batch["src"].numpy(), "seg": batch["seg"].numpy()})
+        feeds = {"src": batch["src"].numpy(), "seg": batch["seg"].numpy()}
+        onnx_logits, onnx_prob = session.run(["logits", "prob"], feeds)
         worst_prob = max(worst_prob, float(np.abs(prob - onnx_prob).max()))
         worst_logits = max(worst_logits, float(np.abs(logits - onnx_logits).max()))
         agree += int((prob.argmax(-1) == onnx_prob.argmax(-1)).sum())

@@ -33,17 +33,20 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     task.add_arguments(parser)
     group = parser.add_argument_group("fine-tuning")
     group.add_argument("--pretrained_model_path",
-                       help="pre-trained weights (a model directory, a uer_ds checkpoint directory, a .safetensors/.bin "
-                            "file, or a fine-tuned task model); without it the model starts from random weights")
+                       help="pre-trained weights (a model directory, a uer_ds checkpoint directory, a "
+                            ".safetensors/.bin file, or a fine-tuned task model); without it the model starts "
+                            "from random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
     group.add_argument("--output_model_path", required=True,
                        help="directory for the best model (config.json, task.json, model.safetensors) and report.json")
     group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
-    group.add_argument("--seq_length", type=int, default=128, help="longest input in tokens; longer is cut (default 128)")
+    group.add_argument("--seq_length", type=int, default=128,
+                       help="longest input in tokens; longer is cut (default 128)")
     group.add_argument("--eval_batch_size", type=int, help="batch size for evaluation (default: --batch_size)")
     group.add_argument("--metric", choices=task.metrics, default=task.metrics[0],
-                       help=f"dev metric that picks the best model and drives early stopping (default {task.metrics[0]})")
+                       help=f"dev metric that picks the best model and drives early stopping "
+                            f"(default {task.metrics[0]})")
     group.add_argument("--patience", type=int, default=0,
                        help="stop after this many epochs without a better dev --metric (default 0: never)")
     group.add_argument("--bad_case_path", help="write the best model's wrong dev predictions here (TSV)")
@@ -52,8 +55,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
     engine = parser.add_argument_group("DeepSpeed engine")
     engine.add_argument("--deepspeed_config", default="zero0",
-                        help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, zero3_offload, "
-                             "*_bf16, *_fp16 (default zero0)")
+                        help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, "
+                             "zero3_offload, *_bf16, *_fp16 (default zero0)")
     engine.add_argument("--deepspeed", action="store_true", help="accepted for TencentPretrain compatibility")
     engine.add_argument("--activation_checkpointing", action="store_true",
                         help="recompute transformer layer activations in backward (less memory)")
@@ -245,7 +248,8 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
         metrics, outputs = evaluate_heads(task, engine.predict, data.dev, heads, collate, args, rank, world,
                                           "dev", progress=not args.no_progress)
         epoch = -(-step // per_epoch)
-        history.append({"epoch": epoch, "step": step, "dev": metrics, "eval_seconds": round(time.perf_counter() - t0, 2),
+        history.append({"epoch": epoch, "step": step, "dev": metrics,
+                        "eval_seconds": round(time.perf_counter() - t0, 2),
                         "elapsed_seconds": round(time.perf_counter() - started, 2)})
         best["outputs_candidate"] = outputs
         if rank0:
@@ -283,8 +287,9 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
     if args.bad_case_path:
         rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, best["outputs"])
         echo(f"wrote {rows_written} bad case(s) of the best model on dev to {args.bad_case_path}")
-    report = {"task": task.name, "epochs": history, "best": {"step": best["step"], "epoch": -(-best["step"] // per_epoch),
-                                                             "metric": args.metric, "dev": best["metrics"]},
+    best_epoch = -(-best["step"] // per_epoch)
+    report = {"task": task.name, "epochs": history,
+              "best": {"step": best["step"], "epoch": best_epoch, "metric": args.metric, "dev": best["metrics"]},
               "stopped_early": evaluation.stopped_at is not None, "total_steps": total, "steps_per_epoch": per_epoch,
               "train_seconds": round(train_seconds, 2)}
     if any(t is not None for t in data.test):
@@ -294,7 +299,8 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
         for index, name in enumerate(heads):  # the head's index in the model, whichever heads have a test set
             if data.test[index] is None:
                 continue
-            outputs = predict_examples(forward, data.test[index], index, collate, args.eval_batch_size or args.batch_size,
+            outputs = predict_examples(forward, data.test[index], index, collate,
+                                       args.eval_batch_size or args.batch_size,
                                        desc=None if args.no_progress else f"test {name}")
             per_head[name] = task.evaluate(data.test[index], outputs, heads[name], args)
         metrics = per_head[next(iter(heads))] if len(heads) == 1 else {"heads": per_head}
@@ -340,7 +346,8 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     tokenizer = build_tokenizer(kind, vocab_path, spm_path, do_lower_case=lower)
     if tokenizer.identity().get("vocab_sha256") != recorded.get("vocab_sha256"):
         raise ValueError(f"the vocabulary given ({vocab_path or spm_path}) is not the one the model was fine-tuned "
-                         f"with (sha256 {recorded.get('vocab_sha256', '?')[:12]}..., {recorded.get('vocab_size')} entries)")
+                         f"with (sha256 {recorded.get('vocab_sha256', '?')[:12]}..., "
+                         f"{recorded.get('vocab_size')} entries)")
     return tokenizer
 
 
