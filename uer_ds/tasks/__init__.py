@@ -4,11 +4,19 @@ writer, see base.py) added here."""
 from uer_ds.tasks.base import Task, TaskData, predict_outputs
 from uer_ds.tasks.classifier import ClassifierHead, ClassifierTask, MtClassifierTask, soft_target_result
 from uer_ds.tasks.data import Example, TaskDataError
+from uer_ds.tasks.dbqa import DbqaTask
 from uer_ds.tasks.model import TaskModel, load_task_model, select_pretrained
+from uer_ds.tasks.mrc import CmrcTask
+from uer_ds.tasks.multiple_choice import C3Task
+from uer_ds.tasks.ner import NerTask
 
 TASKS: dict[str, Task] = {
     "classifier": ClassifierTask(),
     "mt_classifier": MtClassifierTask(),
+    "ner": NerTask(),
+    "cmrc": CmrcTask(),
+    "c3": C3Task(),
+    "dbqa": DbqaTask(),
 }
 
 __all__ = ["TASKS", "ClassifierHead", "ClassifierTask", "Example", "MtClassifierTask", "Task", "TaskData",

@@ -86,6 +86,14 @@ class Task:
         """Write one batch of predictions (TSV); header=True for the first batch."""
         raise NotImplementedError
 
+    def write_prediction_file(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                              args: argparse.Namespace, chunk: int = 4096) -> None:
+        """The whole prediction file; by default write_predictions over chunks of examples.  Tasks
+        whose output is one document over all examples (a JSON object of answers) override this."""
+        for start in range(0, len(examples), chunk):
+            self.write_predictions(handle, examples[start: start + chunk], outputs[start: start + chunk], spec, args,
+                                   header=start == 0)
+
 
 def predict_outputs(raw: Any) -> list[Any]:
     """A head's batch predictions (a tensor (B, ...) or a tuple of them) -> one item per example

@@ -4,6 +4,8 @@ fine-tuning head per task, and task model directories.
 A head is an nn.Module with
     forward(hidden, tgt: dict, seg) -> TargetResult      (training and evaluation loss)
     predict(hidden, seg) -> tensor or tuple of tensors     (logits, per example; no labels needed)
+    predict(hidden, seg, tgt) instead, when the head sets `predict_takes_tgt = True`: tgt then carries
+    inputs that are not labels (word-start masks, option masks), which collate puts in every batch
 The heads live in `target` (a ModuleDict, as a Model's pre-training targets do), so their keys are
 `target.<head name>.*`, the engine reports per head, and a pre-trained model's own targets
 (`target.mlm.*`, `target.sp.*`) are simply other heads' keys: expected extras, not errors.
@@ -62,6 +64,8 @@ class TaskModel(Model):
         name = self.head_names[self.head_index(tgt)]
         head = self.target[name]
         if predict:
+            if getattr(head, "predict_takes_tgt", False):
+                return head.predict(hidden, seg, tgt)
             return head.predict(hidden, seg)
         result = head(hidden, tgt, seg)
         if len(self.head_names) > 1:  # multi-task: the engine's statistics go to this head's name

@@ -379,11 +379,8 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     target = Path(args.prediction_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    chunk = 4096
     with open(tmp, "w", encoding="utf-8") as f:
-        for start in range(0, len(examples), chunk):
-            task.write_predictions(f, examples[start: start + chunk], outputs[start: start + chunk], spec, args,
-                                   header=start == 0)
+        task.write_prediction_file(f, examples, outputs, spec, args)
     os.replace(tmp, target)
     seconds = time.perf_counter() - started
     if dist.is_rank0():

@@ -1,0 +1,389 @@
+"""Span-extraction machine reading comprehension on SQuAD-style JSON (CMRC2018, DRCD; UER-py's
+run_cmrc / run_cmrc_infer).
+
+Data: {"data": [{"paragraphs": [{"context": str, "qas": [{"id", "question", "answers": [{"text",
+"answer_start"}]}]}]}]}.  answer_start is the answer's character offset in the context; -1 marks
+an answer that does not occur in the context (CMRC2018's dev set has some): such an answer counts
+as a gold text for EM/F1 but cannot teach a span.
+
+Input windows: [CLS] question [SEP] context window [SEP] (segments 1 and 2).  A context longer than
+the room left by the question (at most --max_query_length tokens) is cut into windows that start
+--doc_stride tokens apart.  Every context token keeps the character offsets it came from, so a token
+span maps back to the exact context text.  Training labels the answer's first and last token in a
+window that holds the whole answer, and [CLS] (position 0) in a window that does not, as BERT's
+SQuAD code does.
+
+Decoding: in each window the --n_best_size best start and end positions over the context tokens,
+pairs with end >= start and at most --max_answer_length tokens, scored start logit + end logit; the
+question's answer is its best-scoring pair over all windows.  EM/F1 by the CMRC2018 rules
+(uer_ds.tasks.scoring).  `uer-ds infer cmrc` writes {question id: answer} as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.models.targets import TargetResult
+from uer_ds.models.targets.base import classification_result
+from uer_ds.tasks.base import Task, TaskData
+from uer_ds.tasks.classifier import add_split_arguments
+from uer_ds.tasks.data import Example, TaskDataError, pad
+from uer_ds.tasks.ner import note
+from uer_ds.tasks.scoring import cmrc_f1, cmrc_metrics
+from uer_ds.tokenizers import Tokenizer
+from uer_ds.tokenizers.bert import CJK, OTHER, char_class, is_punctuation
+
+PAD_LOGIT = -10000.0  # score of padding positions (finite: fp16/bf16 safe, never a best position)
+
+
+# ---- the head ------------------------------------------------------------------------------------
+class SpanHead(nn.Module):
+    """(B, T, H) -> start and end logits (B, T) by one linear layer (hidden -> 2).
+    tgt: "start", "end" (B,) positions (0 = [CLS]: the window does not hold the answer)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.output_layer = nn.Linear(cfg.hidden_size, 2)
+
+    def logits(self, hidden: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.output_layer(hidden).float().unbind(dim=-1)  # (B, T) each
+        padding = seg == 0
+        return start.masked_fill(padding, PAD_LOGIT), end.masked_fill(padding, PAD_LOGIT)
+
+    def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
+        start, end = self.logits(hidden, seg)
+        first, last = classification_result(start, tgt["start"]), classification_result(end, tgt["end"])
+        both = ((start.argmax(-1) == tgt["start"]) & (end.argmax(-1) == tgt["end"])).sum()
+        return TargetResult(loss=(first.loss + last.loss) / 2, correct=both, denominator=first.denominator)
+
+    def predict(self, hidden: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.logits(hidden, seg)
+
+
+# ---- tokens with character offsets ---------------------------------------------------------------
+def text_segments(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of the units the BERT basic tokenizer splits text into: single CJK characters,
+    single punctuation marks, and runs of other characters; whitespace and control characters are
+    boundaries and belong to no unit."""
+    start = None
+    for i, ch in enumerate(text):
+        kind = char_class(ch)
+        if kind == OTHER and not is_punctuation(ch):
+            if start is None:
+                start = i
+            continue
+        if start is not None:
+            yield start, i
+            start = None
+        if kind == CJK or (kind == OTHER and is_punctuation(ch)):
+            yield i, i + 1
+    if start is not None:
+        yield start, len(text)
+
+
+def tokenize_with_offsets(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and each token's character span [start, end) in text.  WordPiece pieces of one unit
+    get their own spans when their lengths add up to the unit's ('##' not counted); otherwise (an
+    [UNK], a normalisation that changes lengths) every piece spans the whole unit."""
+    ids, offsets = [], []
+    for start, end in text_segments(text):
+        tokens = tokenizer.tokenize(text[start:end])
+        if not tokens:
+            continue
+        lengths = [len(t) - 2 if t.startswith("##") else len(t) for t in tokens]
+        exact = sum(lengths) == end - start and tokenizer.special_tokens.get("unk") not in tokens
+        position = start
+        for length in lengths:
+            offsets.append((position, position + length) if exact else (start, end))
+            position += length
+        ids.extend(tokenizer.convert_tokens_to_ids(tokens))
+    return ids, offsets
+
+
+def char_span_to_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int) -> Optional[tuple[int, int]]:
+    """First and last token overlapping characters [start, end); None when no token does."""
+    inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def window_starts(length: int, room: int, stride: int) -> list[int]:
+    """Token offsets of the windows over a context of `length` tokens, `room` tokens each."""
+    starts = [0]
+    while starts[-1] + room < length:
+        starts.append(starts[-1] + min(stride, room))
+    return starts
+
+
+# ---- reading the JSON ----------------------------------------------------------------------------
+def load_json(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"'{path}': no such file")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise TaskDataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise TaskDataError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+
+
+def _field(obj: Any, key: str, kind: type, where: str, rule: str) -> Any:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TaskDataError(f"{where}: '{key}' is {value!r:.80}: {rule}")
+    return value
+
+
+def read_squad(path: str, labelled: bool) -> list[dict]:
+    """Questions [{id, question, context, answers: [(text, start)]}] of a SQuAD-style file, checked."""
+    data = load_json(path)
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise TaskDataError(f"{path}: top level must be an object with a 'data' list (SQuAD format)")
+    questions, seen = [], set()
+    for a, article in enumerate(articles):
+        paragraphs = _field(article, "paragraphs", list, f"{path}: data[{a}]", "each article has a 'paragraphs' list")
+        for p, paragraph in enumerate(paragraphs):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = _field(paragraph, "context", str, where, "each paragraph has a non-empty 'context' string")
+            if not context.strip():
+                raise TaskDataError(f"{where}: 'context' is empty: each paragraph needs text")
+            for q, qa in enumerate(_field(paragraph, "qas", list, where, "each paragraph has a 'qas' list")):
+                questions.append(_read_question(qa, context, f"{where}.qas[{q}]", labelled, seen))
+    if not questions:
+        raise TaskDataError(f"{path}: no questions")
+    return questions
+
+
+def _read_question(qa: Any, context: str, where: str, labelled: bool, seen: set) -> dict:
+    qid = qa.get("id") if isinstance(qa, dict) else None
+    if not isinstance(qid, (str, int)) or isinstance(qid, bool) or str(qid) == "":
+        raise TaskDataError(f"{where}: 'id' is {qid!r:.80}: every question needs an id (string)")
+    qid = str(qid)
+    where = f"{where.split(':')[0]}: question id {qid}"
+    if qid in seen:
+        raise TaskDataError(f"{where}: the id occurs twice: question ids must be unique")
+    seen.add(qid)
+    question = _field(qa, "question", str, where, "each question has a non-empty 'question' string")
+    if not question.strip():
+        raise TaskDataError(f"{where}: 'question' is empty")
+    answers = []
+    if labelled:
+        items = _field(qa, "answers", list, where, "a labelled question has an 'answers' list")
+        if not items:
+            raise TaskDataError(f"{where}: 'answers' is empty: a labelled question needs at least one answer")
+        for k, item in enumerate(items):
+            text = _field(item, "text", str, f"{where} answer {k}", "an answer has a 'text' string")
+            start = _field(item, "answer_start", int, f"{where} answer {k}",
+                           "an answer has an integer 'answer_start' (-1: not in the context)")
+            if start != -1 and (start < 0 or context[start: start + len(text)] != text):
+                found = context[max(start, 0): max(start, 0) + len(text)]
+                raise TaskDataError(f"{where} answer {k}: text '{text[:40]}' is not at answer_start {start} (the context "
+                                    f"has '{found[:40]}' there): answer_start is the answer's character offset in the "
+                                    "context, or -1 when it does not occur")
+            answers.append((text, start))
+    return {"id": qid, "question": question, "context": context, "answers": answers}
+
+
+# ---- the task ------------------------------------------------------------------------------------
+def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best: int,
+              max_length: int) -> Optional[tuple[float, int, int]]:
+    """(score, s, e) of the best pair among the n_best starts and n_best ends in positions
+    [first, first + count): e >= s, e - s + 1 <= max_length, score start[s] + end[e]."""
+    window_start, window_end = start[first: first + count], end[first: first + count]
+    starts = np.argsort(-window_start, kind="stable")[:n_best]
+    ends = np.argsort(-window_end, kind="stable")[:n_best]
+    best = None
+    for s in starts:
+        for e in ends:
+            if e < s or e - s + 1 > max_length:
+                continue
+            score = float(window_start[s]) + float(window_end[e])
+            if best is None or score > best[0]:
+                best = (score, first + int(s), first + int(e))
+    return best
+
+
+class CmrcTask(Task):
+    name = "cmrc"
+    help = "span-extraction reading comprehension on SQuAD-style JSON (CMRC2018, DRCD; UER-py run_cmrc)"
+    metrics = ("f1", "em", "average")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_split_arguments(parser)
+        group = parser.add_argument_group("cmrc")
+        group.add_argument("--doc_stride", type=int, default=128,
+                           help="tokens between the starts of a long context's windows (default 128)")
+        group.add_argument("--max_query_length", type=int, default=64,
+                           help="longest question in tokens; longer is cut (default 64)")
+        self._decoding_arguments(group, 64, 20)
+
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        self._decoding_arguments(parser.add_argument_group("cmrc"), None, None)
+
+    @staticmethod
+    def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:
+        """Fine-tuning gives defaults; inference defaults to the values the model was fine-tuned with."""
+        model = "the model's"
+        group.add_argument("--max_answer_length", type=int, default=max_answer_length,
+                           help=f"longest answer in tokens (default {max_answer_length or model})")
+        group.add_argument("--n_best_size", type=int, default=n_best,
+                           help=f"start and end candidates per window (default {n_best or model})")
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
+             args: Optional[argparse.Namespace] = None) -> list[Example]:
+        training = args is not None  # the training file: questions without a located answer are skipped
+        special = tokenizer.require_special("cls", "sep")
+        examples, skipped, lost, contexts = [], [], [], {}
+        for question in read_squad(path, labelled):
+            context = question["context"]
+            if context not in contexts:  # paragraphs' questions share one tokenization
+                contexts.clear()
+                contexts[context] = tokenize_with_offsets(tokenizer, context)
+            ids, offsets = contexts[context]
+            query = tokenizer.encode(question["question"])[: spec["max_query_length"]]
+            room = seq_length - len(query) - 3
+            if room < 1:
+                raise ValueError(f"--seq_length {seq_length} leaves no room for the context after a question of "
+                                 f"{len(query)} tokens (--max_query_length {spec['max_query_length']})")
+            spans = [char_span_to_tokens(offsets, s, s + len(t)) if s >= 0 else None for t, s in question["answers"]]
+            located = next((span for span in spans if span is not None), None)
+            if training and located is None:
+                skipped.append(question["id"])
+                continue
+            windows = self._windows(question, ids, offsets, query, room, spec["doc_stride"], special, located,
+                                    path if labelled else None)
+            lost += [question["id"]] * (labelled and not self._recoverable(question, windows, offsets, spans))
+            examples.extend(windows)
+        if skipped:
+            note(f"{path}: {len(skipped)} question(s) skipped for training: no answer has an answer_start in the "
+                 f"context (e.g. {', '.join(skipped[:3])})")
+        if lost:
+            note(f"{path}: {len(lost)} question(s) with a gold answer that no window's tokens give back exactly "
+                 f"(an answer boundary inside a token, or an answer that no window holds whole: a smaller --doc_stride "
+                 f"makes windows overlap more; e.g. {', '.join(lost[:3])})")
+        if not examples:
+            raise TaskDataError(f"{path}: no question has a usable answer")
+        return examples
+
+    @staticmethod
+    def _windows(question: dict, ids: list[int], offsets: list, query: list[int], room: int, stride: int,
+                 special: dict, located: Optional[tuple[int, int]], path: Optional[str]) -> list[Example]:
+        out = []
+        prefix = [special["cls"], *query, special["sep"]]
+        for w, begin in enumerate(window_starts(len(ids), room, stride)):
+            stop = min(begin + room, len(ids))
+            src = prefix + ids[begin:stop] + [special["sep"]]
+            seg = [1] * len(prefix) + [2] * (stop - begin + 1)
+            target = None
+            if located is not None:
+                inside = begin <= located[0] and located[1] < stop
+                target = (len(prefix) + located[0] - begin, len(prefix) + located[1] - begin) if inside else (0, 0)
+            out.append(Example(f"{path or 'input'}: question id {question['id']} window {w}",
+                               {"id": question["id"], "question": question["question"], "context": question["context"]},
+                               src, seg, target,
+                               {"first": len(prefix), "begin": begin, "offsets": offsets[begin:stop],
+                                "answers": [t for t, _ in question["answers"]]}))
+        return out
+
+    @staticmethod
+    def _recoverable(question: dict, windows: list[Example], offsets: list, spans: list) -> bool:
+        """Does every gold answer with an answer_start come back exactly as the context text of a token
+        span that lies whole inside some window?"""
+        for (text, start), span in zip(question["answers"], spans):
+            if start < 0:
+                continue
+            if span is None or question["context"][offsets[span[0]][0]: offsets[span[1]][1]] != text:
+                return False
+            if not any(w.extra["begin"] <= span[0] and span[1] < w.extra["begin"] + len(w.extra["offsets"])
+                       for w in windows):
+                return False
+        return True
+
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        for key in ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"):
+            if getattr(args, key) <= 0:
+                raise ValueError(f"--{key} has value {getattr(args, key)}: must be positive")
+        spec = {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length,
+                "max_answer_length": args.max_answer_length, "n_best_size": args.n_best_size}
+        train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
+        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
+        return TaskData({"cmrc": spec}, [train], [read(args.dev_path)],
+                        [read(args.test_path) if args.test_path else None])
+
+    def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
+        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long)}
+        if all(e.tgt is not None for e in examples):
+            tgt["start"] = torch.tensor([e.tgt[0] for e in examples], dtype=torch.long)
+            tgt["end"] = torch.tensor([e.tgt[1] for e in examples], dtype=torch.long)
+        return {"src": pad([e.src for e in examples], pad_id), "seg": pad([e.seg for e in examples], 0), "tgt": tgt}
+
+    # ---- model ----------------------------------------------------------------------------------
+    def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
+                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+        if cfg.encoder == "dual":
+            raise ValueError("reading comprehension takes one encoder; siamese (dual) models are not supported")
+        return {name: SpanHead(cfg) for name in heads}
+
+    # ---- evaluation and output ------------------------------------------------------------------
+    @staticmethod
+    def answers(examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                args: Optional[argparse.Namespace]) -> dict[str, tuple[str, float]]:
+        """{question id: (answer text, score)} in file order: the best span over the question's windows."""
+        n_best = getattr(args, "n_best_size", None) or spec["n_best_size"]
+        max_length = getattr(args, "max_answer_length", None) or spec["max_answer_length"]
+        best: dict[str, tuple[float, str]] = {}
+        for example, (start, end) in zip(examples, outputs):
+            qid = example.text["id"]
+            offsets = example.extra["offsets"]
+            found = best_span(start, end, example.extra["first"], len(offsets), n_best, max_length)
+            best.setdefault(qid, (float("-inf"), ""))
+            if found is not None and found[0] > best[qid][0]:
+                a, b = offsets[found[1] - example.extra["first"]][0], offsets[found[2] - example.extra["first"]][1]
+                best[qid] = (found[0], example.text["context"][a:b])
+        return {qid: (text, score) for qid, (score, text) in best.items()}
+
+    @staticmethod
+    def _golds(examples: Sequence[Example]) -> dict[str, list[str]]:
+        return {e.text["id"]: e.extra["answers"] for e in examples}
+
+    def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                 args: argparse.Namespace) -> dict:
+        predicted = self.answers(examples, outputs, spec, args)
+        golds = self._golds(examples)
+        metrics = cmrc_metrics([golds[q] for q in predicted], [text for text, _ in predicted.values()])
+        metrics["windows"] = len(examples)
+        return metrics
+
+    def format_report(self, metrics: dict, title: str) -> str:
+        return (f"{title}: {metrics['questions']} questions ({metrics['windows']} windows)  F1 {metrics['f1']:.4f}  "
+                f"EM {metrics['em']:.4f}  average {metrics['average']:.4f}")
+
+    def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
+                  spec: dict) -> tuple[list[str], list[list[str]]]:
+        predicted = self.answers(examples, outputs, spec, None)
+        golds = self._golds(examples)
+        questions = {e.text["id"]: e.text["question"] for e in examples}
+        rows = []
+        for qid, (text, _) in predicted.items():
+            f1 = cmrc_f1(golds[qid], text)
+            if f1 < 1.0:
+                rows.append([qid, questions[qid], " | ".join(golds[qid]), text, f"{f1:.4f}"])
+        return ["id", "question", "gold", "predicted", "f1"], rows
+
+    def write_prediction_file(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                              args: argparse.Namespace, chunk: int = 4096) -> None:
+        answers = {qid: text for qid, (text, _) in self.answers(examples, outputs, spec, args).items()}
+        handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
+
+
+__all__ = ["CmrcTask", "SpanHead", "best_span", "char_span_to_tokens", "read_squad", "text_segments",
+           "tokenize_with_offsets", "window_starts"]

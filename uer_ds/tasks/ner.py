@@ -1,0 +1,222 @@
+"""Named entity recognition as sequence tagging (UER-py's run_ner / run_ner_infer).
+
+Data: TSV with a header, `text_a<TAB>label`: text_a is space-separated tokens (characters for
+Chinese), label one tag per token (BIO or IOBES: O, B-LOC, I-LOC, ...); --label2id_path maps each
+tag to its id.  Inference input needs only text_a.
+
+Input: [CLS] pieces... [SEP] (segment 1).  A token the tokenizer splits (WordPiece: 'hello' ->
+'hell', '##o') is labelled on its first piece; continuation pieces and the special tokens carry the
+ignore label -100 and get no prediction.  Tokens cut off by --seq_length are predicted 'O' (and
+counted in the load report), so metrics still cover every gold entity.
+
+Head: linear layer over each position (softmax), or with --crf a linear-chain CRF over the tokens'
+first pieces (exact log-likelihood, Viterbi decoding).  Metrics: entity-level P/R/F1 as seqeval
+computes them (uer_ds.tasks.scoring).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from uer_ds.config import ModelConfig
+from uer_ds.models.targets import TargetResult
+from uer_ds.models.targets.base import IGNORE_INDEX, classification_result
+from uer_ds.tasks.base import Task, TaskData
+from uer_ds.tasks.classifier import add_split_arguments
+from uer_ds.tasks.crf import CRF, compress
+from uer_ds.tasks.data import Example, TaskDataError, pad, read_tsv, text_column
+from uer_ds.tasks.scoring import check_tag, entity_metrics, format_entities, get_entities
+from uer_ds.tokenizers import Tokenizer
+
+
+def note(message: str) -> None:
+    """A line of the load report, printed once (data is read before the processes group up)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, flush=True)
+
+
+# ---- the head ------------------------------------------------------------------------------------
+class TaggerHead(nn.Module):
+    """(B, T, H) -> tag scores (B, T, L) by one linear layer; optional CRF over the first pieces.
+
+    tgt: "word_mask" (B, T) bool, True at each token's first piece (always given: the CRF decodes
+    over these positions), "label" (B, T) tag ids with -100 elsewhere (training only).
+    """
+
+    predict_takes_tgt = True
+
+    def __init__(self, cfg: ModelConfig, labels_num: int, crf: bool) -> None:
+        super().__init__()
+        self.labels_num = labels_num
+        self.output_layer = nn.Linear(cfg.hidden_size, labels_num)
+        self.crf = CRF(labels_num) if crf else None
+
+    def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
+        logits = self.output_layer(hidden)  # (B, T, L)
+        if self.crf is None:
+            return classification_result(logits.reshape(-1, self.labels_num), tgt["label"].reshape(-1))
+        packed, mask, index = compress(logits, tgt["word_mask"])  # (B, W, L), (B, W), (B, W)
+        labels = tgt["label"].gather(1, index).masked_fill(~mask, 0)  # (B, W)
+        words = mask.sum()
+        # token-averaged negative log-likelihood: the same scale as the softmax head's loss
+        loss = -self.crf.log_likelihood(packed, labels, mask).sum() / words.clamp(min=1)
+        path = self.crf.decode(packed.detach(), mask)
+        return TargetResult(loss=loss, correct=((path == labels) & mask).sum(), denominator=words)
+
+    def predict(self, hidden: torch.Tensor, seg: torch.Tensor, tgt: dict) -> torch.Tensor:
+        """Tag ids (B, T); meaningful at the first pieces only."""
+        logits = self.output_layer(hidden)
+        if self.crf is None:
+            return logits.argmax(dim=-1)
+        packed, mask, index = compress(logits, tgt["word_mask"])
+        path = self.crf.decode(packed, mask)  # (B, W)
+        return torch.zeros(seg.shape, dtype=torch.long, device=seg.device).scatter(1, index, path)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def read_label2id(path: str) -> list[str]:
+    """The tags in id order, from a JSON object {tag: id} with ids 0..n-1."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--label2id_path '{path}': no such file")
+    try:
+        table = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise TaskDataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}): label2id is a JSON "
+                            "object {tag: id}") from None
+    if not isinstance(table, dict) or not table:
+        raise TaskDataError(f"{path}: label2id must be a non-empty JSON object {{tag: id}}, got {type(table).__name__}")
+    for tag, value in table.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TaskDataError(f"{path}: tag '{tag}' has id {value!r}: ids are integers")
+        rule = check_tag(tag)
+        if rule is not None:
+            raise TaskDataError(f"{path}: tag '{tag}': {rule}")
+    ids = sorted(table.values())
+    if ids != list(range(len(table))):
+        raise TaskDataError(f"{path}: ids {ids} must be 0..{len(table) - 1}, each once")
+    return sorted(table, key=table.get)
+
+
+def encode_words(tokenizer: Tokenizer, words: Sequence[str], seq_length: int) -> tuple[list[int], list[int]]:
+    """[CLS] pieces of each word [SEP], cut at seq_length -> (ids, first-piece position per kept word).
+    A word that gives no piece (a control character) is [UNK], so every word keeps a position."""
+    special = tokenizer.require_special("cls", "sep")
+    src, first = [special["cls"]], []
+    for word in words:
+        pieces = tokenizer.encode(word) or [tokenizer.require_special("unk")["unk"]]
+        if len(src) >= seq_length - 1:
+            break
+        first.append(len(src))
+        src.extend(pieces[: seq_length - 1 - len(src)])
+    return src + [special["sep"]], first
+
+
+class NerTask(Task):
+    name = "ner"
+    help = "named entity recognition: tag each token (BIO), softmax or --crf (UER-py run_ner)"
+    metrics = ("f1", "precision", "recall", "tag_accuracy")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_split_arguments(parser)
+        group = parser.add_argument_group("ner")
+        group.add_argument("--label2id_path", required=True, help="JSON object {tag: id}, ids 0..n-1 (UER-py's)")
+        group.add_argument("--crf", "--crf_target", dest="crf", action="store_true",
+                           help="a CRF layer over the tags (Viterbi decoding); UER-py's --crf_target")
+
+    # ---- data -----------------------------------------------------------------------------------
+    def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
+             args: Optional[argparse.Namespace] = None) -> list[Example]:
+        if seq_length < 3:
+            raise ValueError(f"--seq_length {seq_length}: NER needs at least 3 ([CLS], a token, [SEP])")
+        tag_ids = {tag: i for i, tag in enumerate(spec["labels"])}
+        _, rows = read_tsv(path, ["text_a", "label"] if labelled else ["text_a"])
+        examples, cut = [], 0
+        for row in rows:
+            words = text_column(row, "text_a").split()
+            tags = None
+            if labelled:
+                tags = row.values["label"].split()
+                if len(tags) != len(words):
+                    raise row.error(f"label has {len(tags)} tag(s) for {len(words)} token(s) of text_a: one tag per "
+                                    "space-separated token")
+                for position, tag in enumerate(tags, start=1):
+                    if tag not in tag_ids:
+                        raise row.error(f"tag '{tag}' (token {position}) is not in label2id ({', '.join(tag_ids)})")
+            src, first = encode_words(tokenizer, words, seq_length)
+            cut += len(first) < len(words)
+            labels = None
+            if labelled:
+                labels = [IGNORE_INDEX] * len(src)
+                for position, tag in zip(first, tags):
+                    labels[position] = tag_ids[tag]
+            examples.append(Example(row.where, {"text_a": row.values["text_a"]}, src, [1] * len(src), labels,
+                                    {"first": first, "words": len(words), "tags": tags}))
+        if cut:
+            note(f"{path}: {cut} of {len(rows)} sentence(s) longer than --seq_length {seq_length}: their last tokens "
+                 "are predicted 'O'")
+        return examples
+
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        spec = {"labels": read_label2id(args.label2id_path), "crf": bool(args.crf)}
+        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
+        return TaskData({"ner": spec}, [read(args.train_path)], [read(args.dev_path)],
+                        [read(args.test_path) if args.test_path else None])
+
+    def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
+        src = pad([e.src for e in examples], pad_id)
+        word_mask = torch.zeros(src.shape, dtype=torch.bool)
+        for i, e in enumerate(examples):
+            word_mask[i, e.extra["first"]] = True
+        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long), "word_mask": word_mask}
+        if examples[0].tgt is not None:
+            tgt["label"] = pad([e.tgt for e in examples], IGNORE_INDEX)
+        return {"src": src, "seg": pad([e.seg for e in examples], 0), "tgt": tgt}
+
+    # ---- model ----------------------------------------------------------------------------------
+    def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
+                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+        if cfg.encoder == "dual":
+            raise ValueError("NER takes one encoder; siamese (dual) models are not supported")
+        return {name: TaggerHead(cfg, len(spec["labels"]), bool(spec["crf"])) for name, spec in heads.items()}
+
+    # ---- evaluation and output ------------------------------------------------------------------
+    @staticmethod
+    def predicted_tags(example: Example, output: np.ndarray, labels: Sequence[str]) -> list[str]:
+        """One tag per token of text_a: the first piece's prediction, 'O' for tokens cut off."""
+        tags = [labels[int(output[p])] for p in example.extra["first"]]
+        return tags + ["O"] * (example.extra["words"] - len(tags))
+
+    def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                 args: argparse.Namespace) -> dict:
+        pred = [self.predicted_tags(e, o, spec["labels"]) for e, o in zip(examples, outputs)]
+        return entity_metrics([e.extra["tags"] for e in examples], pred)
+
+    def format_report(self, metrics: dict, title: str) -> str:
+        return format_entities(metrics, title)
+
+    def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
+                  spec: dict) -> tuple[list[str], list[list[str]]]:
+        rows = []
+        for example, output in zip(examples, outputs):
+            pred = self.predicted_tags(example, output, spec["labels"])
+            if set(get_entities(pred)) != set(get_entities(example.extra["tags"])):
+                rows.append([example.source, example.text["text_a"], " ".join(example.extra["tags"]), " ".join(pred)])
+        return ["source", "text_a", "gold", "predicted"], rows
+
+    def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                          args: argparse.Namespace, header: bool) -> None:
+        if header:
+            handle.write("label\n")
+        for example, output in zip(examples, outputs):
+            handle.write(" ".join(self.predicted_tags(example, output, spec["labels"])) + "\n")
+
+
+__all__ = ["NerTask", "TaggerHead", "encode_words", "read_label2id"]
