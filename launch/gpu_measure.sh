@@ -47,7 +47,7 @@ if [ "$part" = offload ] || [ "$part" = all ]; then
   # BERT-large fine-tuning on one GPU with ZeRO-Offload (optimizer on the CPU), batch 32: peak GPU memory.
   uer finetune classifier --config_path bert/large --vocab_path "$vocab" \
     --train_path corpora/reviews_cls/train.tsv --dev_path corpora/reviews_cls/dev.tsv \
-    --output_model_path "$out/bert_large_offload" --deepspeed_config zero2_offload_bf16 \
+    --output_model_path "$out/bert_large_offload" --deepspeed_config zero2_offload_bf16 --activation_checkpointing \
     --epochs_num 1 --batch_size 32 --seq_length 128 --learning_rate 2e-5 \
     --metrics_path "$out/offload_metrics.jsonl" --no_progress 2>&1 | grep -v '^\[20' | tee "$out/offload.txt"
 fi
