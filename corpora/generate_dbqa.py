@@ -1,8 +1,9 @@
 """Write a small invented DBQA set (NLPCC-DBQA's TSV: label, qid, text_a = question, text_b = sentence).
 
 Every town, attribute and value below was made up for uer_ds.  Each question asks for one attribute
-of one town; its candidate sentences are the right fact, the same town's other facts and other
-towns' facts about the same attribute, so ranking needs both the town and the attribute.
+of one town; its five candidate sentences are the right fact, two facts of the same town about other
+attributes and two facts of other towns about the same attribute, so ranking needs both the town
+and the attribute (chance MRR with five candidates: 0.457).
 
     python corpora/generate_dbqa.py      # rewrites corpora/dbqa/{train,dev,test_nolabel}.tsv
 """
@@ -26,39 +27,33 @@ QUESTIONS = ["{town}的{attr}是什么？", "{town}有什么{attr}？", "请问{
 FACTS = ["{town}的{attr}是{value}。", "说起{town}的{attr}，人们都会想到{value}。", "{value}是{town}最有名的{attr}。"]
 
 
-def build(rng: random.Random) -> tuple[dict, list[tuple[str, str]]]:
-    facts = {(t, a): rng.choice(values) for t in TOWNS for a, values in ATTRIBUTES.items()}
-    pairs = [(t, a) for t in TOWNS for a in ATTRIBUTES]
-    rng.shuffle(pairs)
-    return facts, pairs
+def fact(rng: random.Random, town: str, attr: str) -> str:
+    """A sentence stating one attribute of one town; the value is drawn afresh each time, so no
+    sentence is a memorisable answer: only the town and the attribute tell right from wrong."""
+    return rng.choice(FACTS).format(town=town, attr=attr, value=rng.choice(ATTRIBUTES[attr]))
 
 
-def sentence(rng: random.Random, facts: dict, town: str, attr: str) -> str:
-    return rng.choice(FACTS).format(town=town, attr=attr, value=facts[town, attr])
-
-
-def rows_for(rng: random.Random, facts: dict, town: str, attr: str) -> list[tuple[int, str]]:
-    others = [a for a in ATTRIBUTES if a != attr]
-    towns = [t for t in TOWNS if t != town]
-    candidates = [(1, sentence(rng, facts, town, attr))]
-    candidates += [(0, sentence(rng, facts, town, a)) for a in rng.sample(others, 2)]
-    candidates += [(0, sentence(rng, facts, t, attr)) for t in rng.sample(towns, 2)]
+def question_rows(rng: random.Random) -> tuple[str, list[tuple[int, str]]]:
+    town, attr = rng.choice(TOWNS), rng.choice(list(ATTRIBUTES))
+    others = rng.sample([a for a in ATTRIBUTES if a != attr], 2)
+    towns = rng.sample([t for t in TOWNS if t != town], 2)
+    candidates = [(1, fact(rng, town, attr))]
+    candidates += [(0, fact(rng, town, a)) for a in others]  # the right town, another attribute
+    candidates += [(0, fact(rng, t, attr)) for t in towns]  # the right attribute, another town
     rng.shuffle(candidates)
-    return candidates
+    return rng.choice(QUESTIONS).format(town=town, attr=attr), candidates
 
 
 def main() -> None:
     rng = random.Random(SEED)
-    facts, pairs = build(rng)
-    splits = {"train": pairs[:48], "dev": pairs[48:56], "test_nolabel": pairs[56:64]}
     HERE.mkdir(exist_ok=True)
     qid = 0
-    for name, chosen in splits.items():
+    for name, count in (("train", 240), ("dev", 30), ("test_nolabel", 20)):
         labelled = name != "test_nolabel"
         lines = ["label\tqid\ttext_a\ttext_b" if labelled else "qid\ttext_a\ttext_b"]
-        for town, attr in chosen:
-            question = rng.choice(QUESTIONS).format(town=town, attr=attr)
-            for label, text in rows_for(rng, facts, town, attr):
+        for _ in range(count):
+            question, candidates = question_rows(rng)
+            for label, text in candidates:
                 lines.append("\t".join(([str(label)] if labelled else []) + [str(qid), question, text]))
             qid += 1
         (HERE / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -41,6 +41,9 @@ def test_ids_answers_and_option_counts(tmp_path):
     data = [document([QUESTION, two]), [["女：是呀。"], [{"id": 42, **two}]]]
     questions = read_c3(write(tmp_path, data), labelled=True)
     assert [q["id"] for q in questions] == ["7-1-0", "7-1-1", "42"]
+    # a document id that repeats (as in C3's dev set) gets the document's index added
+    again = read_c3(write(tmp_path, [document([QUESTION]), document([QUESTION])]), labelled=True)
+    assert [q["id"] for q in again] == ["7-1-0", "7-1-0@1"]
     assert [q["answer"] for q in questions] == [2, 1, 1]
     assert questions[0]["context"] == "男：听说你们公司要派你去南方工作?\n女：是呀。"
 
@@ -95,7 +98,8 @@ def test_masked_options_change_nothing_and_loss_is_softmax_over_real_options(tmp
     task = TASKS["c3"]
     four, pair = task.read(path, tokenizer, 24, {"pooling": "first"}, labelled=True)
     batch = task.collate([four, pair], 0, 0)
-    assert batch["src"].shape[0] == 8 and batch["tgt"]["choice_mask"].tolist() == [[True] * 4, [True, True, False, False]]
+    assert batch["src"].shape[0] == 8
+    assert batch["tgt"]["choice_mask"].tolist() == [[True] * 4, [True, True, False, False]]
     assert batch["src"][6, :2].tolist() == [TOKENS.index("[CLS]"), TOKENS.index("[SEP]")]  # stand-in option
     assert batch["seg"][6, :3].tolist() == [1, 1, 0]
     model = tiny_model()

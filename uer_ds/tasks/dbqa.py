@@ -82,8 +82,9 @@ class DbqaTask(ClassifierTask):
     def format_report(self, metrics: dict, title: str) -> str:
         left_out = (f", {metrics['questions_without_answer']} without a right sentence left out"
                     if metrics["questions_without_answer"] else "")
-        return (f"{title}: {metrics['questions']} questions ({metrics['pairs']} pairs{left_out})  MRR {metrics['mrr']:.4f}  "
-                f"MAP {metrics['map']:.4f}  top-1 {metrics['top1_accuracy']:.4f}  pair accuracy {metrics['accuracy']:.4f}")
+        return (f"{title}: {metrics['questions']} questions ({metrics['pairs']} pairs{left_out})  "
+                f"MRR {metrics['mrr']:.4f}  MAP {metrics['map']:.4f}  top-1 {metrics['top1_accuracy']:.4f}  "
+                f"pair accuracy {metrics['accuracy']:.4f}")
 
     def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
                   spec: dict) -> tuple[list[str], list[list[str]]]:
@@ -95,8 +96,9 @@ class DbqaTask(ClassifierTask):
             right = [i for i in indices if examples[i].tgt == 1]
             if right and examples[top].tgt != 1:
                 best_right = max(right, key=lambda i: scores[i])
-                rows.append([examples[indices[0]].source, group, examples[top].text["text_a"], examples[top].text["text_b"],
-                             f"{scores[top]:.4f}", examples[best_right].text["text_b"], f"{scores[best_right]:.4f}"])
+                rows.append([examples[indices[0]].source, group, examples[top].text["text_a"],
+                             examples[top].text["text_b"], f"{scores[top]:.4f}", examples[best_right].text["text_b"],
+                             f"{scores[best_right]:.4f}"])
         return ["source", "question", "text_a", "top_sentence", "top_score", "right_sentence", "right_score"], rows
 
     def write_prediction_file(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,

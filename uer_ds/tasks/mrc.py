@@ -156,18 +156,18 @@ def read_squad(path: str, labelled: bool) -> list[dict]:
             if not context.strip():
                 raise TaskDataError(f"{where}: 'context' is empty: each paragraph needs text")
             for q, qa in enumerate(_field(paragraph, "qas", list, where, "each paragraph has a 'qas' list")):
-                questions.append(_read_question(qa, context, f"{where}.qas[{q}]", labelled, seen))
+                questions.append(_read_question(qa, context, path, f"{where}.qas[{q}]", labelled, seen))
     if not questions:
         raise TaskDataError(f"{path}: no questions")
     return questions
 
 
-def _read_question(qa: Any, context: str, where: str, labelled: bool, seen: set) -> dict:
+def _read_question(qa: Any, context: str, path: str, where: str, labelled: bool, seen: set) -> dict:
     qid = qa.get("id") if isinstance(qa, dict) else None
     if not isinstance(qid, (str, int)) or isinstance(qid, bool) or str(qid) == "":
         raise TaskDataError(f"{where}: 'id' is {qid!r:.80}: every question needs an id (string)")
     qid = str(qid)
-    where = f"{where.split(':')[0]}: question id {qid}"
+    where = f"{path}: question id {qid}"
     if qid in seen:
         raise TaskDataError(f"{where}: the id occurs twice: question ids must be unique")
     seen.add(qid)
@@ -185,9 +185,9 @@ def _read_question(qa: Any, context: str, where: str, labelled: bool, seen: set)
                            "an answer has an integer 'answer_start' (-1: not in the context)")
             if start != -1 and (start < 0 or context[start: start + len(text)] != text):
                 found = context[max(start, 0): max(start, 0) + len(text)]
-                raise TaskDataError(f"{where} answer {k}: text '{text[:40]}' is not at answer_start {start} (the context "
-                                    f"has '{found[:40]}' there): answer_start is the answer's character offset in the "
-                                    "context, or -1 when it does not occur")
+                raise TaskDataError(f"{where} answer {k}: text '{text[:40]}' is not at answer_start {start} (the "
+                                    f"context has '{found[:40]}' there): answer_start is the answer's character offset "
+                                    "in the context, or -1 when it does not occur")
             answers.append((text, start))
     return {"id": qid, "question": question, "context": context, "answers": answers}
 

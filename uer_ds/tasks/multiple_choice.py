@@ -2,7 +2,8 @@
 
 Data: C3's JSON, a list of documents [[context sentences...], [{"question", "choice": [options...],
 "answer": option text (labelled), "id" (optional)}, ...], document id (optional)].  A question's id
-is its "id", else "<document id>-<question index>" (or "<document index>-<question index>").
+is its "id", else "<document id>-<question index>" (or "<document index>-<question index>"), with
+"@<document index>" added where a document id repeats (C3's dev set has such).
 
 Each option is one input, [CLS] option [SEP] question [SEP] context [SEP] (segment 1 up to the
 question's [SEP], then 2), the context cut to fit --seq_length; the head scores each input's pooled
@@ -65,13 +66,17 @@ def read_c3(path: str, labelled: bool) -> list[dict]:
         if not isinstance(document, list) or len(document) not in (2, 3):
             raise TaskDataError(f"{where}: must be a list [context sentences, questions(, id)]")
         sentences, questions = document[0], document[1]
-        if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences) or not "".join(sentences).strip():
+        strings = isinstance(sentences, list) and all(isinstance(s, str) for s in sentences)
+        if not strings or not "".join(sentences).strip():
             raise TaskDataError(f"{where}: the context must be a non-empty list of strings")
         if not isinstance(questions, list) or not questions:
             raise TaskDataError(f"{where}: the questions must be a non-empty list")
         doc_id = str(document[2]) if len(document) == 3 else str(d)
         for q, item in enumerate(questions):
-            qid = str(item.get("id", f"{doc_id}-{q}")) if isinstance(item, dict) else f"{doc_id}-{q}"
+            given = isinstance(item, dict) and "id" in item
+            qid = str(item["id"]) if given else f"{doc_id}-{q}"
+            if qid in seen and not given:  # C3's dev set repeats some document ids: tell them apart
+                qid = f"{qid}@{d}"
             here = f"{where} question id {qid}"
             if qid in seen:
                 raise TaskDataError(f"{here}: the id occurs twice: question ids must be unique")
@@ -173,8 +178,9 @@ class C3Task(Task):
                  args: argparse.Namespace) -> dict:
         gold = np.array([e.tgt for e in examples], dtype=np.int64)
         metrics = classification_metrics(gold, self._scores(examples, outputs))
+        counts = [len(e.src) for e in examples]
         return {"questions": metrics["examples"], "accuracy": metrics["accuracy"],
-                "options": {str(n): sum(len(e.src) == n for e in examples) for n in sorted({len(e.src) for e in examples})}}
+                "options": {str(n): counts.count(n) for n in sorted(set(counts))}}
 
     def format_report(self, metrics: dict, title: str) -> str:
         counts = ", ".join(f"{n} options: {c}" for n, c in metrics["options"].items())

@@ -70,9 +70,10 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     from uer_ds.cli.common import add_tokenizer_arguments
 
     parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
-    parser.add_argument("--test_path", required=True, help="input TSV with a header (labels not needed)")
-    parser.add_argument("--prediction_path", required=True, help="output TSV (written under a temporary name, "
-                                                                  "then renamed)")
+    parser.add_argument("--test_path", required=True, help="input in the task's format: TSV with a header, or JSON "
+                                                            "for cmrc and c3 (labels not needed)")
+    parser.add_argument("--prediction_path", required=True, help="output: TSV, or JSON for cmrc and JSON lines for c3 "
+                                                                  "(written under a temporary name, then renamed)")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned with)")
     parser.add_argument("--config_path", help="accepted for UER-py compatibility; the model directory's config is used")
