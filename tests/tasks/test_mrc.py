@@ -80,7 +80,9 @@ def test_windows_cover_every_token(length, room, stride):
 
 
 def gold_in_window(example: Example, text: str, start: int) -> bool:
-    """Some token span of this window maps back to exactly the gold characters."""
+    """Some token span of this window maps back to exactly the gold characters (surrounding spaces,
+    which no token holds, aside)."""
+    start, text = start + len(text) - len(text.lstrip()), text.strip()
     offsets = example.extra["offsets"]
     starts = [i for i, (a, _) in enumerate(offsets) if a == start]
     ends = [i for i, (_, b) in enumerate(offsets) if b == start + len(text)]
@@ -203,8 +205,10 @@ def squad(context="甲乙丙丁", qas=None):
 @pytest.mark.parametrize("content, message", [
     ('{"data": [\n{"paragraphs": ]}', r":2:16: not valid JSON"),
     (json.dumps({"version": 1}), r"top level must be an object with a 'data' list"),
-    (json.dumps(squad(qas=[{"id": "Q1", "question": "问", "answers": [{"text": "乙丙", "answer_start": 2}]}])),
-     r"question id Q1 answer 0: text '乙丙' is not at answer_start 2 \(the context has '丙丁' there\): answer_start is"),
+    (json.dumps(squad(qas=[{"id": "Q1", "question": "问", "answers": [{"text": "乙丙", "answer_start": -2}]}])),
+     r"question id Q1 answer 0: answer_start is -2: it is the answer's character offset in the context \(>= 0\)"),
+    (json.dumps(squad(qas=[{"id": "Q1", "question": "问", "answers": [{"text": " ", "answer_start": 0}]}])),
+     r"question id Q1 answer 0: 'text' is empty: an answer needs text"),
     (json.dumps(squad(qas=[{"id": "Q1", "question": "问", "answers": []}])),
      r"question id Q1: 'answers' is empty: a labelled question needs at least one answer"),
     (json.dumps(squad(qas=[{"id": "Q1", "question": "问", "answers": [{"text": "乙", "answer_start": "1"}]}])),
@@ -222,6 +226,17 @@ def test_malformed_json_errors_name_file_question_value_and_rule(tmp_path, conte
     assert str(path) in str(err.value)
 
 
+def test_answer_start_off_its_text_gives_way_to_the_nearest_occurrence(tmp_path):
+    qas = [{"id": "Q1", "question": "问", "answers": [{"text": "乙丙", "answer_start": 6},  # 乙丙 at 1 and 5
+                                                     {"text": "乙丙", "answer_start": -1},  # -1, yet it occurs
+                                                     {"text": "戊", "answer_start": 2},  # nowhere
+                                                     {"text": "丙丁", "answer_start": 2}]}]  # right
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(squad(context="甲乙丙丁甲乙丙", qas=qas)), encoding="utf-8")
+    (question,) = read_squad(str(path), True)
+    assert question["answers"] == [("乙丙", 5), ("乙丙", 1), ("戊", -1), ("丙丁", 2)] and question["moved"] == 3
+
+
 def test_unlocated_answers_skip_training_questions_but_count_in_evaluation(tmp_path, tokenizer, capsys):
     qas = [{"id": "Q1", "question": "问", "answers": [{"text": "乙丙", "answer_start": 1}]},
            {"id": "Q2", "question": "问", "answers": [{"text": "不在文中", "answer_start": -1}]}]
@@ -230,8 +245,9 @@ def test_unlocated_answers_skip_training_questions_but_count_in_evaluation(tmp_p
     spec = {"doc_stride": 8, "max_query_length": 8, "max_answer_length": 8, "n_best_size": 5}
     train = TASKS["cmrc"].read(str(path), tokenizer, 32, spec, True, argparse.Namespace())
     assert [e.text["id"] for e in train] == ["Q1"] and train[0].tgt == (4, 5)  # [CLS] 问 [SEP] 甲 乙 丙
-    assert "1 question(s) skipped for training: no answer has an answer_start in the context (e.g. Q2)" in \
-        capsys.readouterr().out
+    notes = capsys.readouterr().out
+    assert "1 question(s) skipped for training: no answer occurs in the context (e.g. Q2)" in notes
+    assert "1 answer(s) not at their answer_start" not in notes  # -1 and absent: nothing moved
     dev = TASKS["cmrc"].read(str(path), tokenizer, 32, spec, True)
     assert [e.text["id"] for e in dev] == ["Q1", "Q2"] and dev[1].tgt is None
     with pytest.raises(ValueError, match=r"--seq_length 4 leaves no room for the context"):

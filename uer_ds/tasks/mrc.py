@@ -2,9 +2,10 @@
 run_cmrc / run_cmrc_infer).
 
 Data: {"data": [{"paragraphs": [{"context": str, "qas": [{"id", "question", "answers": [{"text",
-"answer_start"}]}]}]}]}.  answer_start is the answer's character offset in the context; -1 marks
-an answer that does not occur in the context (CMRC2018's dev set has some): such an answer counts
-as a gold text for EM/F1 but cannot teach a span.
+"answer_start"}]}]}]}]}.  answer_start is the answer's character offset in the context, -1 when it
+does not occur there.  An answer_start that does not point at its text (CMRC2018's dev set has some
+off by a few characters) gives way to the text's nearest occurrence; an answer the context lacks
+counts as a gold text for EM/F1 but teaches no span.  The load report counts both.
 
 Input windows: [CLS] question [SEP] context window [SEP] (segments 1 and 2).  A context longer than
 the room left by the question (at most --max_query_length tokens) is cut into windows that start
@@ -174,22 +175,37 @@ def _read_question(qa: Any, context: str, path: str, where: str, labelled: bool,
     question = _field(qa, "question", str, where, "each question has a non-empty 'question' string")
     if not question.strip():
         raise TaskDataError(f"{where}: 'question' is empty")
-    answers = []
+    answers, moved = [], 0
     if labelled:
         items = _field(qa, "answers", list, where, "a labelled question has an 'answers' list")
         if not items:
             raise TaskDataError(f"{where}: 'answers' is empty: a labelled question needs at least one answer")
         for k, item in enumerate(items):
             text = _field(item, "text", str, f"{where} answer {k}", "an answer has a 'text' string")
+            if not text.strip():
+                raise TaskDataError(f"{where} answer {k}: 'text' is empty: an answer needs text")
             start = _field(item, "answer_start", int, f"{where} answer {k}",
                            "an answer has an integer 'answer_start' (-1: not in the context)")
-            if start != -1 and (start < 0 or context[start: start + len(text)] != text):
-                found = context[max(start, 0): max(start, 0) + len(text)]
-                raise TaskDataError(f"{where} answer {k}: text '{text[:40]}' is not at answer_start {start} (the "
-                                    f"context has '{found[:40]}' there): answer_start is the answer's character offset "
-                                    "in the context, or -1 when it does not occur")
-            answers.append((text, start))
-    return {"id": qid, "question": question, "context": context, "answers": answers}
+            if start < -1:
+                raise TaskDataError(f"{where} answer {k}: answer_start is {start}: it is the answer's character "
+                                    "offset in the context (>= 0), or -1 when the answer does not occur there")
+            located = locate(context, text, start)
+            moved += located != start
+            answers.append((text, located))
+    return {"id": qid, "question": question, "context": context, "answers": answers, "moved": moved}
+
+
+def locate(context: str, text: str, start: int) -> int:
+    """answer_start when the text is there; else the text's occurrence nearest to it (CMRC2018's dev
+    set has offsets off by a few characters, and -1 for answers that may still occur); -1 if none."""
+    if start >= 0 and context[start: start + len(text)] == text:
+        return start
+    found, position = -1, context.find(text)
+    while position != -1:
+        if found == -1 or abs(position - start) < abs(found - start):
+            found = position
+        position = context.find(text, position + 1)
+    return found
 
 
 # ---- the task ------------------------------------------------------------------------------------
@@ -242,8 +258,9 @@ class CmrcTask(Task):
              args: Optional[argparse.Namespace] = None) -> list[Example]:
         training = args is not None  # the training file: questions without a located answer are skipped
         special = tokenizer.require_special("cls", "sep")
-        examples, skipped, lost, contexts = [], [], [], {}
+        examples, skipped, lost, contexts, moved = [], [], [], {}, []
         for question in read_squad(path, labelled):
+            moved += [question["id"]] * question["moved"]
             context = question["context"]
             if context not in contexts:  # paragraphs' questions share one tokenization
                 contexts.clear()
@@ -263,8 +280,12 @@ class CmrcTask(Task):
                                     path if labelled else None)
             lost += [question["id"]] * (labelled and not self._recoverable(question, windows, offsets, spans))
             examples.extend(windows)
+        if moved:
+            some = ", ".join(list(dict.fromkeys(moved))[:3])
+            note(f"{path}: {len(moved)} answer(s) not at their answer_start: taken from the nearest occurrence of their "
+                 f"text, or, where the context lacks it, used as gold text only (e.g. {some})")
         if skipped:
-            note(f"{path}: {len(skipped)} question(s) skipped for training: no answer has an answer_start in the "
+            note(f"{path}: {len(skipped)} question(s) skipped for training: no answer occurs in the "
                  f"context (e.g. {', '.join(skipped[:3])})")
         if lost:
             note(f"{path}: {len(lost)} question(s) with a gold answer that no window's tokens give back exactly "
@@ -296,12 +317,12 @@ class CmrcTask(Task):
 
     @staticmethod
     def _recoverable(question: dict, windows: list[Example], offsets: list, spans: list) -> bool:
-        """Does every gold answer with an answer_start come back exactly as the context text of a token
-        span that lies whole inside some window?"""
+        """Does every located gold answer come back exactly (but for surrounding whitespace, which no
+        token holds) as the context text of a token span that lies whole inside some window?"""
         for (text, start), span in zip(question["answers"], spans):
             if start < 0:
                 continue
-            if span is None or question["context"][offsets[span[0]][0]: offsets[span[1]][1]] != text:
+            if span is None or question["context"][offsets[span[0]][0]: offsets[span[1]][1]] != text.strip():
                 return False
             if not any(w.extra["begin"] <= span[0] and span[1] < w.extra["begin"] + len(w.extra["offsets"])
                        for w in windows):
@@ -340,6 +361,9 @@ class CmrcTask(Task):
         """{question id: (answer text, score)} in file order: the best span over the question's windows."""
         n_best = getattr(args, "n_best_size", None) or spec["n_best_size"]
         max_length = getattr(args, "max_answer_length", None) or spec["max_answer_length"]
+        for key, value in (("n_best_size", n_best), ("max_answer_length", max_length)):
+            if value <= 0:
+                raise ValueError(f"--{key} has value {value}: must be positive")
         best: dict[str, tuple[float, str]] = {}
         for example, (start, end) in zip(examples, outputs):
             qid = example.text["id"]
