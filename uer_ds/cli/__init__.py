@@ -15,24 +15,28 @@ import sys
 from typing import Optional, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
+    "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
+    "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
+    "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
+    "finetune": ("uer_ds.cli.finetune",
+                 "fine-tune a task with DeepSpeed: classifier, mt_classifier, ner, cmrc, c3, dbqa"),
+    "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV (cmrc: JSON, c3: JSON lines)"),
+    "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints: hf | uer | tencentpretrain | uer_ds -> hf | uer | uer_ds"),
+    "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
+    "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
+    "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
+    "build-vocab": ("uer_ds.cli.build_vocab", "build a vocabulary (WordPiece, SentencePiece, char, space)"),
+    "diff-vocab": ("uer_ds.cli.diff_vocab", "compare two vocabularies"),
     "average": ("uer_ds.cli.average", "average several checkpoints of one model"),
     "cloze": ("uer_ds.cli.cloze", "mask a position of each line, list the MLM's top-n tokens"),
     "extract-features": ("uer_ds.cli.extract_features", "last-layer or pooled vectors per line -> .npy / .pt"),
     "generate": ("uer_ds.cli.generate", "continue text with a GPT-style model (greedy, top-k, top-p; KV cache)"),
     "nearest-words": ("uer_ds.cli.nearest_words", "nearest words by cosine, from embeddings or hidden states"),
-    "build-vocab": ("uer_ds.cli.build_vocab", "build a vocabulary (WordPiece, SentencePiece, char, space)"),
-    "diff-vocab": ("uer_ds.cli.diff_vocab", "compare two vocabularies"),
-    "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
-    "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
-    "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
-    "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
-    "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
-    "finetune": ("uer_ds.cli.finetune", "fine-tune a task (classifier, mt_classifier, ...) with DeepSpeed"),
-    "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV"),
-    "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
 }
+# `uer-ds --help` lists the commands in these groups, each starting at its first command
+SECTIONS = {"preprocess": "data, training, inference", "model": "inspect, plan, measure",
+            "build-vocab": "vocabularies and model tools"}
 
 
 def _strip_local_rank(argv: list[str]) -> list[str]:
@@ -53,8 +57,11 @@ def _strip_local_rank(argv: list[str]) -> list[str]:
 
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: uer-ds <command> [options]   (uer-ds <command> --help for its options)", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines = ["usage: uer-ds <command> [options]   (uer-ds <command> --help for its options)"]
+    for name, (_, help_) in COMMANDS.items():
+        if name in SECTIONS:
+            lines += ["", f"{SECTIONS[name]}:"]
+        lines.append(f"  {name:<{width}}  {help_}")
     return "\n".join(lines)
 
 
