@@ -10,6 +10,8 @@ checkpoint.  DeepSpeed's own `zero_to_fp32` works on these directories (it reads
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -143,7 +145,9 @@ def export_state(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelC
         return cfg, {k: v.float() if v.is_floating_point() else v for k, v in states["module"].items()}
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag_dir.name)
+    # it prints its progress on every call (a dozen lines and a bar); errors still raise
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag_dir.name)
     return cfg, dict(state)
 
 
