@@ -35,6 +35,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            "pytest-timeout>=2.2",  # a hung test fails by itself instead of stalling the whole run
             "transformers>=4.40",
             "seqeval>=1.2",
             "hypothesis>=6",

@@ -28,3 +28,25 @@ def zh_vocab() -> Path:
 @pytest.fixture(scope="session")
 def sample_vocab() -> Path:
     return CORPORA / "vocab.txt"
+
+
+# DeepSpeed compiles its CPU ops (CPU Adam, the shared-memory allreduce) the first time a job needs
+# them, into TORCH_EXTENSIONS_DIR.  Tests share one folder, and the ops are built here, in the test
+# process, before the first multi-process launch: a build inside a launched job runs under that job's
+# timeout, and a build killed half-way leaves torch's lock file behind, on which every later job waits
+# forever (what stalled CI on a fresh machine).
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".torch_extensions"))
+
+
+@pytest.fixture(scope="session")
+def deepspeed_ops() -> None:
+    import time
+
+    from deepspeed.accelerator import get_accelerator
+
+    for name in ("CPUAdamBuilder", "ShareMemCommBuilder"):
+        builder = get_accelerator().create_op_builder(name)
+        if builder is not None and builder.is_compatible(verbose=False):
+            start = time.perf_counter()
+            builder.load(verbose=False)
+            print(f"\n[deepspeed_ops] {name} ready in {time.perf_counter() - start:.0f} s")

@@ -23,7 +23,7 @@ from uer_ds.models import build_model
 sys.path.insert(0, str(Path(__file__).parent))
 import driver  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 STEPS, BATCH, ACCUM, WORLD = 8, 2, 2, 2
 
 

@@ -17,15 +17,14 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import CORPORA, ROOT
-from engine_utils import BIN, ENV, free_port
+from engine_utils import BIN, free_port, run_job, start_job, stop_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 UER_DS = [sys.executable, "-m", "uer_ds"]
 
 
-def run(args, timeout=300, **kwargs):
-    return subprocess.run([*UER_DS, *args], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, **kwargs)
+def run(args, timeout=300):
+    return run_job([*UER_DS, *args], timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +120,20 @@ def test_user_errors_are_named_before_training(dataset, tmp_path):
     assert "key 'embedding.word.embedding.weight' has shape (3, 3), the model expects (417, 128)" in out.stdout
 
 
+JOBS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_job_outlives_its_test():
+    yield
+    while JOBS:
+        stop_job(JOBS.pop())
+
+
 def launcher(args, *launcher_args, node_env=None):
-    cmd = [str(BIN / "deepspeed"), *launcher_args, "--module", "uer_ds", *args]
-    return subprocess.Popen(cmd, env=node_env or ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    job = start_job([str(BIN / "deepspeed"), *launcher_args, "--module", "uer_ds", *args], env=node_env)
+    JOBS.append(job)
+    return job
 
 
 def test_two_simulated_nodes_train_like_one_node_of_two(dataset, tmp_path):
@@ -132,6 +141,7 @@ def test_two_simulated_nodes_train_like_one_node_of_two(dataset, tmp_path):
     one = launcher(pretrain_args(dataset, tmp_path / "one", "--metrics_path", str(tmp_path / "one.jsonl")),
                    "--num_gpus", "2", "--master_port", port)
     assert one.wait(timeout=300) == 0, one.stdout.read()[-3000:]
+    assert not shm_buffers(port)  # DeepSpeed's per-rank shared-memory files are gone with the job
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     port = str(free_port())
@@ -152,7 +162,8 @@ def test_two_simulated_nodes_train_like_one_node_of_two(dataset, tmp_path):
 def test_killing_one_rank_fails_the_job_without_hanging(dataset, tmp_path):
     args = pretrain_args(dataset, tmp_path / "k", "--metrics_path", str(tmp_path / "k.jsonl"))
     args[args.index("--total_steps") + 1] = "100000"
-    job = launcher(args, "--num_gpus", "2", "--master_port", str(free_port()))
+    port = str(free_port())
+    job = launcher(args, "--num_gpus", "2", "--master_port", port)
     deadline = time.time() + 240
     while not (tmp_path / "k.jsonl").exists() or len(records(tmp_path / "k.jsonl")) < 2:
         assert job.poll() is None, job.stdout.read()[-3000:]
@@ -168,3 +179,10 @@ def test_killing_one_rank_fails_the_job_without_hanging(dataset, tmp_path):
     assert time.time() - start < 120
     for child in psutil.Process().children(recursive=True):  # nothing left behind
         assert "uer_ds" not in " ".join(child.cmdline())
+    assert not shm_buffers(port)  # not even the 66 MB shared-memory file of each rank
+
+
+def shm_buffers(port: str) -> list[Path]:
+    """The shared-memory files DeepSpeed's CPU allreduce makes for the job on `port` (66 MB per rank;
+    DeepSpeed itself never removes them: uer_ds.engine.dist does, once every rank has mapped them)."""
+    return sorted(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))

@@ -4,7 +4,6 @@ other, ZeRO-3 and two-process multi-task runs, distillation input, and bad input
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 
 from conftest import ROOT, shared
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from engine_utils import BIN, ENV, free_port  # noqa: E402
+from engine_utils import BIN, free_port, run_job  # noqa: E402
 
 UER_DS = [sys.executable, "-m", "uer_ds"]
 TINY = ["--config_path", "bert/tiny", "--seq_length", "32", "--batch_size", "16", "--learning_rate", "1e-3",
@@ -22,9 +21,7 @@ TINY = ["--config_path", "bert/tiny", "--seq_length", "32", "--batch_size", "16"
 
 
 def run(args, timeout=300):
-    out = subprocess.run([*UER_DS, *args], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=timeout)
-    return out
+    return run_job([*UER_DS, *args], timeout=timeout)
 
 
 def read_tsv(path):
@@ -116,8 +113,7 @@ def test_multitask_on_two_processes_then_distillation_from_it(tmp_path, book_rev
     cmd = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), "--module", "uer_ds",
            "finetune", "mt_classifier", "--vocab_path", vocab, *TINY, "--epochs_num", "1", "--deepspeed_config",
            "zero2", "--dataset_path_list", str(book_review), str(chn), "--output_model_path", str(mt)]
-    result = subprocess.run(cmd, env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=300)
+    result = run_job(cmd, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     report = json.loads((mt / "report.json").read_text())
     heads = report["best"]["dev"]["heads"]

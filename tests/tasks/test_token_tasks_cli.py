@@ -6,7 +6,6 @@ here for DBQA), and each agrees with the metrics the training run reported."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -14,17 +13,16 @@ from seqeval.metrics import f1_score
 
 from conftest import ROOT, shared
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from engine_utils import ENV  # noqa: E402
+from engine_utils import run_job  # noqa: E402
 
 UER_DS = [sys.executable, "-m", "uer_ds"]
 TINY = ["--config_path", "bert/tiny", "--learning_rate", "1e-3", "--report_steps", "5", "--no_progress"]
 
 
 def run(args, timeout=300):
-    return subprocess.run([*UER_DS, *args], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+    return run_job([*UER_DS, *args], timeout=timeout)
 
 
 def tsv(path):

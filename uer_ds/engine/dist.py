@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -28,8 +29,27 @@ def init_distributed() -> None:
     os.environ.setdefault("LOCAL_RANK", "0")
     backend = get_accelerator().communication_backend_name()
     deepspeed.init_distributed(dist_backend=backend)
+    _unlink_shm_allreduce_buffer()
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+def _unlink_shm_allreduce_buffer() -> None:
+    """DeepSpeed's CPU backend creates a 66 MB shared-memory file per rank,
+    /dev/shm/deepspeed_allreduce_buffer_<uid>_<addr>_<port>_<rank>, and never removes it: every CPU
+    job (one process or many) left 66 MB of RAM per rank behind, until a machine running many jobs
+    (our test suite) ran out of memory.  Its start-up maps every peer's file before it returns, so
+    once all ranks pass a barrier each rank removes its own name; the memory stays mapped while the
+    job runs and is freed when the last process exits, however it exits."""
+    shm = Path("/dev/shm")
+    name = "deepspeed_allreduce_buffer_{}_{}_{}_{}".format(os.getuid(), os.environ.get("MASTER_ADDR", ""),
+                                                         os.environ.get("MASTER_PORT", ""), os.environ["RANK"])
+    # DeepSpeed makes the files only when all ranks are on this machine (LOCAL_SIZE == WORLD_SIZE), a
+    # condition every rank sees alike, so either all ranks reach the barrier or none does
+    if os.environ.get("LOCAL_SIZE") != os.environ.get("WORLD_SIZE") or not (shm / name).exists():
+        return
+    barrier()
+    (shm / name).unlink(missing_ok=True)
 
 
 def rank() -> int:
