@@ -5,5 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/launch/setup"
 cd "$root"
-export DS_ACCELERATOR=cpu
+export DS_ACCELERATOR=cpu PATH="$root/.venv/bin:$PATH"  # the venv's tools (ninja for DeepSpeed's JIT ops) first
 exec "$root/.venv/bin/python" -m pytest "$@"

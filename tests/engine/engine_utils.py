@@ -15,8 +15,10 @@ DRIVER = Path(__file__).parent / "driver.py"
 BIN = Path(sys.executable).parent
 # DeepSpeed's JIT-built CPU ops (shared-memory comm, CPU Adam) are cached here once per CI run; the
 # session fixture `deepspeed_ops` (tests/conftest.py) builds them before the first launch.
+# The venv's bin comes first on PATH: the launcher starts `python`, and DeepSpeed's JIT build runs the
+# `ninja` that pip installed beside it.
 ENV = dict(os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(ROOT / ".torch_extensions"),
-           OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+           OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def free_port() -> int:
