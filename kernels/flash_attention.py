@@ -470,10 +470,11 @@ def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, masks:
 
 
 def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
-                      causal: bool, dropout_p: float, softmax_scale: float, seed: int
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      causal: bool, dropout_p: float, softmax_scale: float, seed: int,
+                      masks: Optional[_Masks] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(output (B, H, Tq, D) in q's dtype, stored (B, Tq, H, D) so the caller's head merge is a view;
-    lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key)."""
+    lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key).
+    `masks`: key_padding_mask already prepared (the autograd function shares it with the backward)."""
     device = check_launchable("attention", _attn_fwd_kernel, [q, k, v])
     q, k, v = _heads(q), _heads(k), _heads(v)
     b, h, tq, d = q.shape
@@ -484,7 +485,7 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad
         return o, lse
     if tk == 0:
         return o.zero_(), lse.fill_(float("inf"))
-    masks = _Masks(key_padding_mask, q, tk)
+    masks = masks or _Masks(key_padding_mask, q, tk)
     block_m, block_n, launch = _tiles(d, q, backward=False)
     with cuda_device_guard(device):
         _attn_fwd_kernel[(triton.cdiv(tq, block_m), b * h)](
@@ -498,7 +499,8 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad
 
 def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
                        lse: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool, dropout_p: float,
-                       softmax_scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       softmax_scale: float, seed: int, masks: Optional[_Masks] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dq, dk, dv (each shaped and typed as its input) from the forward's output and lse."""
     device = q.device
     q, k, v, do = _heads(q), _heads(k), _heads(v), _heads(do)
@@ -507,7 +509,7 @@ def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     dq, dk, dv = (torch.empty((b, t, h, d), dtype=q.dtype, device=device).transpose(1, 2) for t in (tq, tk, tk))
     if q.numel() == 0 or tk == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    masks = _Masks(key_padding_mask, q, tk)
+    masks = masks or _Masks(key_padding_mask, q, tk)
     block_m, block_n, launch = _tiles(d, q, backward=True)
     flags = _flags(q, tq, tk, block_m, block_n, masks, causal, dropout_p)
     delta = torch.empty((b * h, tq), dtype=torch.float32, device=device)
@@ -546,15 +548,18 @@ def dropout_keep_mask(seed: int, shape: tuple[int, int, int, int], dropout_p: fl
 class AttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, key_padding_mask, causal, dropout_p, softmax_scale, seed):
-        o, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, softmax_scale, seed)
+        # the padding mask's int8 copy and per-row key range, made once for the forward and the backward
+        masks = _Masks(key_padding_mask, q, k.shape[2]) if q.numel() and k.shape[2] else None
+        o, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, softmax_scale, seed, masks)
         ctx.save_for_backward(q, k, v, o, lse, key_padding_mask)
         ctx.settings = (causal, dropout_p, softmax_scale, seed)
+        ctx.masks = masks
         return o
 
     @staticmethod
     def backward(ctx, do):
         q, k, v, o, lse, key_padding_mask = ctx.saved_tensors
-        dq, dk, dv = attention_backward(do, q, k, v, o, lse, key_padding_mask, *ctx.settings)
+        dq, dk, dv = attention_backward(do, q, k, v, o, lse, key_padding_mask, *ctx.settings, masks=ctx.masks)
         return dq, dk, dv, None, None, None, None, None
 
 

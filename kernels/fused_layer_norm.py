@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import check_dtype, check_launchable, cuda_device_guard
+from uer_ds.kernels.utils import check_dtype, check_launchable, cuda_device_guard, multiprocessor_count
 
 MAX_HIDDEN = 8192  # one row lives in one register block; the issue's bound (BERT ... LLaMA-7B widths)
 # Rows per program under the interpreter, whose cost is per program and per op rather than per
@@ -159,7 +159,7 @@ def _backward_programs(m: int, device: torch.device) -> int:
     """How many programs share the rows in the backward: enough to fill the GPU a few times over,
     few enough that the (G, N) fp32 partials stay small next to x (G * N vs M * N)."""
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        sms = multiprocessor_count(device.index if device.index is not None else torch.cuda.current_device())
         return max(1, min(m, 4 * sms))
     return max(1, min(m, 2))  # the interpreter runs programs one after another: fewer is faster
 
@@ -176,8 +176,11 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     device = x.device
     dx = torch.empty((m, n), dtype=x.dtype, device=device)
     programs = _backward_programs(m, device)
-    dw_partial = torch.zeros((programs, n), dtype=torch.float32, device=device)
-    db_partial = torch.zeros((programs, n), dtype=torch.float32, device=device)
+    # every launched program writes its whole partial row (zeros where it owns no rows): no zero-fill
+    # needed, except with no rows, where nothing is launched
+    alloc = torch.empty if m else torch.zeros
+    dw_partial = alloc((programs, n), dtype=torch.float32, device=device)
+    db_partial = alloc((programs, n), dtype=torch.float32, device=device)
     if m:
         rows_per_program = triton.cdiv(m, programs)
         block_m, block_n, launch = _launch(n, device)

@@ -7,6 +7,8 @@ would fail deep inside Triton into one line naming the op, the value and the rul
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from typing import Iterable
 
@@ -49,7 +51,14 @@ def check_dtype(op: str, name: str, t: torch.Tensor) -> None:
 
 
 def cuda_device_guard(device: torch.device):
-    """Launch on the tensors' GPU, not on whichever GPU is current (a no-op on CPU)."""
-    import contextlib
+    """Launch on the tensors' GPU, not on whichever GPU is current (a no-op on CPU and when that GPU is
+    already current: the usual case, and a device switch costs microseconds on every launch)."""
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+@functools.lru_cache(maxsize=None)
+def multiprocessor_count(index: int) -> int:
+    """The GPU's streaming multiprocessors (queried once per device: the query is slow)."""
+    return torch.cuda.get_device_properties(index).multi_processor_count

@@ -4,19 +4,34 @@
 #   run(command="bash launch/gpu_measure.sh kernels", carry=[".whl"], timeout_s=600)
 #   run(command="bash launch/gpu_measure.sh pretrain", carry=[".whl"], timeout_s=600)
 #   run(command="bash launch/gpu_measure.sh offload", carry=[".whl"], timeout_s=600)
+#   run(command="bash launch/gpu_measure.sh profile", carry=[".whl"], timeout_s=600)
 # Each part fits one 10-minute call; results (JSON, PNG, logs) go to $OUT (or out/gpu).
-set -euo pipefail
+set -uo pipefail
 part=${1:-all}
 out=${OUT:-out/gpu}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_extensions
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-deps --no-build-isolation --no-index -e .   # builds the C extension here
+# DeepSpeed's JIT builder reads TORCH_CUDA_ARCH_LIST as numbers: an entry like "9.0a" (the image's) fails
+export TORCH_CUDA_ARCH_LIST="$(echo "${TORCH_CUDA_ARCH_LIST:-}" | sed -E 's/([0-9])[a-z]+/\1/g')"
+[ -n "$TORCH_CUDA_ARCH_LIST" ] || unset TORCH_CUDA_ARCH_LIST
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+# No pip install of the project: the GPU machine has no package index (an editable install wants one for
+# its build isolation).  The source tree is used in place: kernels/ linked where the package expects it
+# (setup.py's package_dir does this on an install) and the C extension built beside its source.
+[ -e uer_ds/kernels ] || ln -s ../kernels uer_ds/kernels
+python3 setup.py -q build_ext --inplace || exit 1
+export PYTHONPATH="$PWD:/tmp/site"
 uer() { python3 -m uer_ds "$@"; }
+# step SECONDS NAME COMMAND...: one measurement, time-limited; a failure is logged and the next one runs
+step() {
+  local limit=$1 name=$2; shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" 2>&1 | grep -v '^\[20' | tee "$out/$name.txt"
+  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$out/steps.txt"
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 # A 21,128-entry vocabulary (the shipped one padded with unused tokens) gives the BERTs their real size.
-vocab="$out/vocab_21128.txt"
+vocab=/tmp/vocab_21128.txt
 python3 - "$vocab" <<'PY'
 import sys
 tokens = open("corpora/vocab.txt", encoding="utf-8").read().splitlines()
@@ -25,29 +40,45 @@ open(sys.argv[1], "w", encoding="utf-8").write("\n".join(tokens) + "\n")
 PY
 
 if [ "$part" = kernels ] || [ "$part" = all ]; then
-  python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider 2>&1 | tee "$out/kernel_gpu_tests.txt"
-  uer bench kernels --ops layer_norm --out "$out/kernels_layer_norm.json" 2>&1 | tee "$out/kernels_layer_norm.txt"
-  uer bench kernels --ops attention --providers triton sdpa torch --out "$out/kernels_attention.json" \
-    2>&1 | tee "$out/kernels_attention.txt"
+  step 240 kernel_gpu_tests python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider
+  step 120 kernels_layer_norm python3 -m uer_ds bench kernels --ops layer_norm --out "$out/kernels_layer_norm.json"
+  step 200 kernels_attention python3 -m uer_ds bench kernels --ops attention --providers triton sdpa torch \
+    --out "$out/kernels_attention.json"
 fi
 
 if [ "$part" = pretrain ] || [ "$part" = all ]; then
   # BERT-base / BERT-large, seq 128, bf16: sequences/s with the PyTorch reference and with the kernels
+  ds=${PRETRAIN_DS_CONFIG:-zero0_bf16}
   for cfg in bert/base bert/large; do
     for kernels in torch triton; do
-      uer bench pretrain --config_path "$cfg" --vocab_path "$vocab" --deepspeed_config zero0_bf16 \
-        --batch_size 64 --seq_length 128 \
-        --steps 30 --kernels "$kernels" --json_path "$out/pretrain_${cfg#bert/}_${kernels}.json" 2>&1 \
-        | grep -v '^\[20' | tee "$out/pretrain_${cfg#bert/}_${kernels}.txt"
+      step 150 "pretrain_${cfg#bert/}_${kernels}_$ds" python3 -m uer_ds bench pretrain --config_path "$cfg" \
+        --vocab_path "$vocab" --deepspeed_config "$ds" --batch_size 64 --seq_length 128 \
+        --steps 30 --kernels "$kernels" --json_path "$out/pretrain_${cfg#bert/}_${kernels}_$ds.json"
     done
   done
 fi
 
 if [ "$part" = offload ] || [ "$part" = all ]; then
   # BERT-large fine-tuning on one GPU with ZeRO-Offload (optimizer on the CPU), batch 32: peak GPU memory.
-  uer finetune classifier --config_path bert/large --vocab_path "$vocab" \
+  step 400 offload python3 -m uer_ds finetune classifier --config_path bert/large --vocab_path "$vocab" \
     --train_path corpora/reviews_cls/train.tsv --dev_path corpora/reviews_cls/dev.tsv \
-    --output_model_path "$out/bert_large_offload" --deepspeed_config zero2_offload_bf16 --activation_checkpointing \
+    --output_model_path /tmp/bert_large_offload --deepspeed_config zero2_offload_bf16 --activation_checkpointing \
     --epochs_num 1 --batch_size 32 --seq_length 128 --learning_rate 2e-5 \
-    --metrics_path "$out/offload_metrics.jsonl" --no_progress 2>&1 | grep -v '^\[20' | tee "$out/offload.txt"
+    --metrics_path "$out/offload_metrics.jsonl" --no_progress
+fi
+
+if [ "$part" = overhead ] || [ "$part" = profile ]; then
+  # the ops' CPU cost per call (a GPU that waits on the CPU shows it as time)
+  step 120 overhead python3 launch/gpu_overhead.py
+fi
+
+if [ "$part" = profile ]; then
+  # where a BERT-base step's time goes: cProfile of the benchmark
+  for kernels in torch triton; do
+    step 200 "profile_$kernels" python3 -m cProfile -o "/tmp/prof_$kernels.pstats" -m uer_ds bench pretrain \
+      --config_path bert/base --vocab_path "$vocab" --deepspeed_config zero0_bf16 --batch_size 64 --seq_length 128 \
+      --steps 60 --kernels "$kernels" --json_path "/tmp/prof_$kernels.json"
+    python3 -c "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime').print_stats(25); \
+p.sort_stats('cumtime').print_stats(45)" "/tmp/prof_$kernels.pstats" > "$out/pstats_$kernels.txt" 2>&1
+  done
 fi

@@ -62,7 +62,8 @@ class ModelConfig:
     labels_num: int = _help("classes of the cls target", default=2)
     pooling: str = _help("cls pooling: first, last, mean, max", default="first")
     data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
-    kernels: str = _help("auto (Triton on CUDA), torch or triton for LayerNorm and attention", default="auto")
+    kernels: str = _help("auto (= torch, the faster on GPUs measured so far), torch or triton for "
+                         "LayerNorm and attention", default="auto")
     stream_0: Optional["ModelConfig"] = _help("dual (siamese) models: the first stream's config", default=None)
     stream_1: Optional["ModelConfig"] = _help("dual (siamese) models: the second stream's config", default=None)
 

@@ -60,7 +60,7 @@ def test_switch_resolves_to_the_triton_ops():
     x = torch.zeros(1, device=DEVICE)
     assert kernel_ops("triton", x) is triton_ops
     assert kernel_ops("torch", x) is reference
-    assert kernel_ops("auto", x) is (triton_ops if DEVICE == "cuda" else reference)
+    assert kernel_ops("auto", x) is reference  # the Triton kernels are opt-in (slower on an H100 so far)
 
 
 @pytest.mark.parametrize("name", ["layer_norm", "attention"])

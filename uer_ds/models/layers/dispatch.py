@@ -1,8 +1,10 @@
 """The one switch between the PyTorch reference and the Triton kernels (`kernels: auto|torch|triton`).
 
-Resolved per call from the tensor's device, so one built model serves CPU and GPU alike:
-`auto` takes Triton on CUDA and the reference elsewhere; `triton` off CUDA needs the Triton
-interpreter (TRITON_INTERPRET=1), as the CPU kernel tests run it.
+Resolved per call from the tensor's device, so one built model serves CPU and GPU alike.
+`auto` takes the PyTorch reference (fused LayerNorm, SDPA) on every device: on an H100 the Triton
+kernels made BERT-base/large pre-training 1.6-2.8x slower (README, "Kernels on a GPU": their CPU-side
+launch cost is 5-8x PyTorch's per call), so they are opt-in until they win.  `triton` takes them on
+CUDA; off CUDA it needs the Triton interpreter (TRITON_INTERPRET=1), as the CPU kernel tests run it.
 """
 from __future__ import annotations
 
@@ -33,10 +35,6 @@ def kernel_ops(mode: str, x: torch.Tensor) -> ModuleType:
     if mode == "torch":
         return reference
     if mode == "auto":
-        if x.is_cuda:
-            ops = triton_ops()
-            if ops is not None:
-                return ops
         return reference
     if mode != "triton":
         raise ValueError(f"kernels has value '{mode}': must be one of auto, torch, triton")
