@@ -87,6 +87,17 @@ def test_pretrain_saves_resumes_and_exports(dataset, tmp_path):
     torch.testing.assert_close(theirs["encoder.transformer.1.feed_forward.linear_2.weight"],
                                final["encoder.transformer.1.feed_forward.linear_2.weight"], rtol=0, atol=0)
 
+    # a tag directory (OUT/global_step3) reads as that step, not as `latest`: DeepSpeed's own reader
+    # of that tag is the reference
+    from uer_ds.engine.checkpoint import read_pretrained
+
+    step3 = read_pretrained(out / "global_step3")
+    theirs3 = get_fp32_state_dict_from_zero_checkpoint(str(out), tag="global_step3")
+    key = "encoder.transformer.1.feed_forward.linear_2.weight"
+    torch.testing.assert_close(step3[key], theirs3[key], rtol=0, atol=0)
+    assert not torch.equal(step3[key], final[key])
+    torch.testing.assert_close(read_pretrained(out)[key], final[key], rtol=0, atol=0)
+
     # the checkpoint directory converts straight to Hugging Face, which computes what our model does
     converted = run(["convert", "--from", "uer_ds", "--to", "hf", "--model", "bert", "--input", str(out),
                      "--output", str(tmp_path / "hf")])

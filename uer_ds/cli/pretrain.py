@@ -37,8 +37,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_path", required=True, help="dataset prefix written by `uer-ds preprocess`")
     parser.add_argument("--pretrained_model_path",
-                        help="initial weights: a model directory, a uer_ds checkpoint directory, or a "
-                             ".safetensors/.bin file with uer_ds key names")
+                        help="initial weights: a model directory, a uer_ds checkpoint directory or one of its "
+                             "global_step<N> tags, or a .safetensors/.bin file with uer_ds key names")
     parser.add_argument("--allow_partial_load", action="store_true",
                         help="load a pretrained model whose keys do not all match (reported), instead of failing")
     parser.add_argument("--num_workers", type=int, default=1, help="DataLoader worker processes per rank")

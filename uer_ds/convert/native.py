@@ -53,22 +53,25 @@ def read_model_dir(path: Path) -> Checkpoint:
 
 
 def is_checkpoint_dir(path: Path) -> bool:
-    return (path / "latest").is_file()
+    from uer_ds.engine.checkpoint import checkpoint_location
+
+    return checkpoint_location(path) is not None
 
 
 def read_checkpoint_dir(path: Path) -> Checkpoint:
-    """A training checkpoint (DeepSpeed ZeRO shards or pipeline layers), gathered to fp32 in this process."""
-    from uer_ds.engine.checkpoint import export_state  # imported here: it pulls in deepspeed
+    """A training checkpoint (DeepSpeed ZeRO shards or pipeline layers), gathered to fp32 in this process;
+    its latest tag, or the tag directory given."""
+    from uer_ds.engine.checkpoint import checkpoint_location, export_state  # pulls in deepspeed
     from uer_ds.models.io import model_from_state, unique_state_dict
 
-    cfg, state = export_state(path)
+    cfg, state = export_state(*checkpoint_location(path))
     return Checkpoint(cfg, unique_state_dict(model_from_state(cfg, state, str(path))), {}, {})
 
 
 # How `--from uer_ds` reads each kind of directory, tried in order.
 UER_DS_LAYOUTS: list[tuple[str, Callable[[Path], bool], Callable[[Path], Checkpoint]]] = [
     ("model directory (config.json + model.safetensors)", is_model_dir, read_model_dir),
-    ("training checkpoint directory ('latest' + global_step<N>/, any ZeRO stage or pipeline)",
+    ("training checkpoint directory ('latest' + global_step<N>/, any ZeRO stage or pipeline) or one of its tags",
      is_checkpoint_dir, read_checkpoint_dir),
 ]
 

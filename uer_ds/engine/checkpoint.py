@@ -65,7 +65,19 @@ def read_latest(directory: PathLike) -> str:
 
 
 def is_checkpoint_dir(path: PathLike) -> bool:
-    return (Path(path) / LATEST).is_file()
+    """A checkpoint directory (with `latest`) or one of its tags (global_step<N>/ with uer_ds.json)."""
+    return checkpoint_location(path) is not None
+
+
+def checkpoint_location(path: PathLike) -> Optional[tuple[Path, Optional[str]]]:
+    """(checkpoint directory, tag) for OUT (tag None: what `latest` names) or OUT/global_step<N>
+    (that tag), else None.  Lets every reader take the tag directory a user sees on disk."""
+    path = Path(path)
+    if (path / LATEST).is_file():
+        return path, None
+    if (path / METADATA).is_file() and (path / CONFIG).is_file():
+        return path.parent, path.name
+    return None
 
 
 def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict, Path]:
@@ -153,17 +165,19 @@ def export_state(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelC
 
 def read_pretrained(path: PathLike) -> dict[str, torch.Tensor]:
     """Weights by Model key from: a model directory (config.json + model.safetensors), a uer_ds
-    checkpoint directory (exported on the fly), or a .safetensors / .bin file (tensors only)."""
+    checkpoint directory or one of its tags (exported on the fly), or a .safetensors / .bin file."""
     from uer_ds.convert.weights import read_weight_file
 
     path = Path(path)
     if path.is_dir():
-        if is_checkpoint_dir(path):
-            return export_state(path)[1]
+        location = checkpoint_location(path)
+        if location is not None:
+            return export_state(*location)[1]
         if (path / "model.safetensors").is_file():
             return read_weight_file(path / "model.safetensors")
-        raise FileNotFoundError(f"pretrained_model_path '{path}': a directory without model.safetensors or "
-                                f"'{LATEST}' (neither a model directory nor a uer_ds checkpoint)")
+        raise FileNotFoundError(f"pretrained_model_path '{path}': a directory without model.safetensors, "
+                                f"'{LATEST}' or {METADATA} (neither a model directory nor a uer_ds checkpoint "
+                                "or one of its global_step<N> tags)")
     return read_weight_file(path)
 
 

@@ -33,9 +33,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     task.add_arguments(parser)
     group = parser.add_argument_group("fine-tuning")
     group.add_argument("--pretrained_model_path",
-                       help="pre-trained weights (a model directory, a uer_ds checkpoint directory, a "
-                            ".safetensors/.bin file, or a fine-tuned task model); without it the model starts "
-                            "from random weights")
+                       help="pre-trained weights (a model directory, a uer_ds checkpoint directory or one of its "
+                            "global_step<N> tags, a .safetensors/.bin file, or a fine-tuned task model); without "
+                            "it the model starts from random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
     group.add_argument("--output_model_path", required=True,
