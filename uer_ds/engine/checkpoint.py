@@ -65,8 +65,8 @@ def read_latest(directory: PathLike) -> str:
 
 
 def is_checkpoint_dir(path: PathLike) -> bool:
-    """A checkpoint directory (with `latest`) or one of its tags (global_step<N>/ with uer_ds.json)."""
-    return checkpoint_location(path) is not None
+    """A checkpoint directory (with `latest`); readers that also take one of its tags use checkpoint_location."""
+    return (Path(path) / LATEST).is_file()
 
 
 def checkpoint_location(path: PathLike) -> Optional[tuple[Path, Optional[str]]]:
