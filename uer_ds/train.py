@@ -29,14 +29,17 @@ def peak_memory_gb() -> float:
 
 
 class Reporter:
-    """Sums StepStats between report steps, reduces them over ranks, and writes them out on rank 0."""
+    """Sums StepStats between report steps, reduces them over ranks, and writes them out on rank 0.
+
+    The device tensors of the steps are added on the device; `report` is the one place they are read
+    back (one transfer per report step), and where a NaN/inf loss stops training, naming its step.
+    """
 
     def __init__(self, target_names: tuple[str, ...], metrics_path: Optional[str], tensorboard_dir: Optional[str],
                  total_steps: int, start_step: int, show_progress: bool = True) -> None:
         self.names = target_names
         self.rank0 = dist.is_rank0()
-        self.window = StepStats()
-        self.window_start = time.perf_counter()
+        self._reset()
         self.metrics = None
         self.writer = None
         self.progress = None
@@ -55,43 +58,58 @@ class Reporter:
 
             self.progress = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
+    def _reset(self) -> None:
+        self.values: Optional[torch.Tensor] = None  # summed StepStats.values (device)
+        self.bad_step: Optional[torch.Tensor] = None  # earliest non-finite step (device), +inf if none
+        self.steps = self.tokens = self.samples = 0
+        self.lr = 0.0
+        self.window_start = time.perf_counter()
+
     def update(self, stats: StepStats) -> None:
-        w = self.window
-        w.loss_sum += stats.loss_sum
-        w.loss_count += stats.loss_count
-        w.tokens += stats.tokens
-        w.samples += stats.samples
-        w.lr = stats.lr
-        for name, values in stats.parts.items():
-            acc = w.parts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-            for i, v in enumerate(values):
-                acc[i] += v
+        """Add one step (device additions only: nothing is read back)."""
+        if stats.values is not None:
+            self.values = stats.values if self.values is None else self.values + stats.values
+            self.bad_step = stats.bad_step if self.bad_step is None else torch.minimum(self.bad_step, stats.bad_step)
+        self.steps += 1
+        self.tokens += stats.tokens
+        self.samples += stats.samples
+        self.lr = stats.lr
         if self.progress is not None:
             self.progress.update(1)
 
     def report(self, step: int, engine: Engine) -> dict:
         """Collective: every rank calls it at the same steps."""
-        w = self.window
-        vector = [w.loss_sum, w.loss_count, w.tokens, w.samples]
-        for name in self.names:
-            vector += w.parts.get(name, [0.0, 0.0, 0.0, 0.0])
-        total = dist.all_reduce_sum(torch.tensor(vector, dtype=torch.float64)).tolist()
+        width = 1 + 3 * len(self.names)
+        values = self.values.detach().cpu() if self.values is not None else torch.zeros(width, dtype=torch.float64)
+        total = dist.all_reduce_sum(torch.cat([values, torch.tensor([self.tokens, self.samples], dtype=torch.float64)]))
+        total = total.tolist()
+        if not math.isfinite(total[0]):
+            self._stop_on_nonfinite(step, total[0], engine.device)
         elapsed = max(time.perf_counter() - self.window_start, 1e-9)
-        record = {"step": step, "loss": total[0] / max(total[1], 1), "lr": w.lr,
-                  "tokens_per_s": total[2] / elapsed, "samples_per_s": total[3] / elapsed}
+        steps = max(self.steps, 1)
+        record = {"step": step, "loss": total[0] / steps, "lr": self.lr,
+                  "tokens_per_s": total[width] / elapsed, "samples_per_s": total[width + 1] / elapsed}
         for i, name in enumerate(self.names):
-            loss_sum, count, correct, denominator = total[4 + 4 * i: 8 + 4 * i]
+            loss_sum, correct, denominator = total[1 + 3 * i: 4 + 3 * i]
             if len(self.names) > 1 or name != "loss":
-                record[f"{name}_loss"] = loss_sum / max(count, 1)
+                record[f"{name}_loss"] = loss_sum / max(denominator, 1)
                 record[f"{name}_acc"] = correct / max(denominator, 1)
         record.update(grad_norm=engine.grad_norm, loss_scale=engine.loss_scale,
                       skipped_steps=engine.skipped_steps, memory_gb=round(peak_memory_gb(), 3))
-        self.window = StepStats()
-        self.window_start = time.perf_counter()
+        self._reset()
         self.last = record
         if self.rank0:
             self._write(record)
         return record
+
+    def _stop_on_nonfinite(self, step: int, loss: float, device: torch.device) -> None:
+        bad = self.bad_step.detach().clone() if self.bad_step is not None else torch.tensor(math.inf)
+        bad = bad.to(device, torch.float64)
+        dist.all_reduce_in_place(bad, op="min")
+        first = float(bad)
+        at = f"step {int(first)}" if math.isfinite(first) else f"a step up to {step}"
+        raise FloatingPointError(f"loss is {loss} at {at} (found at the report of step {step}): training stopped. "
+                                 "Lower --learning_rate, raise --warmup, or use bf16 instead of fp16")
 
     def _write(self, record: dict) -> None:
         if self.metrics is not None:

@@ -8,6 +8,8 @@ import torch
 from conftest import CORPORA
 from uer_ds.data import MMapDataset, PreprocessOptions, PretrainDataset, ShardedSampler, collate, preprocess
 from uer_ds.data.masking import Masker
+from uer_ds.data.batch import BatchInfo
+from uer_ds.models.targets.base import Picked
 from uer_ds.data.pairs import pair_index, pair_index_py
 from uer_ds.tokenizers import build_tokenizer
 
@@ -306,10 +308,11 @@ def test_dataloader_workers_give_the_same_batches(make):
     ds = make("albert", "reviews_bert.txt", dup_factor=1)
     sampler = ShardedSampler(len(ds), 0, 1, seed=5)
     plain = [ds.collate([ds[i] for i in batch]) for batch in np.array_split(list(sampler)[:64], 8)]
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=sampler, num_workers=2, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=sampler, num_workers=2, collate_fn=ds.collate)
     for want, got in zip(plain, loader):
-        assert torch.equal(want["src"], got["src"]) and torch.equal(want["tgt"]["mlm"], got["tgt"]["mlm"])
-        assert torch.equal(want["tgt"]["sp"], got["tgt"]["sp"])
+        assert torch.equal(want["src"], got["src"]) and torch.equal(want["tgt"]["sp"], got["tgt"]["sp"])
+        assert all(torch.equal(a, b) for a, b in zip(want["tgt"]["mlm"], got["tgt"]["mlm"]))  # Picked
+        assert want["info"] == got["info"]
 
 
 def test_dataset_errors(tmp_path, make):
@@ -341,10 +344,46 @@ def test_collate_pads_and_trims():
     assert batch["seg"].tolist() == [[1, 1, 1, 1], [1, 2, 2, 0]]
     assert batch["tgt"]["sp"].tolist() == [1, 0] and batch["tgt"]["bilm"].shape == (2, 4, 2)
     assert batch["tgt"]["mlm"].tolist() == [[-100, 7, -100, -100], [-100] * 4]
+    assert batch["info"] == BatchInfo(samples=2, tokens=7, padded=True, predictions={"mlm": 1, "sp": 2, "bilm": 4})
     padded = collate([b], pad_id=5, pad_to=8)
     assert padded["src"].tolist() == [[2, 9, 3, 0, 0, 0, 5, 5]]
+    assert padded["info"].padded and not collate([a])["info"].padded
     with pytest.raises(ValueError, match=r"an instance has 4 non-padding positions, more than pad_to \(3\)"):
         collate([a], pad_to=3)
+
+
+def test_collate_gives_masked_positions_as_a_fixed_number_of_rows():
+    """picked={"mlm": k}: the MLM labels as Picked, B x k rows, the labelled positions first (in
+    row-major order), then padding rows (index 0, label -100); the same positions as the dense labels."""
+    rng = np.random.default_rng(3)
+    instances = []
+    for length in (9, 6, 4):
+        labels = np.full(9, -100)
+        labels[rng.choice(length, size=2, replace=False)] = rng.integers(5, 50, size=2)
+        seg = np.zeros(9, np.int64)
+        seg[:length] = 1
+        instances.append({"src": np.arange(9), "seg": seg, "tgt": {"mlm": labels}})
+    dense = collate(instances)["tgt"]["mlm"]
+    picked = collate(instances, picked={"mlm": 3})["tgt"]["mlm"]
+    assert isinstance(picked, Picked) and picked.index.shape == (9,) and picked.labels.shape == (9,)
+    where = (dense.reshape(-1) != -100).nonzero().reshape(-1)
+    assert picked.index[:6].tolist() == where.tolist()
+    assert picked.labels[:6].tolist() == dense.reshape(-1)[where].tolist()
+    assert picked.index[6:].tolist() == [0, 0, 0] and picked.labels[6:].tolist() == [-100] * 3
+    with pytest.raises(ValueError, match="6 labelled positions in the batch, more than the bound of 3"):
+        collate(instances, picked={"mlm": 1})
+
+
+def test_dataset_bound_on_masked_positions_holds_for_every_masking(make):
+    """The dataset's static bound (Masker.count(seq_length) per instance) covers what token, whole-word
+    and span masking choose (an instance over the bound would fail collate)."""
+    for options in ({}, {"whole_word_masking": True}, {"span_masking": True}):
+        ds = make("mlm", **options)
+        bound = ds.builder.masker.count(int(ds.meta["seq_length"]))
+        most = max(int((np.asarray(ds[i]["tgt"]["mlm"]) != -100).sum()) for i in range(len(ds)))
+        assert 0 < most <= bound, options
+        batch = ds.collate([ds[i] for i in range(4)])
+        assert batch["tgt"]["mlm"].index.shape == (4 * bound,)
 
 
 # ---- sampler -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from uer_ds.config import TrainConfig
 from uer_ds.engine.engine import StepStats
@@ -19,7 +20,8 @@ class CountingEngine:
 
     def train_step(self, batches, step):
         self.steps.append(step)
-        return StepStats(loss_sum=float(len(batches)), loss_count=len(batches), samples=len(batches), lr=0.1)
+        values = torch.tensor([float(len(batches)), 0.0, 0.0, 0.0], dtype=torch.float64)  # loss; ("loss",): 3 zeros
+        return StepStats(values=values, bad_step=torch.tensor(float("inf")), samples=len(batches), lr=0.1)
 
 
 def endless():

@@ -1,12 +1,52 @@
-"""collate: instances -> a batch of LongTensors."""
+"""collate: instances -> a batch of LongTensors, and what the host knows about it (BatchInfo).
+
+The training step never reads a batch back from the device: everything the host needs (how many
+tokens and samples, whether there is padding, which positions the MLM predicts, how many
+predictions each target makes) is computed here, once, on the host.
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from uer_ds.models.targets.base import IGNORE_INDEX, Picked
+
+
+class BatchInfo(NamedTuple):
+    """Host-side facts about one collated batch (plain Python values, never tensors).
+
+    samples: rows B; tokens: non-padding positions (seg > 0); padded: some position is padding
+    (seg == 0), so attention must mask; predictions: target or head name -> the number of labelled
+    predictions its loss averages over (the loss denominator), used to weight micro-batches.
+    """
+
+    samples: int
+    tokens: int
+    padded: bool
+    predictions: Mapping[str, int]
+
+
+def batch_info(seg: torch.Tensor, predictions: Mapping[str, int]) -> BatchInfo:
+    """BatchInfo of a collated (B, T) segment tensor on the host (CPU)."""
+    if seg.device.type != "cpu":
+        raise ValueError(f"batch_info runs in the collate function on the host; seg is on {seg.device}")
+    tokens = int((seg > 0).sum())
+    return BatchInfo(samples=int(seg.shape[0]), tokens=tokens, padded=tokens < seg.numel(),
+                     predictions=dict(predictions))
+
+
+def count_predictions(labels: object) -> int:
+    """Labelled entries (not IGNORE_INDEX) of a label tensor or Picked, counted on the host: the
+    denominator of the target's mean loss."""
+    if isinstance(labels, Picked):
+        labels = labels.labels
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a tensor or Picked, got {type(labels).__name__}")
+    if labels.dim() == 3:  # bilm (B, T, 2): its loss is the sum of two means over the same positions
+        labels = labels[..., 0]
+    return int((labels != IGNORE_INDEX).sum())
 
 
 def _length(instance: dict) -> int:
@@ -15,13 +55,34 @@ def _length(instance: dict) -> int:
     return int(nonpad[-1]) + 1 if len(nonpad) else 0
 
 
-def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = None) -> dict:
+def pick_positions(labels: torch.Tensor, rows: Optional[int] = None) -> Picked:
+    """(B, T) labels with IGNORE_INDEX where nothing is predicted -> Picked with `rows` entries
+    (default: exactly the labelled count).  Host-side (CPU tensors).  ValueError when more positions
+    are labelled than `rows`."""
+    flat = labels.reshape(-1)
+    index = torch.nonzero(flat != IGNORE_INDEX).reshape(-1)
+    count = int(index.numel())
+    rows = count if rows is None else rows
+    if count > rows:
+        raise ValueError(f"{count} labelled positions in the batch, more than the bound of {rows}")
+    out_index = torch.zeros(rows, dtype=torch.long)
+    out_labels = torch.full((rows,), IGNORE_INDEX, dtype=torch.long)
+    out_index[:count] = index
+    out_labels[:count] = flat[index]
+    return Picked(out_index, out_labels)
+
+
+def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = None,
+            picked: Optional[Mapping[str, int]] = None) -> dict:
     """[{"src": (T_i,), "seg": (T_i,), "tgt": {name: () | (T_i,) | (T_i, 2)}}] ->
-    {"src": (B, T), "seg": (B, T), "tgt": {name: (B,) | (B, T) | (B, T, 2)}}, all int64.
+    {"src": (B, T), "seg": (B, T), "tgt": {name: (B,) | (B, T) | (B, T, 2) | Picked}, "info": BatchInfo},
+    tensors int64.
 
     T = pad_to, or the batch's longest non-padding length (PretrainDataset instances come padded
     to seq_length; the all-padding columns are dropped).  Shorter rows are padded with pad_id
     (src), 0 (seg) and -100 (labels); padding beyond T is cut, real tokens never (ValueError).
+    picked: target name -> the most labelled positions one instance can have; those targets' labels
+    come as `Picked` with B x that many rows (a static shape: the MLM's masked positions).
     """
     if not instances:
         raise ValueError("collate needs at least one instance")
@@ -32,7 +93,7 @@ def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = 
     B = len(instances)
     src = torch.full((B, T), pad_id, dtype=torch.long)
     seg = torch.zeros((B, T), dtype=torch.long)
-    tgt: dict[str, torch.Tensor] = {}
+    tgt: dict = {}
     for name, value in instances[0]["tgt"].items():
         shape = np.shape(value)
         tgt[name] = torch.full((B,) if not shape else (B, T) + tuple(shape[1:]), IGNORE_INDEX, dtype=torch.long)
@@ -46,4 +107,8 @@ def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = 
                 tgt[name][row] = int(value)
             else:
                 tgt[name][row, : min(len(value), T)] = torch.as_tensor(value[:T])
-    return {"src": src, "seg": seg, "tgt": tgt}
+    for name, per_instance in (picked or {}).items():
+        if name in tgt:
+            tgt[name] = pick_positions(tgt[name], B * per_instance)
+    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items()})
+    return {"src": src, "seg": seg, "tgt": tgt, "info": info}

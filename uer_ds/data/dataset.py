@@ -19,7 +19,8 @@ class PretrainDataset(torch.utils.data.Dataset):
     for each target's labels); len(ds) counts every dup_factor copy.  The instance depends only on
     (seed, epoch, i) - and not on the epoch unless masking is dynamic - so a resumed run sees the
     same batches.  ds.meta is OUT.json (data_processor, seq_length, tokenizer identity, vocab_size,
-    special_ids, options, counts).  ds.collate is `collate` with this dataset's pad id.
+    special_ids, options, counts).  ds.collate is `collate` with this dataset's pad id (and the
+    MLM labels as `Picked` positions, a fixed count per instance).
 
     set_epoch(e) before iterating an epoch.  A DataLoader's workers get a copy of the dataset when
     an epoch's iterator starts, so do not use persistent_workers with dynamic masking.
@@ -41,7 +42,10 @@ class PretrainDataset(torch.utils.data.Dataset):
         dynamic = bool(options.get("dynamic_masking")) if dynamic_masking is None else dynamic_masking
         self.builder = BUILDERS[processor](self.data, self.meta, self.seed, dynamic)
         self.epoch = epoch
-        self.collate = functools.partial(collate, pad_id=self.pad_id)
+        # the MLM's masked positions come as a fixed number of rows per instance (static shapes)
+        masker = self.builder.masker
+        picked = {"mlm": masker.count(int(self.meta["seq_length"]))} if masker is not None else None
+        self.collate = functools.partial(collate, pad_id=self.pad_id, picked=picked)
 
     @property
     def pad_id(self) -> int:

@@ -35,6 +35,8 @@ class Masker:
             self.span_lengths, self.span_probs = lengths, probs / probs.sum()
 
     def count(self, candidates: int) -> int:
+        """Positions to mask among `candidates` (round(ratio x candidates), at least one); whole-word
+        and span masking stay within it, so count(seq_length) bounds any instance's labels."""
         return max(1, int(np.floor(self.ratio * candidates + 0.5))) if candidates else 0
 
     def __call__(self, src: np.ndarray, candidates: np.ndarray, rng: np.random.Generator,

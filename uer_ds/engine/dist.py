@@ -79,6 +79,13 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return out.cpu()
 
 
+def all_reduce_in_place(values: torch.Tensor, group=None, op: str = "sum") -> None:
+    """Reduce `values` over the ranks of `group` (default: all) in place, where they are (a device
+    tensor stays on the device: nothing is read back).  op: sum or min."""
+    if world_size() > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM, group=group)
+
+
 def all_gather_object(obj: object) -> list:
     """[obj of rank 0, obj of rank 1, ...] on every rank (pickled; for small results such as
     predictions)."""

@@ -62,12 +62,28 @@ def offloads_params(ds: dict) -> bool:
     return _offload_device(ds, "offload_param") != "none"
 
 
+AUTOCAST_DTYPES = {"bfloat16": "bf16", "bf16": "bf16", "torch.bfloat16": "bf16",
+                   "float16": "fp16", "fp16": "fp16", "half": "fp16", "torch.float16": "fp16"}
+
+
+def autocast(ds: dict) -> bool:
+    """The config trains fp32 weights with torch.autocast compute (DeepSpeed's `torch_autocast`)."""
+    return bool((ds.get("torch_autocast") or {}).get("enabled"))
+
+
 def precision(ds: dict) -> str:
+    """The compute precision: bf16, fp16 (DeepSpeed's wrappers or torch autocast) or fp32."""
     if ds.get("bf16", {}).get("enabled"):
         return "bf16"
     if ds.get("fp16", {}).get("enabled"):
         return "fp16"
+    if autocast(ds):
+        return AUTOCAST_DTYPES.get(str(ds["torch_autocast"].get("dtype")), "fp32")
     return "fp32"
+
+
+def describe_precision(ds: dict) -> str:
+    return f"{precision(ds)} (torch autocast)" if autocast(ds) else precision(ds)
 
 
 def check_engine_settings(ds: dict, source: str, pipeline_stages: int, on_cpu: bool) -> None:
@@ -87,6 +103,7 @@ def check_engine_settings(ds: dict, source: str, pipeline_stages: int, on_cpu: b
         raise ValueError(f"{source}: zero_optimization.offload_optimizer needs ZeRO stage 1, 2 or 3 (stage is 0)")
     if ds.get("bf16", {}).get("enabled") and ds.get("fp16", {}).get("enabled"):
         raise ValueError(f"{source}: bf16.enabled and fp16.enabled are both true: choose one")
+    _check_fast_paths(ds, source, stage, pipeline_stages)
     if on_cpu and precision(ds) == "fp16":
         raise ValueError(f"{source}: fp16 does not run on CPU (DeepSpeed: 'Type fp16 is not supported'); "
                          "use a bf16 or fp32 config, or a GPU")
@@ -103,6 +120,33 @@ def check_engine_settings(ds: dict, source: str, pipeline_stages: int, on_cpu: b
     if pipeline_stages > 1 and offloads_optimizer(ds):
         raise ValueError(f"{source}: optimizer offload with --pipeline_stages {pipeline_stages} is not supported "
                          "by DeepSpeed's pipeline engine")
+
+
+def _check_fast_paths(ds: dict, source: str, stage: int, pipeline_stages: int) -> None:
+    """Combinations that make DeepSpeed take a per-parameter host loop for nothing are errors that name
+    the key and the fix (read from DeepSpeed 0.19's runtime/engine.py and zero/stage_1_and_2.py; counted
+    by `uer-ds bench overhead`)."""
+    bf16 = ds.get("bf16") or {}
+    if autocast(ds):
+        dtype = str(ds["torch_autocast"].get("dtype"))
+        if dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"{source}: torch_autocast.dtype is '{dtype}': must be bfloat16 or float16")
+        if bf16.get("enabled") or (ds.get("fp16") or {}).get("enabled"):
+            raise ValueError(f"{source}: torch_autocast and {'bf16' if bf16.get('enabled') else 'fp16'}.enabled are "
+                             "both set: choose one precision (torch_autocast keeps fp32 weights, bf16/fp16 keep "
+                             "16-bit weights)")
+    if not bf16.get("enabled"):
+        return
+    if stage == 0 and pipeline_stages == 1:
+        raise ValueError(f"{source}: bf16.enabled at ZeRO stage 0 trains through DeepSpeed's fp16 loss-scaling "
+                         "wrapper (FP16_Optimizer: an overflow check per parameter tensor, one host sync each, "
+                         "~5,900 ops per step for BERT-large). Use \"torch_autocast\": {\"enabled\": true, \"dtype\": "
+                         "\"bfloat16\"} instead (fp32 master weights, bf16 compute; the shipped zero0_bf16)")
+    if stage in (1, 2) and bf16.get("check_grad_overflow", True):
+        raise ValueError(f"{source}: bf16.check_grad_overflow is true (DeepSpeed's default) at ZeRO stage {stage}: "
+                         "bf16 has fp32's range and needs no overflow check, which costs a per-parameter loop "
+                         "(~5,100 ops and 2 host syncs per step for BERT-large). Set \"bf16\": {\"enabled\": true, "
+                         "\"check_grad_overflow\": false} (the shipped zero1_bf16 / zero2_bf16)")
 
 
 def _set(ds: dict, dotted: str, value: Any, flag: str, source: str) -> None:
@@ -136,8 +180,12 @@ def build_ds_config(ds: dict, source: str, train: TrainConfig, data_parallel_siz
     # weight decay is set per parameter group (matrices only); the group values override this one
     _set(out, "optimizer.params.weight_decay", train.weight_decay, "--weight_decay", source)
     if on_cpu and not offloads_optimizer(out):
-        # torch's AdamW: DeepSpeed's FusedAdam is a CUDA kernel (its CPU build costs a minute for nothing)
-        out["optimizer"]["params"]["torch_adam"] = True
+        # torch's AdamW: DeepSpeed's FusedAdam is a CUDA kernel (its CPU build costs a minute for nothing).
+        # Its fused CPU kernel updates every tensor in one op; torch's CPU default is a loop per tensor
+        params = out["optimizer"]["params"]
+        params["torch_adam"] = True
+        if "foreach" not in params:
+            params.setdefault("fused", True)
     out.setdefault("steps_per_print", 10**9)  # uer_ds reports itself; keep DeepSpeed's own log quiet
     out.setdefault("wall_clock_breakdown", False)
     return out

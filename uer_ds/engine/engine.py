@@ -6,6 +6,7 @@ a PipelineModule generated from the model's layers.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,41 +20,64 @@ from torch.optim.lr_scheduler import LambdaLR
 from uer_ds.config import ModelConfig, TrainConfig
 from uer_ds.engine import checkpoint as ckpt
 from uer_ds.engine import dist
-from uer_ds.engine.ds_config import build_ds_config, offloads_params, precision, zero_stage
+from uer_ds.engine.ds_config import (build_ds_config, describe_precision, offloads_optimizer, offloads_params,
+                                     precision, zero_stage)
 from uer_ds.models.model import init_module
+from uer_ds.data.batch import batch_info
 from uer_ds.models.targets import TargetResult
 
 
 # ---- statistics -------------------------------------------------------------------------------
 @dataclass
 class StepStats:
-    """Local sums for one optimizer step; `reduce` adds them over ranks (see Reporter)."""
+    """One optimizer step's statistics on this rank.
 
-    loss_sum: float = 0.0
-    loss_count: int = 0
+    values: a device tensor (float64), never read during the step: [loss, then per target or head
+    name (the engine's `target_names`): loss x denominator, correct, denominator].  values[0] is
+    weighted as trained (`Engine.loss_weights`), so its sum over micro-batches and ranks is the
+    step's loss; the rest are plain sums (a target's loss over a window is the mean over all its
+    predictions: sum(loss x denominator) / sum(denominator)).  bad_step: the step number where the
+    loss was not finite, else +inf (a device scalar).  tokens and samples come from BatchInfo on the
+    host; lr is the learning rate this step trained with.  The Reporter sums these over a report
+    window and reads them back once, at the report step.
+    """
+
+    values: Optional[torch.Tensor] = None
+    bad_step: Optional[torch.Tensor] = None
     tokens: int = 0
     samples: int = 0
-    lr: float = 0.0  # the learning rate this step trained with
-    parts: dict[str, list[float]] = field(default_factory=dict)  # name -> [loss_sum, count, correct, denom]
+    lr: float = 0.0
 
-    def add(self, result: TargetResult, names: tuple[str, ...]) -> None:
-        self.loss_sum += float(result.loss.detach())
-        self.loss_count += 1
-        parts = result.parts or {names[0]: result}
-        for name, part in parts.items():
-            acc = self.parts.setdefault(name, [0.0, 0.0, 0.0, 0.0])
-            acc[0] += float(part.loss.detach())
-            acc[1] += 1
-            acc[2] += float(part.correct)
-            acc[3] += float(part.denominator)
+
+def stats_vector(result: TargetResult, weights: dict[str, Any], names: tuple[str, ...],
+                 zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the weighted loss to train on (scalar), the StepStats vector of one micro-batch) - device ops only.
+
+    weights: name -> the factor that turns that target's mean loss into its share of the step's loss.
+    """
+    parts = result.parts or {names[0]: result}
+    total = sum(part.loss * weights[name] for name, part in parts.items())
+    entries = [total.detach()]
+    for name in names:
+        part = parts.get(name)
+        entries += [zero, zero, zero] if part is None else \
+            [part.loss.detach() * part.denominator, part.correct, part.denominator]
+    return total, torch.stack([e.to(torch.float64) for e in entries])
 
 
 def count_batch(stats: StepStats, batch: dict) -> None:
-    stats.tokens += int((batch["seg"] > 0).sum())
-    stats.samples += int(batch["src"].shape[0])
+    """Tokens and samples from the collate function's BatchInfo (host values; no device read).  A batch
+    without one (made by hand) is counted from its host tensors."""
+    info = batch.get("info")
+    if info is None:
+        info = batch_info(batch["seg"], {})
+    stats.tokens += info.tokens
+    stats.samples += info.samples
 
 
 def _check_finite(result: TargetResult, step: int) -> None:
+    """Raise when a loss is NaN/inf: reads the loss back, so it is for tests and tools; the training step
+    keeps `bad_step` on the device instead (Reporter.report raises)."""
     loss = float(result.loss.detach())
     if not math.isfinite(loss):
         raise FloatingPointError(f"loss is {loss} at step {step} on rank {dist.rank()}: training "
@@ -61,10 +85,13 @@ def _check_finite(result: TargetResult, step: int) -> None:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors (in dicts, lists, tuples and NamedTuples such as Picked) to `device`; other values as they are."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
@@ -103,15 +130,68 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 class Engine:
     """What train.py sees.  `module` is the trained nn.Module (a DeepSpeed engine wraps it)."""
 
+    target_names: tuple[str, ...] = ("loss",)
+
     def __init__(self, ds_engine: Any, model_config: Optional[ModelConfig], ds_config: dict) -> None:
         self.ds = ds_engine
         self.model_config = model_config
         self.ds_config = ds_config
         self.device = dist.device()
+        # `uer-ds bench overhead` sets a probe: probe.phase(name) is a context manager around each
+        # phase of a step (forward, backward, step); None costs nothing
+        self.probe: Optional[Any] = None
+        self._zero: Optional[torch.Tensor] = None
+
+    def _phase(self, name: str) -> Any:
+        return self.probe.phase(name) if self.probe is not None else contextlib.nullcontext()
 
     # -- steps ---------------------------------------------------------------------------------
     def train_step(self, batches: list[dict], step: int) -> StepStats:
+        """One optimizer step over `batches` (the accumulation_steps micro-batches of this rank).
+        Never reads the device back: the returned StepStats hold device tensors."""
         raise NotImplementedError
+
+    def loss_weights(self, batches: list[dict]) -> list[dict[str, Any]]:
+        """Per micro-batch: target or head name -> the factor that turns its mean loss into its share of
+        the step's loss: n / N, with n the micro-batch's labelled predictions and N those of the whole
+        global batch (every micro-batch of every data-parallel rank), from the collate functions'
+        BatchInfo.  So batch 8, batch 4 x 2 accumulation and 2 ranks x 4 give the same loss and update
+        (the normalisation torchtitan and Hugging Face Transformers (2024) use).  Without counts (a batch
+        made by hand) the factor is 1 / (micro-batches x ranks): DeepSpeed's plain average of means.
+
+        With several ranks N is summed by one all-reduce of a small tensor per step, on the device the
+        engine trains on and left there (no host synchronisation); with one rank it is a host number.
+        """
+        gas, dp = len(batches), self.data_parallel_size
+        infos = [b.get("info") for b in batches]
+        if any(info is None for info in infos):
+            return [{name: 1.0 / (gas * dp) for name in self.target_names} for _ in batches]
+        local = [sum(info.predictions.get(name, 0) for info in infos) for name in self.target_names]
+        if dp == 1:
+            total: Any = local
+        else:
+            total = torch.tensor(local, dtype=torch.float64, device=self.device)
+            dist.all_reduce_in_place(total, group=self.data_parallel_group)
+            total = total.clamp(min=1).unbind()
+        weights = []
+        for info in infos:
+            weights.append({name: (info.predictions.get(name, 0) / max(total[i], 1) if dp == 1
+                                   else info.predictions.get(name, 0) / total[i])
+                            for i, name in enumerate(self.target_names)})
+        return weights
+
+    def _micro_stats(self, stats: StepStats, result: TargetResult, weights: dict[str, Any],
+                     step: int) -> torch.Tensor:
+        """Add one micro-batch's result to `stats` (device ops); returns the loss to train on, scaled
+        so that DeepSpeed's division by accumulation steps and averaging over ranks leave exactly the
+        weighted sum."""
+        if self._zero is None:
+            self._zero = torch.zeros((), dtype=torch.float64, device=result.loss.device)
+        total, vector = stats_vector(result, weights, self.target_names, self._zero)
+        stats.values = vector if stats.values is None else stats.values + vector
+        bad = torch.where(torch.isfinite(vector[0]), math.inf, float(step))
+        stats.bad_step = bad if stats.bad_step is None else torch.minimum(stats.bad_step, bad)
+        return total * (self.ds.gradient_accumulation_steps() * self.data_parallel_size)
 
     @torch.no_grad()
     def evaluate(self, batch: dict) -> TargetResult:
@@ -158,6 +238,14 @@ class Engine:
     def data_parallel_size(self) -> int:
         return dist.world_size()
 
+    @property
+    def data_parallel_group(self) -> Any:
+        return None  # the default group: every rank holds a replica
+
+    def compile(self, backend: Optional[str] = None) -> None:
+        """torch.compile the model through DeepSpeed's `engine.compile()` (inductor unless `backend`)."""
+        self.ds.compile(**({"backend": backend} if backend else {}))
+
     def save(self, directory: str, step: int, state: dict) -> Path:
         """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic)."""
         tag = ckpt.tag_for(step)
@@ -188,33 +276,43 @@ class ZeroEngine(Engine):
         super().__init__(ds_engine, model_config, ds_config)
         names = getattr(ds_engine.module, "target", None)
         self.target_names = tuple(names) if names is not None else ("loss",)
-        self._norm: Optional[float] = None
+        self._norm: Optional[torch.Tensor] = None
         if not hasattr(ds_engine.optimizer, "_global_grad_norm"):
-            # fp32 without ZeRO: DeepSpeed clips with torch's optimizer but drops the norm; keep it
-            from deepspeed.runtime.utils import clip_grad_norm_
+            # no ZeRO, no fp16 wrapper: DeepSpeed clips with its own per-parameter loop and drops the
+            # norm; clip with torch's multi-tensor (foreach) kernels instead and keep the norm on the
+            # device (read at report steps only)
+            params = [p for p in ds_engine.module.parameters() if p.requires_grad]
 
             def clip_and_record() -> None:
-                self._norm = float(clip_grad_norm_(parameters=ds_engine.module.parameters(),
-                                                   max_norm=ds_engine.gradient_clipping(), mpu=ds_engine.mpu))
+                self._norm = torch.nn.utils.clip_grad_norm_(params, ds_engine.gradient_clipping(), foreach=True)
 
             ds_engine.clip_fp32_gradients = clip_and_record
+        if zero_stage(ds_config) == 0 and dist.world_size() == 1:
+            # one replica: DeepSpeed would still run its all-reduce fallback (flattening every gradient)
+            ds_engine.enable_backward_allreduce = False
 
     @property
     def grad_norm(self) -> Optional[float]:
         norm = self.ds.get_global_grad_norm()
-        return self._norm if norm is None else float(norm)
+        if norm is None:
+            norm = self._norm
+        return None if norm is None else float(norm)
 
     def train_step(self, batches: list[dict], step: int) -> StepStats:
         stats = StepStats(lr=self.lr)
         self.ds.train()
-        for batch in batches:
+        for batch, weights in zip(batches, self.loss_weights(batches)):
             count_batch(stats, batch)
+            info = batch.get("info")
             batch = to_device(batch, self.device)
-            result = self.ds(batch["src"], batch["tgt"], batch["seg"])
-            _check_finite(result, step)
-            self.ds.backward(result.loss)
-            self.ds.step()  # DeepSpeed applies the update at the accumulation boundary
-            stats.add(result, self.target_names)
+            with self._phase("forward"):
+                result = self.ds(batch["src"], batch["tgt"], batch["seg"],
+                                 **({"padded": info.padded} if info is not None else {}))
+                loss = self._micro_stats(stats, result, weights, step)
+            with self._phase("backward"):
+                self.ds.backward(loss)
+            with self._phase("step"):
+                self.ds.step()  # DeepSpeed applies the update at the accumulation boundary
         return stats
 
     @torch.no_grad()
@@ -267,6 +365,10 @@ class PipeEngine(Engine):
     def data_parallel_size(self) -> int:
         return self.ds.grid.get_data_parallel_world_size()
 
+    @property
+    def data_parallel_group(self) -> Any:
+        return self.ds.grid.get_data_parallel_group()
+
     def train_step(self, batches: list[dict], step: int) -> StepStats:
         from uer_ds.engine.pipeline import pipeline_batch
 
@@ -274,15 +376,13 @@ class PipeEngine(Engine):
         if self.ds.is_first_stage():
             for batch in batches:
                 count_batch(stats, batch)
+        weights = self.loss_weights(batches)
         loss_fn = self.ds.module.loss_fn
         if loss_fn is not None:
             loss_fn.results.clear()
-        micro = iter([pipeline_batch(to_device(b, self.device), self.target_names) for b in batches])
+            loss_fn.weigh = lambda i, result: self._micro_stats(stats, result, weights[i], step)
+        micro = iter([to_device(pipeline_batch(b, self.target_names), self.device) for b in batches])
         self.ds.train_batch(data_iter=micro)
-        if loss_fn is not None:  # the last stage computed the losses
-            for result in loss_fn.results:
-                _check_finite(result, step)
-                stats.add(result, self.target_names)
         return stats
 
     @torch.no_grad()
@@ -311,19 +411,29 @@ def _zero3_init_module(model: nn.Module, state: Optional[dict]) -> None:
 
 def build_engine(ds_config: dict, source: str, train: TrainConfig, model_config: Optional[ModelConfig],
                  make_model: Callable[[], nn.Module], pretrained_state: Optional[dict] = None,
-                 pipeline_stages: int = 1, activation_checkpointing: bool = False) -> Engine:
+                 pipeline_stages: int = 1, activation_checkpointing: bool = False,
+                 optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+                 as_on_gpu: bool = False) -> Engine:
     """Start the job, build the model where the ds_config wants it, and wrap it in DeepSpeed.
 
     make_model() builds the module with parameters but without values (they are set here: from
     pretrained_state, checked by the caller, or by each module's initialisation).
+    optimizer(param_groups, lr=, betas=, eps=, weight_decay=) replaces the ds_config's optimizer (the
+    same hyper-parameters): `uer-ds bench overhead` passes a stand-in for DeepSpeed's CUDA FusedAdam and
+    as_on_gpu=True, so that a CPU run takes the DeepSpeed path a GPU run takes.
     """
     dist.init_distributed()
     world = dist.world_size()
     if pipeline_stages > 1 and world % pipeline_stages:
         raise ValueError(f"--pipeline_stages {pipeline_stages} must divide the number of processes ({world})")
-    on_cpu = not torch.cuda.is_available()
+    on_cpu = not torch.cuda.is_available() and not as_on_gpu
     full = build_ds_config(ds_config, source, train, data_parallel_size=world // pipeline_stages,
                            pipeline_stages=pipeline_stages, on_cpu=on_cpu)
+    client_optimizer = None
+    if optimizer is not None and not offloads_optimizer(full):  # offload keeps DeepSpeed's CPU Adam
+        hyper = {k: v for k, v in full.pop("optimizer")["params"].items() if k not in ("torch_adam", "fused", "foreach")}
+        client_optimizer = lambda groups: optimizer(groups, **hyper)  # noqa: E731
+        full["zero_allow_untested_optimizer"] = True
     torch.manual_seed(train.seed)
     scheduler = lambda optimizer: LambdaLR(optimizer, lr_lambda(train))  # noqa: E731
 
@@ -353,7 +463,7 @@ def build_engine(ds_config: dict, source: str, train: TrainConfig, model_config:
     if activation_checkpointing and pipeline_stages == 1 and hasattr(module, "encoder"):
         module.encoder.activation_checkpointing = True
     ds_engine, _, _, _ = deepspeed.initialize(model=module, model_parameters=parameter_groups(module, train.weight_decay),
-                                              lr_scheduler=scheduler, config=full)
+                                              optimizer=client_optimizer, lr_scheduler=scheduler, config=full)
     return engine_cls(ds_engine, model_config, full)
 
 
@@ -362,7 +472,7 @@ def describe(engine: Engine) -> str:
     stages = getattr(engine.ds, "num_stages", 1)
     offload = [k for k in ("offload_optimizer", "offload_param")
                if (cfg.get("zero_optimization", {}).get(k) or {}).get("device", "none") != "none"]
-    return (f"DeepSpeed ZeRO-{zero_stage(cfg)} {precision(cfg)}, {dist.world_size()} process(es)"
+    return (f"DeepSpeed ZeRO-{zero_stage(cfg)} {describe_precision(cfg)}, {dist.world_size()} process(es)"
             f"{f', {stages} pipeline stages' if stages > 1 else ''}{', offload: ' + ', '.join(offload) if offload else ''}; "
             f"micro-batch {cfg['train_micro_batch_size_per_gpu']} x accumulation {cfg['gradient_accumulation_steps']}"
             f" -> global batch {cfg['train_batch_size']}")

@@ -10,7 +10,7 @@ Works for BERT-style (fully visible, any targets incl. MLM + SP) and GPT-style (
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
@@ -22,6 +22,7 @@ from uer_ds.models.layers import LayerNorm
 from uer_ds.models.model import init_module
 from uer_ds.models.registry import EMBEDDINGS
 from uer_ds.models.targets import TARGETS, TargetResult
+from uer_ds.models.targets.base import Picked
 from uer_ds.models.encoders import TransformerLayer
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -104,13 +105,16 @@ class TargetLoss:
         self.heads = heads
         self.names = names
         self.results: list[TargetResult] = []
+        # set by the engine for each step: (micro-batch index, result) -> the loss to train on
+        self.weigh: Optional[Callable[[int, TargetResult], torch.Tensor]] = None
 
     def __call__(self, outputs: Pair, labels: tuple[torch.Tensor, ...]) -> torch.Tensor:
         hidden, seg = outputs
-        parts = {name: self.heads.target[name](hidden, label, seg) for name, label in zip(self.names, labels)}
+        parts = {name: self.heads.target[name](hidden, label, seg)
+                 for name, label in zip(self.names, unflatten_labels(labels))}
         result = TargetResult.combine(parts)
         self.results.append(result)
-        return result.loss
+        return result.loss if self.weigh is None else self.weigh(len(self.results) - 1, result)
 
 
 def layer_specs(cfg: ModelConfig) -> list:
@@ -215,9 +219,33 @@ class UerPipelineModule(PipelineModule):
 
 
 def pipeline_batch(batch: dict, target_names: tuple[str, ...]) -> tuple[Pair, tuple[torch.Tensor, ...]]:
-    """A collated batch -> ((src, seg), labels in target order), the pipeline engine's format."""
+    """A collated batch -> ((src, seg), labels in target order), the pipeline engine's format, whose
+    labels are a flat tuple of tensors: a `Picked` becomes (PICKED_MARK, index, labels)."""
     tgt = batch["tgt"]
-    return (batch["src"], batch["seg"]), tuple(tgt[name] for name in target_names)
+    flat: list[torch.Tensor] = []
+    for name in target_names:
+        labels = tgt[name]
+        flat += [PICKED_MARK.to(labels.index.device), labels.index, labels.labels] if isinstance(labels, Picked) \
+            else [labels]
+    return (batch["src"], batch["seg"]), tuple(flat)
 
 
-__all__ = ["UerPipelineModule", "layer_specs", "pipeline_batch"]
+# a label tensor no target produces (a 0-d float): "the next two tensors are a Picked's index and labels"
+PICKED_MARK = torch.tensor(float("nan"))
+
+
+def unflatten_labels(flat: tuple[torch.Tensor, ...]) -> list:
+    """pipeline_batch's flat label tuple -> one label (tensor or Picked) per target.  Decided from
+    shapes and dtypes only (host metadata), never from values."""
+    out, i = [], 0
+    while i < len(flat):
+        if flat[i].dim() == 0 and flat[i].is_floating_point():
+            out.append(Picked(flat[i + 1], flat[i + 2]))
+            i += 3
+        else:
+            out.append(flat[i])
+            i += 1
+    return out
+
+
+__all__ = ["UerPipelineModule", "layer_specs", "pipeline_batch", "unflatten_labels"]

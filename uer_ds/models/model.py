@@ -1,7 +1,7 @@
 """Model = embedding + encoder + targets, built from a ModelConfig."""
 from __future__ import annotations
 
-from typing import Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -61,16 +61,18 @@ class Model(nn.Module):
         self.tie_weights()
 
     # ---- computation --------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs."""
-        return self.encoder(self.embedding(src, seg), seg)
+    def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None) -> torch.Tensor:
+        """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs.
+        padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may."""
+        return self.encoder(self.embedding(src, seg), seg, padded=padded)
 
-    def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, torch.Tensor]],
-                seg: torch.Tensor) -> TargetResult:
-        """tgt: one tensor for a single target, else {target name: tensor}; see each target's shapes."""
+    def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, Any]],
+                seg: torch.Tensor, padded: Optional[bool] = None) -> TargetResult:
+        """tgt: one label tensor (or Picked) for a single target, else {target name: labels}; see each
+        target's shapes.  padded: as in `encode`."""
         if not len(self.target):
             raise ValueError("this model config has no target; use Model.encode, or set target in the config")
-        hidden = self.encode(src, seg)
+        hidden = self.encode(src, seg, padded)
         if not isinstance(tgt, Mapping):
             if len(self.target) > 1:
                 raise ValueError(f"model has targets {list(self.target)}: give tgt as a dict keyed by target name")

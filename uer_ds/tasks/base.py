@@ -58,8 +58,17 @@ class Task:
         raise NotImplementedError
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
-        """{"src": (B, T), "seg": (B, T), "tgt": {...labels..., "task": (1,)}}."""
+        """{"src": (B, T), "seg": (B, T), "tgt": {...labels..., "task": head (int)}}.  The runner adds
+        "info" (BatchInfo) from `predictions`."""
         raise NotImplementedError
+
+    def predictions(self, batch: dict) -> int:
+        """The labelled predictions in a collated batch (its loss's denominator), counted on the host:
+        by default the entries of tgt["label"] that are not IGNORE_INDEX, else one per row."""
+        from uer_ds.data.batch import count_predictions
+
+        label = batch["tgt"].get("label")
+        return count_predictions(label) if label is not None else int(batch["src"].shape[0])
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],

@@ -140,7 +140,7 @@ class ClassifierTask(Task):
         return TaskData({"classifier": spec}, [train], [dev], [test])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
-        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long)}
+        tgt: dict[str, Any] = {"task": head}
         if examples[0].tgt is not None:
             tgt["label"] = torch.tensor([e.tgt for e in examples], dtype=torch.long)
         if "soft" in examples[0].extra:

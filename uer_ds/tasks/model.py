@@ -41,8 +41,8 @@ def body_config(cfg: ModelConfig) -> ModelConfig:
 class TaskModel(Model):
     """embedding -> encoder -> the head of the batch's task.
 
-    forward(src, tgt, seg, predict=False): tgt is a dict holding the labels the head needs and
-    `task` (a one-element long tensor: which head; 0 when absent).  With predict=True the head's
+    forward(src, tgt, seg, predict=False, padded=None): tgt is a dict holding the labels the head needs
+    and `task` (an int: which head; 0 when absent); padded as in `Model.encode`.  With predict=True the head's
     predictions are returned instead of a TargetResult (labels are not needed).  This is the
     signature the engine calls: `module(src, tgt, seg)` for training, `predict=True` for inference.
     """
@@ -55,12 +55,16 @@ class TaskModel(Model):
         self.head_names = tuple(heads)
 
     def head_index(self, tgt: Optional[Mapping[str, Any]]) -> int:
+        """The head a batch is for: tgt["task"], a Python int from the collate function (a one-element
+        tensor is accepted too: an ONNX graph takes it so; on a device reading it would synchronise)."""
         if tgt is None or "task" not in tgt:
             return 0
-        return int(tgt["task"].reshape(-1)[0])
+        task = tgt["task"]
+        return task if isinstance(task, int) else int(task.reshape(-1)[0])
 
-    def forward(self, src, tgt: Optional[Mapping[str, Any]], seg, predict: bool = False):
-        hidden = self.encode(src, seg)
+    def forward(self, src, tgt: Optional[Mapping[str, Any]], seg, predict: bool = False,
+                padded: Optional[bool] = None):
+        hidden = self.encode(src, seg, padded)
         name = self.head_names[self.head_index(tgt)]
         head = self.target[name]
         if predict:

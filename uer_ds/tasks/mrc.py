@@ -341,7 +341,7 @@ class CmrcTask(Task):
                         [read(args.test_path) if args.test_path else None])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
-        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long)}
+        tgt: dict[str, Any] = {"task": head}
         if all(e.tgt is not None for e in examples):
             tgt["start"] = torch.tensor([e.tgt[0] for e in examples], dtype=torch.long)
             tgt["end"] = torch.tensor([e.tgt[1] for e in examples], dtype=torch.long)

@@ -150,7 +150,7 @@ class C3Task(Task):
             src += e.src + [filler] * (width - len(e.src))
             seg += e.seg + [[1, 1]] * (width - len(e.src))
         mask = torch.tensor([[k < len(e.src) for k in range(width)] for e in examples])
-        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long), "choice_mask": mask}
+        tgt: dict[str, Any] = {"task": head, "choice_mask": mask}
         if examples[0].tgt is not None:
             tgt["label"] = torch.tensor([e.tgt for e in examples], dtype=torch.long)
         return {"src": pad(src, pad_id), "seg": pad(seg, 0), "tgt": tgt}

@@ -47,7 +47,8 @@ class TaggerHead(nn.Module):
     """(B, T, H) -> tag scores (B, T, L) by one linear layer; optional CRF over the first pieces.
 
     tgt: "word_mask" (B, T) bool, True at each token's first piece (always given: the CRF decodes
-    over these positions), "label" (B, T) tag ids with -100 elsewhere (training only).
+    over these positions), "word_index"/"word_valid" (B, W) the same positions packed to the front
+    (from collate), "label" (B, T) tag ids with -100 elsewhere (training only).
     """
 
     predict_takes_tgt = True
@@ -58,11 +59,21 @@ class TaggerHead(nn.Module):
         self.output_layer = nn.Linear(cfg.hidden_size, labels_num)
         self.crf = CRF(labels_num) if crf else None
 
+    @staticmethod
+    def words(logits: torch.Tensor, tgt: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first pieces' scores packed to the front: (B, W, L), mask (B, W), positions (B, W).
+        From the collate function's "word_index"/"word_valid" (found on the host) when given; else
+        from "word_mask" (compress: reads the widest row's count back from the device)."""
+        if "word_index" in tgt:
+            index, mask = tgt["word_index"], tgt["word_valid"]
+            return logits.gather(1, index.unsqueeze(2).expand(-1, -1, logits.shape[2])), mask, index
+        return compress(logits, tgt["word_mask"])
+
     def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
         logits = self.output_layer(hidden)  # (B, T, L)
         if self.crf is None:
             return classification_result(logits.reshape(-1, self.labels_num), tgt["label"].reshape(-1))
-        packed, mask, index = compress(logits, tgt["word_mask"])  # (B, W, L), (B, W), (B, W)
+        packed, mask, index = self.words(logits, tgt)  # (B, W, L), (B, W), (B, W)
         labels = tgt["label"].gather(1, index).masked_fill(~mask, 0)  # (B, W)
         words = mask.sum()
         # token-averaged negative log-likelihood: the same scale as the softmax head's loss
@@ -75,7 +86,7 @@ class TaggerHead(nn.Module):
         logits = self.output_layer(hidden)
         if self.crf is None:
             return logits.argmax(dim=-1)
-        packed, mask, index = compress(logits, tgt["word_mask"])
+        packed, mask, index = self.words(logits, tgt)
         path = self.crf.decode(packed, mask)  # (B, W)
         return torch.zeros(seg.shape, dtype=torch.long, device=seg.device).scatter(1, index, path)
 
@@ -173,9 +184,14 @@ class NerTask(Task):
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         src = pad([e.src for e in examples], pad_id)
         word_mask = torch.zeros(src.shape, dtype=torch.bool)
+        width = max(1, max(len(e.extra["first"]) for e in examples))
+        word_index = torch.zeros((len(examples), width), dtype=torch.long)  # first pieces, packed to the front
+        word_valid = torch.zeros((len(examples), width), dtype=torch.bool)
         for i, e in enumerate(examples):
             word_mask[i, e.extra["first"]] = True
-        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long), "word_mask": word_mask}
+            word_index[i, : len(e.extra["first"])] = torch.as_tensor(e.extra["first"], dtype=torch.long)
+            word_valid[i, : len(e.extra["first"])] = True
+        tgt: dict[str, Any] = {"task": head, "word_mask": word_mask, "word_index": word_index, "word_valid": word_valid}
         if examples[0].tgt is not None:
             tgt["label"] = pad([e.tgt for e in examples], IGNORE_INDEX)
         return {"src": src, "seg": pad([e.seg for e in examples], 0), "tgt": tgt}

@@ -31,8 +31,7 @@ class OnnxWrapper(nn.Module):
         self.head = head
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        task = torch.tensor([self.head], dtype=torch.long)
-        logits = self.model(src, {"task": task}, seg, predict=True).float()
+        logits = self.model(src, {"task": self.head}, seg, predict=True).float()
         return logits, torch.softmax(logits, dim=-1)
 
 

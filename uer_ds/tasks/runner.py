@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from uer_ds.data.batch import batch_info
 from uer_ds.tasks.base import Task, TaskData, predict_outputs
 from uer_ds.tasks.data import Example, eval_batches, steps_per_epoch, train_batches
 from uer_ds.tasks.model import TaskModel, body_config, load_task_model, select_pretrained, write_task_dir
@@ -202,8 +203,12 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     info = task_info(task, data, args, tokenizer)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
+    head_names = list(data.heads)
+
     def collate(examples: list[Example], head: int) -> dict:
-        return task.collate(examples, head, pad_id)
+        batch = task.collate(examples, head, pad_id)
+        batch["info"] = batch_info(batch["seg"], {head_names[head]: task.predictions(batch)})
+        return batch
 
     def make_model() -> TaskModel:
         return TaskModel(cfg, task.build_heads(cfg, data.heads, args))

@@ -1,6 +1,8 @@
 """Gated convolutional encoder (Dauphin et al., 2017), causal so it serves language modelling."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,8 +36,9 @@ class GatedcnnEncoder(nn.Module):
             for _ in range(blocks))
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        """emb: (B, T, E) -> (B, T, H); position t sees positions <= t only."""
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None) -> torch.Tensor:
+        """emb: (B, T, E) -> (B, T, H); position t sees positions <= t only.  padded: unused (the
+        convolutions are causal, so right padding never reaches a real position; outputs there are 0)."""
         pad = (seg == 0).unsqueeze(1)  # (B, 1, T)
         x = self.first(emb.transpose(1, 2)).masked_fill(pad, 0.0)  # (B, H, T)
         for block in self.blocks:

@@ -1,6 +1,8 @@
 """Recurrent encoders: lstm, gru and their bidirectional forms (hidden_size split between directions)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -19,7 +21,7 @@ class RnnEncoder(nn.Module):
                              dropout=cfg.dropout if cfg.layers_num > 1 else 0.0, bidirectional=self.bidirectional)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None) -> torch.Tensor:
         """emb: (B, T, E); seg: (B, T), 0 at padding -> (B, T, H).
 
         Sequences are packed by their lengths, so padding never reaches the recurrence (the
@@ -27,6 +29,9 @@ class RnnEncoder(nn.Module):
         outputs at padding positions are zero.
         """
         t = emb.shape[1]
+        if padded is False:  # the collate function saw no padding
+            out, _ = self.rnn(emb)
+            return self.dropout(out)
         lengths = (seg > 0).sum(dim=1)
         if bool((lengths == t).all()):
             out, _ = self.rnn(emb)

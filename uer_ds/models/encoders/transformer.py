@@ -56,17 +56,20 @@ class TransformerEncoder(nn.Module):
         """An empty KV cache, one entry per layer, for `forward(..., cache=)`."""
         return [KVCache() for _ in range(self.layers_num)]
 
-    def forward(self, emb: torch.Tensor, seg: torch.Tensor, cache: Optional[list[KVCache]] = None) -> torch.Tensor:
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor, cache: Optional[list[KVCache]] = None,
+                padded: Optional[bool] = None) -> torch.Tensor:
         """emb: (B, T, E); seg: (B, T) with 0 at padding -> (B, T, H).
 
+        padded: False when the collate function saw no padding in the batch (attention then takes its
+        unmasked fast path); True or None: mask the padding.  Never decided here from `seg`, which
+        would make the host wait for the device.
         cache (causal encoders, inference only): from `new_cache()`; emb and seg then hold only the new
         positions, which attend to the cached ones as well.  No padding with a cache.
         """
         if cache is not None:
             _check_cache(cache, self.layers_num, self.causal, seg)
-        key_padding_mask = seg == 0  # (B, T)
-        if not bool(key_padding_mask.any()):
-            key_padding_mask = None  # lets attention take its unmasked fast path
+            padded = False
+        key_padding_mask = None if padded is False else seg == 0  # (B, T)
         hidden = self.linear(emb) if self.linear is not None else emb
         for i in range(self.layers_num):
             if self.activation_checkpointing and self.training:

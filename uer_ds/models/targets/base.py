@@ -1,7 +1,7 @@
 """The one result type every target returns, and shared helpers."""
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +9,35 @@ import torch.nn.functional as F
 # Label value for "no prediction here" (unmasked MLM positions, padding): the torch/HF convention,
 # so every vocabulary id, 0 included, stays a legal label.
 IGNORE_INDEX = -100
+
+
+class Picked(NamedTuple):
+    """The labelled positions of a (B, T) batch, found on the host by the collate function.
+
+    index: (N,) int64, positions in the flattened (B * T) sequence; labels: (N,) int64, the label at
+    each.  Rows past the real count are padding (index 0, label IGNORE_INDEX), so N can be a fixed
+    bound for a batch shape and shapes stay static.  A head gathers `hidden.flatten(0, 1)[index]`:
+    an integer gather, which (unlike boolean indexing) never waits for the device.
+    """
+
+    index: torch.Tensor
+    labels: torch.Tensor
+
+
+Labels = Union[torch.Tensor, Picked]
+
+
+def pick(hidden: torch.Tensor, labels: Labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, H) hidden states and labels -> the labelled rows (N, H) and their labels (N,).
+
+    With `Picked` labels this is an index gather (no host synchronisation, static N).  With dense
+    (B, T) labels, IGNORE_INDEX where nothing is predicted, it is boolean indexing, which makes the
+    host wait for the device (nonzero): for tests and tools, not the training step.
+    """
+    if isinstance(labels, Picked):
+        return hidden.flatten(0, 1).index_select(0, labels.index), labels.labels
+    keep = labels != IGNORE_INDEX
+    return hidden[keep], labels[keep]
 
 
 class TargetResult(NamedTuple):

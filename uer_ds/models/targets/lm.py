@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from uer_ds.config import ModelConfig
-from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult, classification_result
+from uer_ds.models.targets.base import Labels, Picked, TargetResult, classification_result, pick
 
 
 class LmTarget(nn.Module):
@@ -20,10 +20,17 @@ class LmTarget(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., V)
         return self.output_layer(hidden)
 
-    def forward(self, hidden: torch.Tensor, tgt: torch.Tensor, seg: torch.Tensor) -> TargetResult:
-        """hidden: (B, T, H); tgt: (B, T), IGNORE_INDEX where nothing is predicted."""
-        picked = tgt != IGNORE_INDEX
-        return classification_result(self.logits(hidden[picked]), tgt[picked])
+    def forward(self, hidden: torch.Tensor, tgt: Labels, seg: torch.Tensor) -> TargetResult:
+        """hidden: (B, T, H); tgt: (B, T), IGNORE_INDEX where nothing is predicted (padding), or `Picked`.
+
+        Dense labels predict at every position and ignore the rest in the loss: a language model
+        predicts nearly every position, so computing the padding's few rows costs less than the
+        host synchronisation that selecting them (boolean indexing) would.
+        """
+        if isinstance(tgt, Picked):
+            rows, labels = pick(hidden, tgt)
+            return classification_result(self.logits(rows), labels)
+        return classification_result(self.logits(hidden).flatten(0, 1), tgt.flatten())  # (B*T, V), (B*T,)
 
 
 class BilmTarget(LmTarget):

@@ -6,7 +6,7 @@ from torch import nn
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers import ACTIVATIONS, LayerNorm
-from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult, classification_result
+from uer_ds.models.targets.base import Labels, TargetResult, classification_result, pick
 
 
 class MlmTarget(nn.Module):
@@ -29,7 +29,8 @@ class MlmTarget(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., V)
         return self.linear_2(self.layer_norm(self.act(self.linear_1(hidden))))
 
-    def forward(self, hidden: torch.Tensor, tgt: torch.Tensor, seg: torch.Tensor) -> TargetResult:
-        """hidden: (B, T, H); tgt: (B, T) token ids at masked positions, IGNORE_INDEX elsewhere."""
-        picked = tgt != IGNORE_INDEX
-        return classification_result(self.logits(hidden[picked]), tgt[picked])  # (N, V), (N,)
+    def forward(self, hidden: torch.Tensor, tgt: Labels, seg: torch.Tensor) -> TargetResult:
+        """hidden: (B, T, H); tgt: the masked positions as `Picked` (what collate gives: no host sync),
+        or (B, T) token ids at masked positions with IGNORE_INDEX elsewhere."""
+        rows, labels = pick(hidden, tgt)  # (N, H), (N,)
+        return classification_result(self.logits(rows), labels)  # (N, V), (N,)
