@@ -21,7 +21,10 @@ def test_command_line_numbers_are_written_into_the_dict():
     assert out["gradient_accumulation_steps"] == 2
     assert out["train_batch_size"] == 32 * 2 * 4
     assert out["optimizer"] == {"type": "AdamW", "params": {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-6,
-                                                           "weight_decay": 0.01, "torch_adam": True}}
+                                                           "weight_decay": 0.01, "torch_adam": True,
+                                                           "fused": True}}  # torch's one-op CPU AdamW
+    gpu = build_ds_config(ds, source, TRAIN, data_parallel_size=4, on_cpu=False)
+    assert "torch_adam" not in gpu["optimizer"]["params"]  # DeepSpeed's FusedAdam on CUDA
     assert out["gradient_clipping"] == 1.0
     assert ds == load_ds_config("zero2")[0]  # the file's dict is not modified
 
@@ -57,6 +60,16 @@ def test_tencentpretrain_configs_are_rejected_with_their_flaws_named():
     ({"zero_optimization": {"stage": 0, "offload_optimizer": {"device": "cpu"}}}, "needs ZeRO stage 1, 2 or 3"),
     ({"zero_optimization": {"stage": 3, "offload_param": {"device": "gpu"}}}, "device is 'gpu': must be one of"),
     ({"optimizer": {"type": "Lamb"}}, "optimizer.type is 'Lamb'"),
+    # the slow paths DeepSpeed takes silently (issue #9)
+    ({"bf16": {"enabled": True}}, r"bf16.enabled at ZeRO stage 0 trains through DeepSpeed's fp16 loss-scaling "
+                                  r"wrapper \(FP16_Optimizer: an overflow check per parameter tensor.*torch_autocast"),
+    ({"bf16": {"enabled": True}, "zero_optimization": {"stage": 1}},
+     r"bf16.check_grad_overflow is true \(DeepSpeed's default\) at ZeRO stage 1.*\"check_grad_overflow\": false"),
+    ({"bf16": {"enabled": True, "check_grad_overflow": True}, "zero_optimization": {"stage": 2}},
+     "bf16.check_grad_overflow is true"),
+    ({"torch_autocast": {"enabled": True, "dtype": "int8"}}, "torch_autocast.dtype is 'int8': must be bfloat16"),
+    ({"torch_autocast": {"enabled": True, "dtype": "bfloat16"}, "bf16": {"enabled": True}},
+     "torch_autocast and bf16.enabled are both set: choose one precision"),
 ])
 def test_bad_combinations(change, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -74,4 +87,34 @@ def test_every_shipped_config_is_valid(path: Path):
     stages = 2 if path.stem.startswith("pipeline") else 1
     out = build_ds_config(ds, source, TRAIN, 2, pipeline_stages=stages, on_cpu=False)
     assert out["train_batch_size"] == 32 * 2 * 2
-    assert set(ds) <= {"zero_optimization", "bf16", "fp16"}  # engine settings only
+    assert set(ds) <= {"zero_optimization", "bf16", "fp16", "torch_autocast"}  # engine settings only
+
+
+def test_bf16_configs_name_their_precision():
+    from uer_ds.engine.ds_config import describe_precision, precision
+
+    assert describe_precision(load_ds_config("zero0_bf16")[0]) == "bf16 (torch autocast)"
+    assert precision(load_ds_config("zero1_bf16")[0]) == "bf16" and precision(load_ds_config("zero1")[0]) == "fp32"
+    ok = {"bf16": {"enabled": True, "check_grad_overflow": False}, "zero_optimization": {"stage": 3}}
+    check_engine_settings(ok, "x.json", pipeline_stages=1, on_cpu=True)  # ZeRO-3 never checks bf16 overflow
+
+
+def test_default_ds_config_follows_the_job(monkeypatch):
+    """No --deepspeed_config: zero0 for one process (nothing to partition), the pipeline config with
+    --pipeline_stages, and a ZeRO stage >= 1 for several processes (here CPUs: zero1)."""
+    from uer_ds.config import ModelConfig
+    from uer_ds.engine.ds_config import job_ds_config
+    from uer_ds.engine.plan import plan
+
+    cfg = ModelConfig.from_json("bert/base", {"vocab_size": 21128})
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    config, source, note = job_ds_config(None, cfg, 128)
+    assert source.endswith("zero0.json") and "one process" in note
+    assert job_ds_config("zero2", cfg, 128)[2] is None  # given: no note
+    assert job_ds_config(None, cfg, 128, pipeline_stages=2)[1].endswith("pipeline.json")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    config, source, note = job_ds_config(None, cfg, 128)
+    assert source.endswith("zero1.json") and "4 processes" in note
+    # the planner never recommends stage 0 for data parallelism, always it for one GPU
+    assert plan(cfg, 8, 80.0, seq_length=128)[1].setup.name == "zero1"
+    assert plan(cfg, 1, 80.0, seq_length=128)[1].setup.name == "zero0"

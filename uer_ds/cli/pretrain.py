@@ -12,13 +12,17 @@ from uer_ds.config import ModelConfig, add_train_config_arguments, model_config_
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("DeepSpeed engine")
-    group.add_argument("--deepspeed_config", default="zero2",
+    group.add_argument("--deepspeed_config",
                        help="DeepSpeed JSON (engine settings only) or a shipped name in ds_configs/: zero0..zero3, "
-                            "zero2_offload, zero3_offload, *_bf16, *_fp16, pipeline (default zero2)")
+                            "zero2_offload, zero3_offload, *_bf16, *_fp16, pipeline (default: follows the job: "
+                            "zero0 for one process, the planner's ZeRO stage for several)")
     group.add_argument("--deepspeed", action="store_true", help="accepted for TencentPretrain compatibility")
     group.add_argument("--pipeline_stages", type=int, default=1, help="pipeline-parallel stages (default 1: none)")
     group.add_argument("--activation_checkpointing", action="store_true",
                        help="recompute transformer layer activations in backward")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (DeepSpeed's engine.compile(), inductor); batches are padded "
+                            "to --seq_length so shapes stay static")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +83,8 @@ def _model_config(args: argparse.Namespace, meta: dict) -> ModelConfig:
 
 def run(args: argparse.Namespace) -> int:
     from uer_ds.data import PretrainDataset
-    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
+    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
+    from uer_ds.engine.ds_config import job_ds_config
     from uer_ds.engine.data import batch_iterator
     from uer_ds.models import Model, build_model, save_model
     from uer_ds.models.io import model_from_state
@@ -110,9 +115,15 @@ def run(args: argparse.Namespace) -> int:
         for line in notes:
             print(f"pretrained: {line}", flush=True)
 
-    ds_config, source = load_ds_config(args.deepspeed_config)
+    ds_config, source, note = job_ds_config(args.deepspeed_config, cfg, int(dataset.meta["seq_length"]),
+                                            args.pipeline_stages)
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,
                           pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
+    if note and dist.is_rank0():
+        print(note, flush=True)
+    if args.compile:
+        engine.compile()
+        dataset.static_shapes = True
     start_step = 0
     if args.resume:
         start_step = int(engine.load(str(out))["step"])

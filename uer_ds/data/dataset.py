@@ -1,7 +1,6 @@
 """PretrainDataset: the torch Dataset of training instances of a preprocessed dataset."""
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch.utils.data
@@ -44,8 +43,14 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.epoch = epoch
         # the MLM's masked positions come as a fixed number of rows per instance (static shapes)
         masker = self.builder.masker
-        picked = {"mlm": masker.count(int(self.meta["seq_length"]))} if masker is not None else None
-        self.collate = functools.partial(collate, pad_id=self.pad_id, picked=picked)
+        self._picked = {"mlm": masker.count(int(self.meta["seq_length"]))} if masker is not None else None
+        self.static_shapes = False
+
+    def collate(self, instances: list[dict]) -> dict:
+        """`collate` with this dataset's pad id and MLM bound; with static_shapes (set for torch.compile)
+        every batch is padded to seq_length instead of its longest instance."""
+        pad_to = int(self.meta["seq_length"]) if self.static_shapes else None
+        return collate(instances, pad_id=self.pad_id, pad_to=pad_to, picked=self._picked)
 
     @property
     def pad_id(self) -> int:

@@ -13,7 +13,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from uer_ds.config import TrainConfig
 
@@ -43,6 +43,23 @@ def load_ds_config(path: Union[str, os.PathLike]) -> tuple[dict, str]:
     if not isinstance(values, dict):
         raise ValueError(f"{resolved}: a DeepSpeed config must be a JSON object")
     return values, str(resolved)
+
+
+def job_ds_config(name: Optional[str], model_config: Any, seq_length: int,
+                  pipeline_stages: int = 1) -> tuple[dict, str, Optional[str]]:
+    """(config, source, note): `name` loaded (a file or shipped name), or without one the default for
+    this job (note says which and why): `pipeline` with --pipeline_stages, else
+    `uer_ds.engine.plan.default_ds_config` for the job's process count (WORLD_SIZE, set by launchers)."""
+    if name is not None:
+        return (*load_ds_config(name), None)
+    if pipeline_stages > 1:
+        chosen, why = "pipeline", f"--pipeline_stages {pipeline_stages}"
+    else:
+        from uer_ds.engine.plan import default_ds_config
+
+        chosen, why = default_ds_config(model_config, int(os.environ.get("WORLD_SIZE", "1")), seq_length)
+    config, source = load_ds_config(chosen)
+    return config, source, f"--deepspeed_config not given: {chosen} ({why})"
 
 
 def zero_stage(ds: dict) -> int:

@@ -113,11 +113,33 @@ def plan(cfg: ModelConfig, gpus: int, gpu_memory_gb: float, nodes: int = 1, cpu_
         micro = max((b for b in MICRO_BATCHES if b * per_sample <= free), default=0) if cpu_ok else 0
         rows.append(Row(setup, gpu / GiB, cpu / GiB, per_sample / GiB, micro, micro > 0))
     # fewest communications first: the lowest stage without offload whose micro-batch reaches 8
-    # (or the best any setup reaches), offload only when nothing else fits
-    best_micro = max((r.micro_batch for r in rows), default=0)
+    # (or the best any setup reaches), offload only when nothing else fits.  With one GPU, stage 0 (no
+    # ZeRO: nothing to partition; the fast single-process path).  With several, ZeRO-1 or higher:
+    # DeepSpeed's stage-0 data parallelism reduces gradients through a per-parameter fallback loop,
+    # ZeRO-1/2 in overlapped buckets.
+    candidates = [r for r in rows if gpus * nodes == 1 or r.setup.stage >= 1]
+    best_micro = max((r.micro_batch for r in candidates), default=0)
     target = min(8, best_micro)
-    recommended = next((r for r in rows if r.fits and r.micro_batch >= target), None)
+    recommended = next((r for r in candidates if r.fits and r.micro_batch >= target), None)
     return rows, recommended, params, largest
+
+
+def default_ds_config(cfg: ModelConfig, world: int, seq_length: int) -> tuple[str, str]:
+    """The shipped ds_config `pretrain`/`finetune` take without --deepspeed_config, and why (fp32, as
+    UER-py trains unless told otherwise): one process -> zero0 (the single-process fast path); several
+    on GPUs -> the planner's recommendation for this model and these GPUs; several on CPUs -> zero1."""
+    import torch
+
+    if world == 1:
+        return "zero0", "one process: nothing for ZeRO to partition"
+    if not torch.cuda.is_available():
+        return "zero1", f"{world} processes on CPUs: data parallel with ZeRO-1"
+    gpus = min(torch.cuda.device_count(), world)
+    memory = torch.cuda.get_device_properties(0).total_memory / GiB
+    _, best, _, _ = plan(cfg, gpus, memory, nodes=max(1, world // gpus), seq_length=seq_length,
+                         mixed_precision=False)
+    name = best.setup.name if best is not None else "zero3_offload"
+    return name, f"{world} processes: the planner's pick for {gpus} GPU(s) of {memory:.0f} GiB per node"
 
 
 def format_plan(rows: list[Row], recommended: Optional[Row], params: int, largest: int, gpus: int, nodes: int,

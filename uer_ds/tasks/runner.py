@@ -55,12 +55,15 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     group.add_argument("--tensorboard_dir", help="TensorBoard logs (default: <output_model_path>/tensorboard)")
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
     engine = parser.add_argument_group("DeepSpeed engine")
-    engine.add_argument("--deepspeed_config", default="zero0",
+    engine.add_argument("--deepspeed_config",
                         help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, "
-                             "zero3_offload, *_bf16, *_fp16 (default zero0)")
+                             "zero3_offload, *_bf16, *_fp16 (default: follows the job: zero0 for one process, the "
+                             "planner's ZeRO stage for several)")
     engine.add_argument("--deepspeed", action="store_true", help="accepted for TencentPretrain compatibility")
     engine.add_argument("--activation_checkpointing", action="store_true",
                         help="recompute transformer layer activations in backward (less memory)")
+    engine.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (DeepSpeed's engine.compile(), inductor)")
     add_model_arguments(parser)
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
@@ -81,6 +84,18 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
     add_tokenizer_arguments(parser)
+
+
+def batch_maker(task: Task, head_names: Sequence[str], pad_id: int) -> Callable[[list[Example], int], dict]:
+    """collate(examples, head) -> the task's batch with its BatchInfo (what the host knows about it:
+    tokens, padding, the head's prediction count), as the training loop wants it."""
+
+    def collate(examples: list[Example], head: int) -> dict:
+        batch = task.collate(examples, head, pad_id)
+        batch["info"] = batch_info(batch["seg"], {head_names[head]: task.predictions(batch)})
+        return batch
+
+    return collate
 
 
 # ---- prediction ----------------------------------------------------------------------------------
@@ -190,7 +205,8 @@ def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -
 def finetune(task: Task, args: argparse.Namespace) -> int:
     from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
     from uer_ds.config import train_config_from_args
-    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
+    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
+    from uer_ds.engine.ds_config import job_ds_config
     from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
 
     started = time.perf_counter()
@@ -203,12 +219,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     info = task_info(task, data, args, tokenizer)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
-    head_names = list(data.heads)
-
-    def collate(examples: list[Example], head: int) -> dict:
-        batch = task.collate(examples, head, pad_id)
-        batch["info"] = batch_info(batch["seg"], {head_names[head]: task.predictions(batch)})
-        return batch
+    collate = batch_maker(task, list(data.heads), pad_id)
 
     def make_model() -> TaskModel:
         return TaskModel(cfg, task.build_heads(cfg, data.heads, args))
@@ -232,9 +243,13 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     per_epoch = steps_per_epoch(sizes, args.batch_size, args.accumulation_steps, world)
     total = per_epoch * args.epochs_num
     train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=total)
-    ds_config, source = load_ds_config(args.deepspeed_config)
+    ds_config, source, note = job_ds_config(args.deepspeed_config, cfg, args.seq_length)
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
                           activation_checkpointing=args.activation_checkpointing)
+    if note and rank0:
+        print(note, flush=True)
+    if args.compile:
+        engine.compile()
     rank, world = engine.data_parallel_rank, engine.data_parallel_size
     heads = dict(data.heads)
     if rank0:
