@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from uer_ds.config import ModelConfig, TrainConfig
+from uer_ds.data.batch import collate as real_collate
 from uer_ds.engine import build_engine, dist, load_ds_config
 from uer_ds.models import IGNORE_INDEX, Model
 from uer_ds.train import Reporter, train
@@ -56,8 +57,10 @@ def sample(index: int, cfg: ModelConfig) -> dict:
 
 
 def collate(items: list[dict]) -> dict:
-    return {"src": torch.stack([i["src"] for i in items]), "seg": torch.stack([i["seg"] for i in items]),
-            "tgt": {k: torch.stack([i["tgt"][k] for i in items]) for k in items[0]["tgt"]}}
+    """The training data's collate: MLM labels as Picked rows, BatchInfo with the prediction counts
+    (so the engine normalises losses over the global batch) - no padding to a fixed length, so a
+    micro-batch and the whole global batch differ in shape, as in real training."""
+    return real_collate(items, picked={"mlm": SEQ})
 
 
 def micro_batches(cfg: ModelConfig, train_cfg: TrainConfig, dp_rank: int, dp_size: int, start_step: int):

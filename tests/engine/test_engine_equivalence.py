@@ -27,10 +27,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 STEPS, BATCH, ACCUM, WORLD = 8, 2, 2, 2
 
 
-def reference_losses(kind: str, init: dict, accumulation: int) -> list[float]:
-    """Plain PyTorch: one process, torch AdamW, the same schedule, clipping and global batches."""
+def reference_losses(kind: str, init: dict, global_batch: int) -> list[float]:
+    """Plain PyTorch: one process, torch AdamW, the same schedule and clipping, each step's whole global
+    batch in one forward (so every loss is the mean over the global batch's predictions, which is what
+    the engine's normalisation makes of micro-batches on several ranks)."""
     cfg = driver.model_config(kind)
-    train_cfg = TrainConfig(total_steps=STEPS, batch_size=BATCH, accumulation_steps=accumulation, learning_rate=1e-3,
+    train_cfg = TrainConfig(total_steps=STEPS, batch_size=global_batch, accumulation_steps=1, learning_rate=1e-3,
                             warmup=0.25, report_steps=1, save_checkpoint_steps=4, seed=3)
     model = build_model(cfg)
     model.load_state_dict(init, strict=False)
@@ -41,17 +43,14 @@ def reference_losses(kind: str, init: dict, accumulation: int) -> list[float]:
     losses = []
     batches = driver.micro_batches(cfg, train_cfg, 0, 1, 0)
     for _ in range(STEPS):
-        total = 0.0
-        for _ in range(accumulation):
-            batch = next(batches)
-            result = model(batch["src"], batch["tgt"], batch["seg"])
-            (result.loss / accumulation).backward()
-            total += result.loss.item()
+        batch = next(batches)
+        result = model(batch["src"], batch["tgt"], batch["seg"])
+        result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
-        losses.append(total / accumulation)
+        losses.append(result.loss.item())
     return losses
 
 
@@ -69,8 +68,8 @@ def init_states(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def references(init_states):
-    # 2 ranks x ACCUM micro-batches == 1 process x (2 * ACCUM) micro-batches of the same samples
-    return {kind: reference_losses(kind, state, ACCUM * WORLD) for kind, (_, state) in init_states.items()}
+    # 2 ranks x ACCUM micro-batches of BATCH == 1 process, one batch of BATCH * ACCUM * WORLD samples
+    return {kind: reference_losses(kind, state, BATCH * ACCUM * WORLD) for kind, (_, state) in init_states.items()}
 
 
 CASES = [  # (ds_config, model, pipeline stages, activation checkpointing, tolerance)

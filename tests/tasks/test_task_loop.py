@@ -70,3 +70,25 @@ def test_loop_without_early_stop_evaluates_at_the_last_step():
     train(CountingEngine(), endless(), TrainConfig(total_steps=7, report_steps=100, save_checkpoint_steps=100), 0,
           reporter, lambda step: None, evaluation=evaluation)
     assert seen == [3, 6, 7] and evaluation.stopped_at is None
+
+
+def test_a_nan_loss_stops_training_at_the_next_report_naming_its_step():
+    """The step never reads the loss back; the report after it does, and names the first bad step."""
+
+    class NanAtStep3(CountingEngine):
+        device = torch.device("cpu")
+
+        def train_step(self, batches, step):
+            stats = super().train_step(batches, step)
+            if step >= 3:
+                stats.values[0] = float("nan")
+                stats.bad_step = torch.tensor(3.0 if step == 3 else float(step))
+            return stats
+
+    engine = NanAtStep3()
+    reporter = Reporter(("loss",), None, None, 20, 0, show_progress=False)
+    cfg = TrainConfig(total_steps=20, report_steps=5, save_checkpoint_steps=100)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3 \(found at the report of step 5\): "
+                                                 r"training stopped. Lower --learning_rate"):
+        train(engine, endless(), cfg, 0, reporter, lambda step: None)
+    assert engine.steps == [1, 2, 3, 4, 5]

@@ -65,6 +65,21 @@ def stats_vector(result: TargetResult, weights: dict[str, Any], names: tuple[str
     return total, torch.stack([e.to(torch.float64) for e in entries])
 
 
+def loss_weights(infos: list[Any], names: tuple[str, ...], global_counts: Optional[list[Any]],
+                 data_parallel_size: int) -> list[dict[str, Any]]:
+    """Per micro-batch: target or head name -> the factor that turns its mean loss into its share of the
+    step's loss: n / N, with n the micro-batch's labelled predictions (its BatchInfo) and N those of the
+    whole global batch (every micro-batch of every data-parallel rank: `global_counts`, in `names` order;
+    host numbers or device scalars).  So batch 8, batch 4 x 2 accumulation and 2 ranks x 4 give the same
+    loss and gradients: the normalisation of torchtitan and of Hugging Face Transformers since 2024.
+    Without counts (global_counts None: batches made by hand) the factor is 1 / (micro-batches x ranks),
+    DeepSpeed's plain average of the micro-batches' means."""
+    if global_counts is None:
+        return [{name: 1.0 / (len(infos) * data_parallel_size) for name in names} for _ in infos]
+    return [{name: info.predictions.get(name, 0) / (max(total, 1) if isinstance(total, (int, float)) else total)
+             for name, total in zip(names, global_counts)} for info in infos]
+
+
 def count_batch(stats: StepStats, batch: dict) -> None:
     """Tokens and samples from the collate function's BatchInfo (host values; no device read).  A batch
     without one (made by hand) is counted from its host tensors."""
@@ -152,33 +167,18 @@ class Engine:
         raise NotImplementedError
 
     def loss_weights(self, batches: list[dict]) -> list[dict[str, Any]]:
-        """Per micro-batch: target or head name -> the factor that turns its mean loss into its share of
-        the step's loss: n / N, with n the micro-batch's labelled predictions and N those of the whole
-        global batch (every micro-batch of every data-parallel rank), from the collate functions'
-        BatchInfo.  So batch 8, batch 4 x 2 accumulation and 2 ranks x 4 give the same loss and update
-        (the normalisation torchtitan and Hugging Face Transformers (2024) use).  Without counts (a batch
-        made by hand) the factor is 1 / (micro-batches x ranks): DeepSpeed's plain average of means.
-
-        With several ranks N is summed by one all-reduce of a small tensor per step, on the device the
-        engine trains on and left there (no host synchronisation); with one rank it is a host number.
-        """
-        gas, dp = len(batches), self.data_parallel_size
+        """`loss_weights` for this rank's micro-batches, with N summed over the data-parallel ranks by one
+        all-reduce of a small tensor on the engine's device, left there (no host synchronisation); with one
+        rank N is a host number."""
         infos = [b.get("info") for b in batches]
         if any(info is None for info in infos):
-            return [{name: 1.0 / (gas * dp) for name in self.target_names} for _ in batches]
+            return loss_weights(infos, self.target_names, None, self.data_parallel_size)
         local = [sum(info.predictions.get(name, 0) for info in infos) for name in self.target_names]
-        if dp == 1:
-            total: Any = local
-        else:
-            total = torch.tensor(local, dtype=torch.float64, device=self.device)
-            dist.all_reduce_in_place(total, group=self.data_parallel_group)
-            total = total.clamp(min=1).unbind()
-        weights = []
-        for info in infos:
-            weights.append({name: (info.predictions.get(name, 0) / max(total[i], 1) if dp == 1
-                                   else info.predictions.get(name, 0) / total[i])
-                            for i, name in enumerate(self.target_names)})
-        return weights
+        if self.data_parallel_size == 1:
+            return loss_weights(infos, self.target_names, local, 1)
+        total = torch.tensor(local, dtype=torch.float64, device=self.device)
+        dist.all_reduce_in_place(total, group=self.data_parallel_group)
+        return loss_weights(infos, self.target_names, list(total.clamp(min=1).unbind()), self.data_parallel_size)
 
     def _micro_stats(self, stats: StepStats, result: TargetResult, weights: dict[str, Any],
                      step: int) -> torch.Tensor:
