@@ -47,15 +47,33 @@ if [ "$part" = kernels ] || [ "$part" = all ]; then
 fi
 
 if [ "$part" = pretrain ] || [ "$part" = all ]; then
-  # BERT-base / BERT-large, seq 128, bf16: sequences/s with the PyTorch reference and with the kernels
+  # issue #9: the step never syncs on CUDA (sync debug mode "error"), then BERT-base / BERT-large MLM
+  # throughput at seq 128 (batch 64, and 64 x 4 accumulation) and seq 512 (batch 16), eager and (seq 128,
+  # batch 64) compiled; seq/s, tokens/s, model TFLOP/s and MFU per run; one table at the end.
+  step 240 gpu_step_tests python3 -m pytest tests/engine/test_gpu_step.py -q -p no:cacheprovider
   ds=${PRETRAIN_DS_CONFIG:-zero0_bf16}
   for cfg in bert/base bert/large; do
-    for kernels in torch triton; do
-      step 150 "pretrain_${cfg#bert/}_${kernels}_$ds" python3 -m uer_ds bench pretrain --config_path "$cfg" \
-        --vocab_path "$vocab" --deepspeed_config "$ds" --batch_size 64 --seq_length 128 \
-        --steps 30 --kernels "$kernels" --json_path "$out/pretrain_${cfg#bert/}_${kernels}_$ds.json"
+    for shape in "128 64 1" "128 64 4" "512 16 1"; do
+      read -r seq batch accum <<< "$shape"
+      for compiled in "" "--compile"; do
+        [ -n "$compiled" ] && [ "$shape" != "128 64 1" ] && continue
+        name="pretrain_${cfg#bert/}_s${seq}_b${batch}x${accum}${compiled:+_compile}"
+        step 150 "$name" python3 -m uer_ds bench pretrain --config_path "$cfg" --vocab_path "$vocab" \
+          --deepspeed_config "$ds" --seq_length "$seq" --batch_size "$batch" --accumulation_steps "$accum" \
+          --steps 20 --warmup_steps 5 --kernels torch $compiled --json_path "$out/$name.json"
+      done
     done
   done
+  python3 - "$out" <<'PY' | tee "$out/pretrain_table.md"
+import json, pathlib, sys
+print("| model | seq | batch | compile | seq/s | tokens/s | model TFLOP/s | MFU | peak GPU GB |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for f in sorted(pathlib.Path(sys.argv[1]).glob("pretrain_*.json")):
+    r = json.loads(f.read_text())
+    print(f"| {r['config']} | {r['seq_length']} | {r['batch_size']}x{r['accumulation_steps']} | {r['compile']} | "
+          f"{r['samples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {r.get('model_tflops_per_s', 0):,.0f} | "
+          f"{r.get('mfu', 0):.1%} | {r['peak_memory_gb']:.1f} |")
+PY
 fi
 
 if [ "$part" = offload ] || [ "$part" = all ]; then

@@ -38,7 +38,7 @@ def overhead(tmp_path, *flags: str) -> dict:
 def test_single_process_step_has_no_syncs_and_a_small_optimizer_step(tmp_path, ds_config):
     result = overhead(tmp_path, "--config_path", "bert/large", "--deepspeed_config", ds_config)
     assert result["parameter_tensors"] == 394 and result["layers"] == 24
-    assert result["deepspeed_optimizer"] == "FusedAdamStandIn"  # no DeepSpeed wrapper around the optimizer
+    assert result["deepspeed_optimizer"] == "FusedAdamStandIn"  # no DeepSpeed wrapper around (a stand-in for) FusedAdam
     for phase, row in result["phases"].items():
         assert row["syncs"] == 0, (phase, row["sync_ops"])
     assert result["phases"]["step"]["ops"] <= STEP_OP_BUDGET

@@ -40,7 +40,9 @@ def batch_iterator(dataset, train: TrainConfig, dp_rank: int, dp_size: int, star
         # its own generator: creating a loader must not draw from the global RNG that dropout uses,
         # or a resumed run (which creates one mid-epoch) would drift from an uninterrupted one
         generator = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
+        # pinned host memory on CUDA: the step's copies to the device then run asynchronously
         loader = DataLoader(dataset, batch_size=train.batch_size, sampler=indices, collate_fn=dataset.collate,
-                            num_workers=num_workers, drop_last=True, generator=generator)
+                            num_workers=num_workers, drop_last=True, generator=generator,
+                            pin_memory=torch.cuda.is_available())
         yield from loader
         epoch += 1

@@ -18,7 +18,7 @@ instead of a dispatch mode (under which torch.compile would run the graph eagerl
 level, inductor's extern kernels, and compiled graphs (each a few fused kernels on a GPU).
 
 DeepSpeed takes the path a GPU run takes: the ds_config is completed for CUDA and a multi-tensor
-AdamW (torch's fused implementation) stands in for DeepSpeed's FusedAdam, which is a CUDA kernel.
+AdamW (torch's fused kernel, in a subclass of FusedAdam) stands in for DeepSpeed's FusedAdam, a CUDA kernel.
 Graph breaks are `torch._dynamo.explain`'s count for the model's forward.  Prints a table, writes JSON.
 """
 from __future__ import annotations
@@ -188,15 +188,40 @@ def syncs(ops: Counter) -> int:
     return sum(n for name, n in ops.items() if name in SYNC_OPS or name.startswith("Tensor."))
 
 
-class FusedAdamStandIn(torch.optim.AdamW):
-    """DeepSpeed's FusedAdam as a GPU run issues it, on the CPU: one fused multi-tensor update per group
-    (torch's fused AdamW), no per-parameter Python loop of ops or host reads.  (torch's foreach AdamW
-    would read each parameter's step count with .item(): host tensors on a GPU too, but not
-    distinguishable from device reads here.)"""
+def fused_adam_stand_in() -> type:
+    """A subclass of DeepSpeed's FusedAdam that runs on the CPU: DeepSpeed's checks (`isinstance(opt,
+    FusedAdam)` picks its fused fp16 wrapper) see the optimizer a GPU run has, and the update is one fused
+    multi-tensor op per group (torch's `_fused_adamw_`, AdamW's own CPU kernel), as FusedAdam's
+    multi_tensor_apply is one launch per chunk - no per-parameter Python loop of ops or host reads."""
+    from deepspeed.ops.adam import FusedAdam
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 **_: Any) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+    class FusedAdamStandIn(FusedAdam):
+        def __init__(self, params, lr: float = 1e-3, bias_correction: bool = True, betas=(0.9, 0.999),
+                     eps: float = 1e-8, adam_w_mode: bool = True, weight_decay: float = 0.0, **_: Any) -> None:
+            torch.optim.Optimizer.__init__(self, params, dict(lr=lr, bias_correction=bias_correction, betas=betas,
+                                                              eps=eps, weight_decay=weight_decay))
+            self.adam_w_mode, self.set_grad_none = 1 if adam_w_mode else 0, True  # FusedAdam's CUDA op not loaded
+
+        @torch.no_grad()
+        def step(self, closure=None, **_: Any):
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
+                for p in params:
+                    if not self.state[p]:
+                        self.state[p].update(step=torch.zeros((), dtype=torch.float32), exp_avg=torch.zeros_like(p),
+                                             exp_avg_sq=torch.zeros_like(p))
+                states = [self.state[p] for p in params]
+                steps = [s["step"] for s in states]
+                torch._foreach_add_(steps, 1)
+                beta1, beta2 = group["betas"]
+                torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                                    [s["exp_avg_sq"] for s in states], [], steps, lr=group["lr"], beta1=beta1,
+                                    beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
+                                    maximize=False)
+
+    return FusedAdamStandIn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -273,7 +298,8 @@ def measure(args: argparse.Namespace) -> dict:
     train_cfg = TrainConfig(total_steps=counted + 1, batch_size=args.batch_size,
                             accumulation_steps=args.accumulation_steps, learning_rate=1e-4,
                             report_steps=counted + 1, save_checkpoint_steps=counted + 1)
-    engine = build_engine(ds, source, train_cfg, cfg, lambda: Model(cfg), optimizer=FusedAdamStandIn, as_on_gpu=True)
+    engine = build_engine(ds, source, train_cfg, cfg, lambda: Model(cfg), optimizer=fused_adam_stand_in(),
+                          as_on_gpu=True)
     first = next(batch_iterator(dataset, train_cfg, 0, 1, 0, num_workers=0))
     breaks = graph_breaks(engine.ds.module, first)
     if args.compile:

@@ -86,6 +86,43 @@ def model_state_bytes(setup: Setup, params: int, largest: int, gpus: int, nodes:
     return float(gpu), float(cpu)
 
 
+def training_flops_per_sequence(cfg: ModelConfig, seq_length: int, predictions: float) -> float:
+    """Model FLOPs of one sequence's forward and backward pass (no recomputation counted), the numerator
+    of MFU.  Each multiply-add of a weight matrix costs 2 FLOPs forward and 4 backward, so 6 per weight
+    per token it is applied to; attention's two products (Q K^T and probabilities x V) add 12 x H x T per
+    token per layer (Chowdhery et al. 2022, PaLM, Appendix B; Narayanan et al. 2021).
+
+    Encoder: every transformer layer's projections (4 H^2 for Q, K, V, output; 2 H F for the feed-forward)
+    on all T tokens; heads: MLM/LM (H x H transform and H x V output) on the `predictions` positions per
+    sequence (MLM: the masked count; LM: T).  Embedding lookups, norms and softmaxes are not counted.
+    BERT-large, T = 128, 20 masked, V = 21,128: about 240 GFLOP per sequence.
+    """
+    h, t, layers = cfg.hidden_size, seq_length, cfg.layers_num
+    if cfg.encoder != "transformer":
+        raise ValueError(f"training FLOPs are modelled for transformer encoders (encoder is '{cfg.encoder}')")
+    per_layer = 4 * h * h + 2 * h * cfg.feedforward_size
+    body = t * (6 * layers * per_layer + 12 * layers * h * t)
+    if cfg.factorized_embedding_parameterization:
+        body += t * 6 * cfg.emb_size * h
+    head = 0.0
+    if "mlm" in cfg.target or "lm" in cfg.target:
+        width = cfg.emb_size if cfg.factorized_embedding_parameterization else h
+        head = 6 * predictions * ((h * width if "mlm" in cfg.target else 0) + width * cfg.vocab_size)
+    return float(body + head)
+
+
+# Dense bf16 peak of the GPUs MFU is reported against (vendors' datasheets), in TFLOP/s.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def bf16_peak_tflops(device_name: str) -> Optional[float]:
+    """The datasheet bf16 dense peak for a CUDA device name, or None when unknown."""
+    for key, value in BF16_PEAK_TFLOPS.items():  # "H100 PCIe" before "H100"
+        if key in device_name:
+            return value
+    return None
+
+
 def activation_bytes_per_sample(cfg: ModelConfig, seq_length: int, mixed_precision: bool, flash: bool,
                                 checkpointing: bool) -> float:
     s, h, a, layers = seq_length, cfg.hidden_size, max(cfg.heads_num, 1), cfg.layers_num
