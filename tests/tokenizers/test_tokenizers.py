@@ -93,9 +93,19 @@ def test_build_tokenizer_errors(tmp_path):
         build_tokenizer("bert", vocab_path=empty)
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes(b"[PAD]\n[UNK]\ncaf\xe9\n")
-    with pytest.raises(ValueError, match=r"latin1.txt: line 3: invalid UTF-8 at byte 15"):
+    with pytest.raises(ValueError, match=r"latin1.txt:3: invalid UTF-8 at byte 15"):
         build_tokenizer("bert", vocab_path=latin1)
     assert set(TOKENIZERS) == {"bert", "char", "space", "spm"}
+
+
+def test_vocab_lines_end_at_newline_only_and_a_bom_is_removed(tmp_path):
+    """The Chinese BERT vocabulary has U+2028 entries (ids 343 and 13502): splitlines() would shift every
+    later id.  A BOM written by an editor would otherwise turn [PAD] into '\ufeff[PAD]'."""
+    path = tmp_path / "v.txt"
+    path.write_bytes("\ufeff[PAD]\r\n[UNK]\n\u2028\n##\u2028\nx\u0085y\n".encode("utf-8"))
+    vocab = Vocab.load(path)
+    assert vocab.id_to_token == ["[PAD]", "[UNK]", "\u2028", "##\u2028", "x\u0085y"]
+    assert build_tokenizer("bert", vocab_path=path).pad_id == 0
 
 
 # ---- equality with Hugging Face on the real corpora --------------------------------------------

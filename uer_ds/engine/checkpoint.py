@@ -80,6 +80,19 @@ def checkpoint_location(path: PathLike) -> Optional[tuple[Path, Optional[str]]]:
     return None
 
 
+def resolve_checkpoint(path: PathLike, tag: Optional[str] = None, flag: str = "--checkpoint") -> tuple[Path, str]:
+    """(checkpoint directory, tag) of what a user named: OUT (its `latest`, or `tag`) or OUT/global_step<N>
+    (that step; a different `tag` is an error).  Every command that reads a checkpoint takes both."""
+    location = checkpoint_location(path)
+    if location is None:
+        raise FileNotFoundError(f"{flag} '{path}': not a uer_ds checkpoint directory (no '{LATEST}') nor one of "
+                                f"its global_step<N> tags (no {METADATA} + {CONFIG})")
+    directory, named = location
+    if named is not None and tag is not None and tag != named:
+        raise ValueError(f"{flag} '{path}' is the tag {named}, but --tag is {tag}: give one of them")
+    return directory, named or tag or read_latest(directory)
+
+
 def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict, Path]:
     directory = Path(directory)
     tag_dir = directory / (tag or read_latest(directory))

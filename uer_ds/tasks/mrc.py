@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from uer_ds import textfile
 from uer_ds.config import ModelConfig
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
 from uer_ds.tasks.base import Task, TaskData
 from uer_ds.tasks.classifier import add_split_arguments
-from uer_ds.tasks.data import Example, TaskDataError, pad
+from uer_ds.tasks.data import Example, TaskDataError, pad, task_file_error
 from uer_ds.tasks.ner import note
 from uer_ds.tasks.scoring import cmrc_f1, cmrc_metrics
 from uer_ds.tokenizers import TOKENIZERS, Tokenizer
@@ -103,15 +103,11 @@ def window_starts(length: int, room: int, stride: int) -> list[int]:
 
 # ---- reading the JSON ----------------------------------------------------------------------------
 def load_json(path: str) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"'{path}': no such file")
+    """A task's JSON data file (uer_ds.textfile.load_json: a BOM is accepted); errors as TaskDataError."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TaskDataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from None
-    except UnicodeDecodeError as err:
-        raise TaskDataError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+        return textfile.load_json(path, "data file")
+    except textfile.TextFileError as err:
+        raise task_file_error(err) from None
 
 
 def _field(obj: Any, key: str, kind: type, where: str, rule: str) -> Any:

@@ -7,6 +7,17 @@ from uer_ds.tokenizers.base import Span, Tokenizer, char_alignment
 from uer_ds.tokenizers.vocab import Vocab
 
 
+def char_tokens(text: str) -> list[str]:
+    """The char tokenizer's rule: every character that is not white space (str.isspace)."""
+    return [ch for ch in text if not ch.isspace()]
+
+
+def space_tokens(text: str) -> list[str]:
+    """The space tokenizer's rule: the fields between runs of white space (str.split, as the C
+    extension does; UER-py split at single ASCII spaces)."""
+    return text.split()
+
+
 class CharTokenizer(Tokenizer):
     """One token per character; whitespace separates and is dropped (UER-py kept spaces as [UNK])."""
 
@@ -20,7 +31,7 @@ class CharTokenizer(Tokenizer):
     def tokenize(self, text: str) -> list[str]:
         if self.do_lower_case:
             text = text.lower()
-        return [ch for ch in text if not ch.isspace()]
+        return char_tokens(text)
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[Span]]:
         """See Tokenizer.encode_with_offsets: each token spans the character it came from."""
@@ -47,7 +58,7 @@ class SpaceTokenizer(Tokenizer):
         self.do_lower_case = do_lower_case
 
     def tokenize(self, text: str) -> list[str]:
-        return (text.lower() if self.do_lower_case else text).split()
+        return space_tokens(text.lower() if self.do_lower_case else text)
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[Span]]:
         """See Tokenizer.encode_with_offsets: each token spans its field (white space as str.split)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+
+from uer_ds.textfile import read_lines
 from typing import Union
 
 
@@ -19,18 +21,9 @@ class Vocab:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Vocab":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"vocab_path '{path}': no such file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            line = path.read_bytes()[: err.start].count(b"\n") + 1
-            raise ValueError(f"{path}: line {line}: invalid UTF-8 at byte {err.start}") from None
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return cls([line.rstrip("\r") for line in lines], source=str(path))
+        """One token per line, the whole line (uer_ds.textfile's rules: lines end at '\\n' only, so the
+        Chinese vocabulary's U+2028 entries stay tokens; a BOM is removed, or '[PAD]' would be lost)."""
+        return cls(read_lines(path, "vocab_path"), source=str(path))
 
     def __len__(self) -> int:
         return len(self.id_to_token)
