@@ -16,7 +16,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -139,6 +139,81 @@ def load_rng_state(tag_dir: Path, rank: int) -> bool:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     return True
+
+
+# ---- resume -------------------------------------------------------------------------------------
+UNIVERSAL_SUFFIX = "_universal"  # DeepSpeed's ds_to_universal names its output folder <tag>_universal
+
+
+def check_unchanged(where: str, pairs: dict[str, tuple[Any, Any]], how: str) -> None:
+    """pairs: {what: (saved value, given value)}.  Any pair that differs is a ValueError naming the
+    checkpoint, each changed item with its saved and given values, and `how` to go on."""
+    changed = [f"{what}: saved {saved!r}, given {given!r}" for what, (saved, given) in pairs.items() if saved != given]
+    if changed:
+        raise ValueError(f"--resume: {where} differs from this run in " + "; ".join(changed) + f". {how}")
+
+
+def config_changes(saved: ModelConfig, given: ModelConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved, given)} for every model-config field that differs (check_unchanged's pairs)."""
+    now = given.to_dict()
+    return {f"model config {key}": (value, now.get(key)) for key, value in saved.to_dict().items()
+            if now.get(key) != value}
+
+
+def partitioned_by_rank(tag_dir: Path) -> bool:
+    """Whether the checkpoint's optimizer state is split per data-parallel rank (ZeRO 1-3, or bf16's
+    optimizer at ZeRO-0), so that another number of ranks cannot load it as it is."""
+    return any(tag_dir.glob("*zero_pp_rank_*_optim_states.pt"))
+
+
+def resharding(tag_dir: Path, saved: dict, world_size: int, pipeline_stages: int) -> bool:
+    """Whether resuming this checkpoint on world_size processes needs DeepSpeed's universal checkpoint;
+    a ValueError, at once, where it cannot be resumed at all (the pipeline's layout changed)."""
+    saved_world, saved_stages = int(saved.get("world_size", 1)), int(saved.get("pipeline_stages", 1))
+    if saved_stages != pipeline_stages or (saved_stages > 1 and saved_world != world_size):
+        raise ValueError(f"--resume: {tag_dir} was saved by {saved_world} process(es) in {saved_stages} pipeline "
+                         f"stage(s); this run has {world_size} in {pipeline_stages}. A pipeline checkpoint resumes "
+                         f"on the same layout only: run with {saved_world} processes and --pipeline_stages "
+                         f"{saved_stages}, or start a new run from its weights (--pretrained_model_path {tag_dir})")
+    return saved_world != world_size and partitioned_by_rank(tag_dir)
+
+
+def universal_tag(directory: PathLike, tag: str) -> Optional[str]:
+    """`<tag>_universal` when a complete universal copy of the tag is there (written whole, renamed)."""
+    name = tag + UNIVERSAL_SUFFIX
+    return name if (Path(directory) / name / "zero").is_dir() else None
+
+
+def convert_to_universal(directory: PathLike, tag: str) -> str:
+    """Write DeepSpeed's universal checkpoint of OUT/tag to OUT/<tag>_universal (ds_to_universal, as
+    Megatron-DeepSpeed does; in one process, on the CPU) and return its tag.  Written under a temporary
+    name and renamed, so a universal folder is always complete; an existing one is reused."""
+    import argparse
+    import shutil
+
+    from deepspeed.checkpoint import ds_to_universal
+
+    directory = Path(directory)
+    done = universal_tag(directory, tag)
+    if done is not None:
+        return done
+    name = tag + UNIVERSAL_SUFFIX
+    tmp = directory / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = argparse.Namespace(input_folder=str(directory / tag), output_folder=str(tmp), num_extract_workers=1,
+                              num_merge_workers=1, keep_temp_folder=False, strict=True,
+                              # uer_ds models carry no Megatron tensor-parallel layout: the default info
+                              inject_missing_state=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            ds_to_universal.main(args)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        (directory / "latest_universal").unlink(missing_ok=True)  # it names the temporary folder
+    os.replace(tmp, directory / name)
+    return name
 
 
 # ---- export -------------------------------------------------------------------------------------
