@@ -110,8 +110,9 @@ def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
                   f"universal checkpoint ({out / (tag + ckpt.UNIVERSAL_SUFFIX)}, written once)", flush=True)
             ckpt.convert_to_universal(out, tag)
         dist.barrier()
-        tag = tag + ckpt.UNIVERSAL_SUFFIX
-    state = engine.load(str(out), tag)
+        state = ckpt.load_universal(engine, out, tag + ckpt.UNIVERSAL_SUFFIX)
+    else:
+        state = engine.load(str(out), tag)
     position = position_from_state(state, num_samples)
     if dist.is_rank0():
         print(f"resumed at step {state['step']}: epoch {position.epoch}, {position.in_epoch:,} of its samples "

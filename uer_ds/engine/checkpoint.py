@@ -216,6 +216,30 @@ def convert_to_universal(directory: PathLike, tag: str) -> str:
     return name
 
 
+def load_universal(engine, directory: PathLike, tag: str) -> dict:
+    """engine.load(directory, tag) of a universal checkpoint, mending what DeepSpeed 0.19.8's ZeRO-3
+    loader (stage3.load_hp_checkpoint_state_from_checkpoint_dir_stage3) gets wrong when the optimizer
+    has several parameter groups, as uer_ds's has (weight decay on matrices only):
+    - it gives every group the first group's settings, so biases and norms would decay from then on;
+      each group keeps the weight decay the engine was built with (the learning rate comes back with
+      the scheduler's state);
+    - it puts one `step` tensor into every group's state, which Adam then advances once per group per
+      step, so the bias correction of all but the first group runs ahead; each group gets its own.
+    Seen before the mend: a ZeRO-3 run resumed on 2 processes was off by 3.6e-5 in the loss two steps
+    later (ZeRO-1/2: 1e-7, as an uninterrupted run)."""
+    optimizer = getattr(engine.ds, "optimizer", None)
+    decay = [group.get("weight_decay") for group in getattr(optimizer, "param_groups", [])]
+    state = engine.load(str(directory), tag)
+    for group, value in zip(getattr(optimizer, "param_groups", []), decay):
+        if value is not None:
+            group["weight_decay"] = value
+    inner = getattr(optimizer, "optimizer", optimizer)
+    for param_state in getattr(inner, "state", {}).values():
+        if torch.is_tensor(param_state.get("step")):
+            param_state["step"] = param_state["step"].clone()
+    return state
+
+
 # ---- export -------------------------------------------------------------------------------------
 def _pipeline_state(tag_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     from uer_ds.engine.pipeline import _to_model_key
