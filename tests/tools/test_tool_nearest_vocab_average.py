@@ -133,7 +133,7 @@ def test_diff_vocab_worked_example(tmp_path, capsys):
     assert out[0].endswith("size: 3") and out[1].endswith("size: 4")
     # a token is the whole line, as the tokenizers read it: U+2028 is a token, '##\u2028' is not '##'
     (tmp_path / "c.txt").write_text("a\n\u2028\n##\u2028\n", encoding="utf-8")
-    (tmp_path / "d.txt").write_text("\ufeffa\n##\n", encoding="utf-8")
+    (tmp_path / "d.txt").write_text("\ufeffa\t-1.5\n##\t-2\n", encoding="utf-8")  # SentencePiece's .vocab
     assert main(["diff-vocab", "--vocab_1", str(tmp_path / "c.txt"), "--vocab_2", str(tmp_path / "d.txt"),
                  "--show", "5"]) == 0
     out = capsys.readouterr().out.splitlines()

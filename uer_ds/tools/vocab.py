@@ -18,7 +18,7 @@ from typing import Sequence, Union
 from tqdm import tqdm
 
 from uer_ds.convert.rules import new_file
-from uer_ds.textfile import iter_lines
+from uer_ds.textfile import iter_lines, split_fields
 from uer_ds.tokenizers import Vocab
 from uer_ds.tokenizers.simple import char_tokens, space_tokens
 
@@ -100,10 +100,11 @@ class VocabDiff:
 
 
 def diff_vocab(path_1: PathLike, path_2: PathLike) -> VocabDiff:
-    """Token sets of two vocabulary files, each token a whole line as uer_ds's tokenizers read it (UER-py's
-    script took the first str.split() field: '##\u2028' became '##' and '\u2028' vanished)."""
+    """Token sets of two vocabulary files: each line's text before a tab (a SentencePiece .vocab line
+    is 'piece<TAB>score'; a vocab.txt line is the token).  UER-py's script took the first str.split()
+    field, which dropped the Chinese vocabulary's U+2028 entry and read '##\u2028' as '##'."""
     sets = []
     for path in (path_1, path_2):
-        sets.append(set(Vocab.load(path).id_to_token))
+        sets.append({split_fields(line)[0] for line in Vocab.load(path).id_to_token})
     a, b = sets
     return VocabDiff(len(a), len(b), sorted(a - b), sorted(b - a), len(a & b))
