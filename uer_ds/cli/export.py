@@ -1,6 +1,6 @@
-"""`uer-ds export --checkpoint DIR[/global_step<N>] --output OUT`: gather a checkpoint (ZeRO shards, pipeline layers) into
-one fp32 model: OUT.safetensors, OUT.bin (a state dict) or a model directory (config.json +
-model.safetensors)."""
+"""`uer-ds export --checkpoint DIR[/global_step<N>] --output OUT`: gather a checkpoint (ZeRO shards,
+pipeline layers) into one fp32 model: OUT.safetensors, OUT.bin (a state dict) or a model directory
+(config.json + model.safetensors)."""
 from __future__ import annotations
 
 import argparse

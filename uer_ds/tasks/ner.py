@@ -1,8 +1,9 @@
 """Named entity recognition as sequence tagging (UER-py's run_ner / run_ner_infer).
 
 Data: TSV with a header, `text_a<TAB>label`: text_a is tokens separated by ASCII spaces (characters
-for Chinese; a full-width space U+3000 is a token like any other character), label one tag per token (BIO or IOBES: O, B-LOC, I-LOC, ...); --label2id_path maps each
-tag to its id.  Inference input needs only text_a.
+for Chinese; a full-width space U+3000 is a token like any other character), label one tag per
+token (BIO or IOBES: O, B-LOC, I-LOC, ...); --label2id_path maps each tag to its id.  Inference
+input needs only text_a.
 
 Input: [CLS] pieces... [SEP] (segment 1).  A token the tokenizer splits (WordPiece: 'hello' ->
 'hell', '##o') is labelled on its first piece; continuation pieces and the special tokens carry the

@@ -54,16 +54,11 @@ class SentencePieceTokenizer(Tokenizer):
         nothing: (start, start)."""
         lowered, index = lowered_with_alignment(text, self.do_lower_case)
         proto = self.sp.encode(lowered, out_type="proto")
-        char_at = [0] * (len(lowered.encode("utf-8")) + 1)  # byte offset -> index of the character holding it
-        position = 0
-        for i, ch in enumerate(lowered):
-            width = len(ch.encode("utf-8"))
-            char_at[position: position + width] = [i] * width
-            position += width
-        char_at[position] = len(lowered)
+        char_at = _characters_of_bytes(lowered)
         ids, spans = [], []
         for piece in proto.pieces:
-            start, end = char_at[piece.begin], char_at[piece.end - 1] + 1 if piece.end > piece.begin else char_at[piece.begin]
+            start = char_at[piece.begin]
+            end = char_at[piece.end - 1] + 1 if piece.end > piece.begin else start
             surface = lowered[start:end]
             if surface.strip():
                 start += len(surface) - len(surface.lstrip())
@@ -82,3 +77,11 @@ class SentencePieceTokenizer(Tokenizer):
 
     def _identity_extra(self) -> dict:
         return {"spm_model_sha256": self.model_sha256, "do_lower_case": self.do_lower_case}
+
+
+def _characters_of_bytes(text: str) -> list[int]:
+    """For each byte offset of text's UTF-8 (and the end), the index of the character holding it."""
+    char_at: list[int] = []
+    for i, ch in enumerate(text):
+        char_at += [i] * len(ch.encode("utf-8"))
+    return char_at + [len(text)]

@@ -56,8 +56,8 @@ def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[str, str]
 def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[str, str, str]], topn: int = 10,
                       candidates: Optional[Sequence[str]] = None, batch_size: int = 64,
                       seq_length: int = 128) -> list[Neighbours]:
-    """items: (where, word, context), where naming the input line ("file:line") for errors.  candidates: words to try (default: the vocabulary without
-    its special tokens)."""
+    """items: (where, word, context), where naming the input line ("file:line") for errors.
+    candidates: words to try (default: the vocabulary without its special tokens)."""
     specials = {t for t in tokenizer.special_tokens.values() if t is not None}
     if candidates is None:
         candidates = [t for t in tokenizer.vocab.id_to_token if t not in specials]
