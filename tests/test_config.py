@@ -83,7 +83,7 @@ def test_invalid_values_name_key_value_and_rule(overrides, pattern, tmp_path):
 def test_json_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "emb_size": 128,\n  "hidden_size": \n}')
-    with pytest.raises(ValueError, match=r"bad.json: line 4 column 1: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json:4:1: not valid JSON"):
         ModelConfig.from_json(bad)
     with pytest.raises(FileNotFoundError, match="no such file, nor a shipped config name"):
         ModelConfig.from_json(tmp_path / "missing.json")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union, get_args, get_origin, get_type_hints
 
+from uer_ds.textfile import load_json
+
 # Where the configs shipped with the package live; `--config_path bert/tiny` resolves here.
 SHIPPED_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
@@ -95,10 +97,7 @@ class ModelConfig:
                   ) -> "ModelConfig":
         """Read a UER JSON model config (or a shipped name such as `bert/tiny`), then apply overrides."""
         resolved = resolve_config_path(path)
-        try:
-            values = json.loads(resolved.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{resolved}: line {err.lineno} column {err.colno}: invalid JSON: {err.msg}") from None
+        values = load_json(resolved, "config_path")
         if not isinstance(values, dict):
             raise ValueError(f"{resolved}: a model config must be a JSON object, got {type(values).__name__}")
         return cls.from_dict(values, source=str(resolved), overrides=overrides)

@@ -417,5 +417,8 @@ def test_sampler_resume_and_world_size_change():
     assert t.epoch == 2 and t.start == 60 and len(t) == (500 - 60) // 2
     with pytest.raises(ValueError, match="sampler state has num_samples 500, this sampler 400"):
         ShardedSampler(400, 0, 2, seed=9).load_state_dict(state)
-    with pytest.raises(ValueError, match="start has value 3: must be a multiple of world_size"):
-        ShardedSampler(n, 0, 2, seed=9, start=3)
+    # a start that is not a multiple of the world size (a job resumed on another number of ranks)
+    resumed = [list(ShardedSampler(n, r, 3, seed=9, start=7)) for r in range(3)]
+    assert [resumed[g % 3][g // 3] for g in range(sum(map(len, resumed)))] == full[7: 500 // 3 * 3]
+    with pytest.raises(ValueError, match=r"start has value 501: must be in \[0, 500\]"):
+        ShardedSampler(n, 0, 2, seed=9, start=501)

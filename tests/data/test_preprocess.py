@@ -245,6 +245,26 @@ def test_cli_success_and_failure(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'nsp'" in unknown.stderr
 
 
+@pytest.mark.data
+def test_issue_case_cased_vocabulary_keeps_case_and_a_forced_mismatch_warns(tmp_path):
+    """preprocess with google_cased_en_vocab.txt made 'j ##oh ##n s ##mith ... par ##is' and said '0 unknown'."""
+    vocab = shared("models/google_cased_en_vocab.txt")
+    (tmp_path / "en.txt").write_text("John Smith moved to Paris.\n", encoding="utf-8")
+    base = [sys.executable, "-m", "uer_ds", "preprocess", "--vocab_path", str(vocab), "--no_progress", "--target",
+            "mlm", "--seq_length", "16", "--corpus_path", str(tmp_path / "en.txt")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ok = subprocess.run(base + ["--dataset_path", str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr
+    tokenizer = build_tokenizer("bert", vocab_path=vocab)
+    assert tokenizer.convert_ids_to_tokens(MMapDataset(tmp_path / "a")[0]) == ["John", "Smith", "moved", "to", "Paris",
+                                                                               "."]
+    assert json.loads((tmp_path / "a.json").read_text())["tokenizer"]["do_lower_case"] is False
+    forced = subprocess.run(base + ["--dataset_path", str(tmp_path / "b"), "--do_lower_case", "true"],
+                            capture_output=True, text=True, env=env)
+    assert forced.returncode == 0
+    assert f"uer-ds preprocess: warning: do_lower_case is true, but the vocabulary {vocab} is cased" in forced.stderr
+
+
 # ---- the reader ---------------------------------------------------------------------------------
 @pytest.fixture
 def small(tmp_path):

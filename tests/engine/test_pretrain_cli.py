@@ -114,6 +114,92 @@ def test_pretrain_saves_resumes_and_exports(dataset, tmp_path):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_resume_checks_the_run_and_continues_from_the_samples_consumed(dataset, tmp_path):
+    """A changed model config, seed or dataset is refused before DeepSpeed starts, naming the saved and
+    the given value; a changed batch size and accumulation continue from the samples consumed (the
+    issue's case: batch 4 then 8 skipped the samples 8-15 of the epoch).  Export takes the tag."""
+    out = tmp_path / "run"
+    first = run(pretrain_args(dataset, out, "--stop_after_steps", "3"))
+    assert first.returncode == 0, first.stdout[-3000:]
+    saved = json.loads((out / "global_step3" / "uer_ds.json").read_text())["data_position"]
+    assert {k: saved[k] for k in ("epoch", "in_epoch", "consumed_samples")} == {"epoch": 0, "in_epoch": 24,
+                                                                                 "consumed_samples": 24}
+    changed = run(pretrain_args(dataset, out, "--resume", "--seed", "8", "--dropout", "0.2"))
+    assert changed.returncode == 1
+    assert (f"--resume: {out / 'global_step3'} differs from this run in model config dropout: saved 0.1, given 0.2; "
+            "--seed: saved 7, given 8. Resume with the saved ones") in changed.stdout
+    assert "DeepSpeed ZeRO" not in changed.stdout  # refused before the engine started
+    other = tmp_path / "other"
+    assert run(["preprocess", "--corpus_path", str(CORPORA / "reviews_bert.txt"), "--vocab_path",
+                str(CORPORA / "vocab.txt"), "--dataset_path", str(other), "--target", "bert", "--seq_length", "48",
+                "--no_progress"]).returncode == 0
+    wrong = run(pretrain_args(other, out, "--resume"))
+    ids = [json.loads(Path(f"{d}.json").read_text())["run_id"] for d in (dataset, other)]
+    assert wrong.returncode == 1 and "DeepSpeed ZeRO" not in wrong.stdout
+    assert f"dataset (run_id of {dataset} then, {other} now): saved '{ids[0]}', given '{ids[1]}'" in wrong.stdout
+
+    bigger = run(pretrain_args(dataset, out, "--resume", "--batch_size", "16", "--accumulation_steps", "2"))
+    assert bigger.returncode == 0, bigger.stdout[-3000:]
+    assert "resumed at step 3: epoch 0, 24 of its samples consumed (24 in all)" in bigger.stdout
+    position = json.loads((out / "global_step6" / "uer_ds.json").read_text())["data_position"]
+    assert position["in_epoch"] == position["consumed_samples"] == 24 + 3 * 16 * 2
+
+    exported = run(["export", "--checkpoint", str(out / "global_step3"), "--output", str(tmp_path / "m3.safetensors")])
+    assert exported.returncode == 0, exported.stdout
+    from uer_ds.engine.checkpoint import read_pretrained
+
+    step3 = read_pretrained(out / "global_step3")
+    for key, value in load_file(tmp_path / "m3.safetensors").items():
+        torch.testing.assert_close(value, step3[key], rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def cls_dataset(tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("cls") / "reviews"
+    out = run(["preprocess", "--corpus_path", str(CORPORA / "reviews_cls.txt"), "--vocab_path",
+               str(CORPORA / "vocab.txt"), "--dataset_path", str(prefix), "--target", "cls", "--seq_length", "64"])
+    assert out.returncode == 0, out.stdout
+    return prefix
+
+
+UNIVERSAL = ["--target", "cls", "--tie_weights", "false", "--dropout", "0", "--total_steps", "4",
+             "--save_checkpoint_steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cls_dataset, tmp_path_factory):
+    """4 steps in one process: the run a resumed one must continue (ZeRO stages give the same losses)."""
+    out = tmp_path_factory.mktemp("whole")
+    done = run(pretrain_args(cls_dataset, out / "run", *UNIVERSAL, "--metrics_path", str(out / "m.jsonl")))
+    assert done.returncode == 0, done.stdout[-3000:]
+    return records(out / "m.jsonl"), load_file(out / "run" / "model" / "model.safetensors")
+
+
+@pytest.mark.parametrize("ds_config", ["zero2", "zero3"])
+def test_resume_on_another_number_of_processes_through_the_universal_checkpoint(cls_dataset, uninterrupted, ds_config,
+                                                                                  tmp_path):
+    """The issue's case: a ZeRO-2 checkpoint of 1 process resumed by 2 (DeepSpeed refused it after its
+    start-up).  It goes through DeepSpeed's universal checkpoint and continues the uninterrupted run:
+    the cls target averages over samples, so 1 x 8 and 2 x 4 are the same global batch to 1e-7; a
+    resume without the optimizer's moments is off by 0.04 at step 4, and ZeRO-3 without the mend of
+    checkpoint.load_universal by 3.6e-5."""
+    out = tmp_path / "run"
+    args = lambda *extra: pretrain_args(cls_dataset, out, *UNIVERSAL, "--deepspeed_config", ds_config, *extra)  # noqa
+    assert run(args("--stop_after_steps", "2")).returncode == 0
+    two = launcher(args("--resume", "--batch_size", "4", "--metrics_path", str(tmp_path / "two.jsonl")),
+                   "--num_gpus", "2", "--master_port", str(free_port()))
+    log, _ = two.communicate(timeout=300)
+    assert two.returncode == 0, log[-3000:]
+    assert "was saved by another number of processes: loading it through DeepSpeed's universal checkpoint" in log
+    assert (out / "global_step2_universal" / "zero").is_dir()
+    a, b = uninterrupted[0], records(tmp_path / "two.jsonl")
+    assert [r["step"] for r in b] == [3, 4]
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a[2:]], abs=1e-6)
+    theirs = load_file(out / "model" / "model.safetensors")
+    for key, value in uninterrupted[1].items():
+        torch.testing.assert_close(theirs[key], value, rtol=0, atol=1e-6)
+
+
 def test_user_errors_are_named_before_training(dataset, tmp_path):
     out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm"))
     assert out.returncode == 1 and "does not match the dataset" in out.stdout and "'bert'" in out.stdout

@@ -17,7 +17,8 @@ from uer_ds.tasks import TASKS, TaskDataError, TaskModel
 from uer_ds.tasks.data import Example
 from uer_ds.tasks.mrc import best_span, read_squad, tokenize_with_offsets, window_starts
 from uer_ds.tasks.scoring import cmrc_em, cmrc_f1, cmrc_metrics
-from uer_ds.tokenizers import build_tokenizer
+from uer_ds.tokenizers import TOKENIZERS, build_tokenizer
+from uer_ds.tokenizers.base import gives_offsets
 
 # (gold answers, prediction, EM, F1), F1 worked out by hand from the CMRC2018 rules: characters without
 # punctuation, overlap = the longest common substring, P = overlap / len(pred), R = overlap / len(gold)
@@ -69,6 +70,52 @@ def test_offsets_give_back_each_token(tokenizer, cmrc):
         for token, (a, b) in zip(tokens, offsets):
             if token != "[UNK]":
                 assert text[a:b].lower() == token.removeprefix("##"), (token, text[a:b])
+
+
+ISSUE_CONTEXTS = ["The infor\u00admation desk of Micro\u200bsoft opened in 1998.",
+                  "The infor\x10mation desk of Micro\u200bsoft opened in 1998."]
+
+
+def test_issue_case_windows_hold_the_tokenizers_words(tmp_path):
+    """A soft hyphen, a zero-width space or a control inside a word: the windows hold the words the
+    tokenizer (and so pre-training) makes, not 'info ##r mat ##ion ... micro soft'."""
+    english = build_tokenizer("bert", shared("models/google_uncased_en_vocab.txt"))
+    path = tmp_path / "issue.json"
+    path.write_text(json.dumps({"data": [{"paragraphs": [
+        {"context": c, "qas": [{"id": str(i), "question": "When?", "answers": [{"text": "1998", "answer_start": 46}]}]}
+        for i, c in enumerate(ISSUE_CONTEXTS)]}]}))
+    spec = {"doc_stride": 16, "max_query_length": 8, "max_answer_length": 8, "n_best_size": 4}
+    for example in TASKS["cmrc"].read(str(path), english, 32, spec, labelled=True):
+        first = example.extra["first"]
+        window = english.convert_ids_to_tokens(example.src[first:-1])
+        assert window == ["the", "information", "desk", "of", "microsoft", "opened", "in", "1998", "."]
+        assert example.tgt == (first + 7, first + 7)
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENIZERS))
+def test_window_ids_equal_the_tokenizers_ids_for_every_tokenizer(kind, cmrc):
+    """Every registered tokenizer that gives offsets: each window's context ids are the slice of
+    tokenizer.encode(context) it covers, and the windows together cover all of it.  Others are refused."""
+    if kind == "spm":
+        tokenizer = build_tokenizer("spm", spm_model_path=shared("models/cluecorpussmall_spm.model"))
+    else:
+        tokenizer = build_tokenizer(kind, shared("models/google_zh_vocab.txt"))
+    spec = {"doc_stride": 24, "max_query_length": 16, "max_answer_length": 30, "n_best_size": 20}
+    path = str(cmrc / "train.json")
+    if not gives_offsets(tokenizer):
+        with pytest.raises(ValueError, match="reading comprehension needs each token's character offsets"):
+            TASKS["cmrc"].read(path, tokenizer, 64, spec, labelled=True)
+        return
+    covered: dict[str, set] = {}
+    encoded: dict[str, list[int]] = {}
+    for example in TASKS["cmrc"].read(path, tokenizer, 64, spec, labelled=True):
+        context = example.text["context"]
+        ids = encoded.setdefault(context, tokenizer.encode(context))
+        first, begin = example.extra["first"], example.extra["begin"]
+        window = example.src[first:-1]
+        assert window == ids[begin: begin + len(window)]
+        covered.setdefault(context, set()).update(range(begin, begin + len(window)))
+    assert all(covered[c] == set(range(len(encoded[c]))) for c in encoded)
 
 
 @pytest.mark.parametrize("length, room, stride", [(10, 4, 2), (10, 4, 4), (3, 8, 2), (17, 5, 9), (8, 8, 3)])

@@ -115,6 +115,22 @@ def test_tsv_errors_name_file_line_value_and_rule(tmp_path, tokenizer, row, mess
         TASKS["ner"].read(path, tokenizer, 32, {"labels": LABELS, "crf": False}, labelled=True)
 
 
+def test_issue_case_a_full_width_space_is_a_token(tmp_path, tokenizer):
+    """Six ASCII-space-separated tokens, one of them U+3000: six tags fit (UER-py splits at ' ' too);
+    str.split() made it five tokens and failed with '6 tag(s) for 5 token(s)'."""
+    path = write(tmp_path, "t.tsv", "text_a\tlabel\n张 三 \u3000 去 北 京\tB-PER I-PER O O B-LOC I-LOC\n")
+    (example,) = TASKS["ner"].read(path, tokenizer, 32, {"labels": LABELS, "crf": False}, labelled=True)
+    assert example.extra["words"] == 6 and example.extra["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]
+    assert len(example.extra["first"]) == 6  # U+3000 gives no piece of its own: it stands as [UNK]
+    assert tokenizer.convert_ids_to_tokens([example.src[example.extra["first"][2]]]) == ["[UNK]"]
+
+
+def test_a_bom_before_the_header_is_removed(tmp_path, tokenizer):
+    path = write(tmp_path, "t.tsv", "\ufefftext_a\tlabel\r\n我 在\tO O\r\n")
+    (example,) = TASKS["ner"].read(path, tokenizer, 32, {"labels": LABELS, "crf": False}, labelled=True)
+    assert example.extra["tags"] == ["O", "O"] and example.source == f"{path}:2"
+
+
 def test_wordpiece_alignment_labels_first_pieces_only(tmp_path, tokenizer):
     # 'playing' -> play ##ing, 'tokenization' -> to ##ken ##i ##za ##tion: one label each, on the first piece
     path = write(tmp_path, "t.tsv", "text_a\tlabel\n我 playing 在 tokenization 北\tO B-PER O B-LOC I-LOC\n")

@@ -51,6 +51,19 @@ def test_bad_rows_name_file_line_value_and_rule(tmp_path, tokenizer, text, line,
         read(path, tokenizer, labels_num=2)
 
 
+def test_a_bom_is_removed_and_lines_end_at_newline_only(tmp_path, tokenizer):
+    """The issue's case: a BOM before the header made it '\ufefflabel' ('lacks column label' without a
+    word about the BOM).  U+2028 / U+0085 inside a text are characters of its line."""
+    path = write(tmp_path, "bom.tsv", "\ufefflabel\ttext_a\n1\t好\u2028书\n0\t一\u0085般\n")
+    examples = read(path, tokenizer, labels_num=2)
+    assert [e.tgt for e in examples] == [1, 0] and [e.source for e in examples] == [f"{path}:2", f"{path}:3"]
+    assert examples[0].text["text_a"] == "好\u2028书"
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes(b"label\ttext_a\n1\tcaf\xe9\n")
+    with pytest.raises(TaskDataError, match=rf"^{re.escape(str(bad))}:2: invalid UTF-8 at byte 18"):
+        read(str(bad), tokenizer, labels_num=2)
+
+
 def test_bad_headers_and_logits(tmp_path, tokenizer):
     path = write(tmp_path, "a.tsv", "text_a\tlabel_x\n好书\t1\n")
     header = r"header \['text_a', 'label_x'\] lacks column\(s\) \['label'\]"

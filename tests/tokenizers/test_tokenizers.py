@@ -1,6 +1,8 @@
 """Tokenizers against known outputs, and BERT ids against Hugging Face on thousands of real lines."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import CORPORA, shared
@@ -93,9 +95,63 @@ def test_build_tokenizer_errors(tmp_path):
         build_tokenizer("bert", vocab_path=empty)
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes(b"[PAD]\n[UNK]\ncaf\xe9\n")
-    with pytest.raises(ValueError, match=r"latin1.txt: line 3: invalid UTF-8 at byte 15"):
+    with pytest.raises(ValueError, match=r"latin1.txt:3: invalid UTF-8 at byte 15"):
         build_tokenizer("bert", vocab_path=latin1)
     assert set(TOKENIZERS) == {"bert", "char", "space", "spm"}
+
+
+@pytest.mark.data
+def test_issue_case_a_cased_vocabulary_is_not_lower_cased_by_default():
+    """google_cased_en_vocab.txt lower-cased by default turned 'John Smith ... Paris' into
+    'j ##oh ##n s ##mith ... par ##is' (with 0 unknown tokens to warn anyone)."""
+    text = "John Smith moved to Paris."
+    cased = build_tokenizer("bert", vocab_path=shared("models/google_cased_en_vocab.txt"))
+    assert not cased.do_lower_case
+    assert cased.tokenize(text) == ["John", "Smith", "moved", "to", "Paris", "."]
+    uncased = build_tokenizer("bert", vocab_path=shared("models/google_uncased_en_vocab.txt"))
+    assert uncased.do_lower_case and uncased.tokenize(text) == ["john", "smith", "moved", "to", "paris", "."]
+    assert build_tokenizer("bert", vocab_path=shared("models/google_zh_vocab.txt")).do_lower_case
+    # SentencePiece: the vocabulary is the model's pieces
+    assert build_tokenizer("spm", spm_model_path=shared("models/sentencepiece.bpe.model")).do_lower_case
+    assert not build_tokenizer("spm", spm_model_path=shared("models/cluecorpussmall_spm.model")).do_lower_case
+
+
+@pytest.mark.data
+def test_do_lower_case_forced_against_the_vocabulary_is_a_warning_naming_both():
+    from uer_ds.tokenizers import CaseMismatchWarning
+
+    cased = shared("models/google_cased_en_vocab.txt")
+    with pytest.warns(CaseMismatchWarning, match=r"do_lower_case is true, but the vocabulary .*google_cased_en_vocab"
+                                                 r"\.txt is cased: 8,368 of its 27,055 entries with letters have"):
+        forced = build_tokenizer("bert", vocab_path=cased, do_lower_case=True)
+    assert forced.tokenize("John") == ["j", "##oh", "##n"]  # what the user asked for, warned
+    with pytest.warns(CaseMismatchWarning, match=r"do_lower_case is false, but the vocabulary .*google_uncased_en"
+                                                 r"_vocab\.txt is uncased: 2 of its 27,048"):
+        build_tokenizer("bert", vocab_path=shared("models/google_uncased_en_vocab.txt"), do_lower_case=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # agreeing with the vocabulary, or a vocabulary without letters: quiet
+        build_tokenizer("bert", vocab_path=cased, do_lower_case=False)
+        build_tokenizer("char", vocab_path=make_vocab_file(shared, ["我", "爱"]), do_lower_case=True)
+
+
+def make_vocab_file(_, tokens):
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "v.txt"
+    path.write_text("\n".join(SPECIALS + tokens) + "\n", encoding="utf-8")
+    return path
+
+
+def test_vocab_lines_end_at_newline_only_and_a_bom_is_removed(tmp_path):
+    """The Chinese BERT vocabulary has U+2028 entries (ids 343 and 13502): splitlines() would shift every
+    later id.  A BOM written by an editor would otherwise turn [PAD] into '\ufeff[PAD]'."""
+    path = tmp_path / "v.txt"
+    path.write_bytes("\ufeff[PAD]\r\n[UNK]\n\u2028\n##\u2028\nx\u0085y\n".encode("utf-8"))
+    vocab = Vocab.load(path)
+    assert vocab.id_to_token == ["[PAD]", "[UNK]", "\u2028", "##\u2028", "x\u0085y"]
+    assert build_tokenizer("bert", vocab_path=path).pad_id == 0
 
 
 # ---- equality with Hugging Face on the real corpora --------------------------------------------

@@ -61,7 +61,7 @@ def test_cloze_command_writes_uer_format(mlm, tmp_path, capsys):
     (tmp_path / "long.txt").write_text("这本书" * 30 + "[MASK]\n", encoding="utf-8")
     assert main(["cloze", "--load_model_path", str(ours_dir), "--vocab_path", str(VOCAB), "--test_path",
                  str(tmp_path / "long.txt"), "--seq_length", "32"]) == 1
-    assert "line 1: a [MASK] lies beyond seq_length (32)" in capsys.readouterr().err
+    assert "long.txt:1: a [MASK] lies beyond seq_length (32)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("pooling", ["first", "mean", "max", "last", "none"])
@@ -93,3 +93,39 @@ def test_features_refuse_ragged_npy(body, tmp_path, capsys):
     assert main(["extract-features", "--load_model_path", str(ours_dir), "--vocab_path", "corpora/missing.txt",
                  "--test_path", str(tmp_path / "in.txt"), "--prediction_path", str(tmp_path / "f.npy")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+# ---- lines are the file's lines: '\n' only, blank lines kept in place ------------------------------
+# The issue's case: U+0085 (NEL) and U+2028 (LINE SEPARATOR) are characters of a line; str.splitlines()
+# made 6 rows of these 5 lines, and dropped blank lines (row k no longer line k).
+ODD_LINES = ["这本书的语言非常紧凑。", "情节\u0085写得很紧凑。", "What a charming prose!", "我是在\u2028周末读完的。", "好书。"]
+
+
+def test_issue_case_five_lines_give_five_rows_each_its_lines_features(body, tmp_path, capsys):
+    hf, ours_dir = body
+    text = "\ufeff" + "\r\n".join(ODD_LINES[:2] + [""] + ODD_LINES[2:]) + "\n"  # BOM, CRLF, a blank line 3
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    out = tmp_path / "f.npy"
+    assert main(["extract-features", "--load_model_path", str(ours_dir), "--vocab_path", str(VOCAB), "--test_path",
+                 str(tmp_path / "in.txt"), "--prediction_path", str(out), "--pooling", "first"]) == 0
+    assert "1 blank line(s) (3) got NaN rows" in capsys.readouterr().out
+    got = torch.from_numpy(np.load(out))
+    assert got.shape[0] == 6 and torch.isnan(got[2]).all()
+    tok = hf_tokenizer()
+    for row, line in zip([0, 1, 3, 4, 5], ODD_LINES):
+        ids = [tok.cls_token_id] + tok(line, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            expected = hf(input_ids=torch.tensor([ids])).last_hidden_state[0, 0]
+        torch.testing.assert_close(got[row], expected, **TOL)
+
+
+def test_issue_case_cloze_keeps_lines_whole_and_names_a_blank_line(mlm, tmp_path, capsys):
+    _, ours_dir = mlm
+    (tmp_path / "in.txt").write_text("\n".join(ODD_LINES) + "\n", encoding="utf-8")
+    args = ["cloze", "--load_model_path", str(ours_dir), "--vocab_path", str(VOCAB), "--topn", "2"]
+    assert main([*args, "--test_path", str(tmp_path / "in.txt"), "--prediction_path", str(tmp_path / "o.txt")]) == 0
+    blocks = (tmp_path / "o.txt").read_text(encoding="utf-8").split("\n\n")
+    assert len([b for b in blocks if b.strip()]) == 5
+    (tmp_path / "blank.txt").write_text("一\n \n二\n", encoding="utf-8")
+    assert main([*args, "--test_path", str(tmp_path / "blank.txt")]) == 1
+    assert "blank.txt:2: empty line: every line is a sentence to fill in" in capsys.readouterr().err

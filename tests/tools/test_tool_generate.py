@@ -133,6 +133,9 @@ def test_generate_command(tmp_path, capsys):
         assert main(args + ["--top_p", "0.9", "--seed", "3"]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 2
+    (tmp_path / "gaps.txt").write_text("这本书\n\n情节写得\n", encoding="utf-8")  # a blank line keeps its row
+    assert main(args[:6] + [str(tmp_path / "gaps.txt"), *args[7:], "--greedy"]) == 0
+    assert capsys.readouterr().out.split("\n") == [a[0], "", a[1], ""]
     (tmp_path / "b").mkdir()
     make("bert-mlm", tmp_path / "b")
     assert main(["generate", "--load_model_path", str(tmp_path / "b" / "ours"), "--vocab_path", str(VOCAB),

@@ -49,6 +49,10 @@ def test_nearest_words_from_embeddings_worked_example(tmp_path, capsys):
     assert [w for w, _ in got[:2]] == ["的", "山"]
     assert got[0][1] == pytest.approx(1 / np.sqrt(2), abs=1e-4) and got[1][1] == pytest.approx(1 / np.sqrt(5), abs=1e-4)
     assert got[2][1] == pytest.approx(0.0, abs=1e-4)
+    (tmp_path / "w2.txt").write_text("书\n\n的\n", encoding="utf-8")
+    assert main(["nearest-words", "--load_model_path", str(tmp_path / "m"), "--vocab_path", str(VOCAB),
+                 "--test_path", str(tmp_path / "w2.txt"), "--topn", "3"]) == 1
+    assert "w2.txt:2: empty line: every line is a word" in capsys.readouterr().err
 
 
 def test_nearest_words_in_context_match_transformers(tmp_path):
@@ -112,7 +116,7 @@ def test_build_counted_vocab_worked_example(tmp_path):
     # counts: 书 3, 的 2, 山 1, 好 1 -> with min_count 2: 书, 的 after the special tokens
     assert (tmp_path / "v.txt").read_text(encoding="utf-8").splitlines() == \
         ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "书", "的"]
-    (tmp_path / "s.txt").write_text("x y x\nz x y\n", encoding="utf-8")
+    (tmp_path / "s.txt").write_text("\ufeffx y x\nz x y\n", encoding="utf-8")  # a BOM is not part of 'x'
     assert main(["build-vocab", "--corpus_path", str(tmp_path / "s.txt"), "--output_path", str(tmp_path / "s_v.txt"),
                  "--kind", "space"]) == 0
     assert (tmp_path / "s_v.txt").read_text(encoding="utf-8").splitlines()[5:] == ["x", "y", "z"]
@@ -127,6 +131,13 @@ def test_diff_vocab_worked_example(tmp_path, capsys):
     assert out[2:] == ["vocab_1 - vocab_2 = 1", "vocab_2 - vocab_1 = 2", "vocab_1 & vocab_2 = 2",
                        "only in vocab_1: a", "only in vocab_2: d e"]
     assert out[0].endswith("size: 3") and out[1].endswith("size: 4")
+    # a token is the whole line, as the tokenizers read it: U+2028 is a token, '##\u2028' is not '##'
+    (tmp_path / "c.txt").write_text("a\n\u2028\n##\u2028\n", encoding="utf-8")
+    (tmp_path / "d.txt").write_text("\ufeffa\t-1.5\n##\t-2\n", encoding="utf-8")  # SentencePiece's .vocab
+    assert main(["diff-vocab", "--vocab_1", str(tmp_path / "c.txt"), "--vocab_2", str(tmp_path / "d.txt"),
+                 "--show", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:5] == ["vocab_1 - vocab_2 = 2", "vocab_2 - vocab_1 = 1", "vocab_1 & vocab_2 = 1"]
 
 
 # ---- averaging ----------------------------------------------------------------------------------------------

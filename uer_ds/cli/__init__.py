@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Optional, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,6 +66,21 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line_warnings(prog: str) -> None:
+    """uer_ds's own warnings (a do_lower_case set against the vocabulary, ...) as one line on stderr."""
+    from uer_ds.tokenizers import CaseMismatchWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CaseMismatchWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
@@ -81,7 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
     try:
-        return int(module.run(parsed) or 0)
+        with warnings.catch_warnings():
+            _one_line_warnings(f"uer-ds {name}")
+            return int(module.run(parsed) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError) as err:
         if os.environ.get("UER_DS_DEBUG") == "1":
             raise

@@ -14,7 +14,9 @@ def add_tokenizer_arguments(parser: argparse.ArgumentParser, required: bool = Fa
     group.add_argument("--spm_model_path", help="SentencePiece model (replaces the vocabulary, as in UER-py)")
     group.add_argument("--tokenizer", default="bert", choices=tuple(TOKENIZERS), help="tokenizer kind (default bert)")
     group.add_argument("--do_lower_case", default=None, choices=("true", "false"),
-                       help="lower-case before tokenizing (default: true for bert, false otherwise)")
+                       help="lower-case before tokenizing (default: follows the vocabulary: false when it is cased, "
+                            "true when uncased; without cased letters true for bert, false otherwise); set against "
+                            "the vocabulary, a warning names both")
 
 
 def tokenizer_from_args(args: argparse.Namespace) -> Optional[Tokenizer]:

@@ -1,6 +1,6 @@
-"""`uer-ds export --checkpoint DIR --output OUT`: gather a checkpoint (ZeRO shards, pipeline layers) into
-one fp32 model: OUT.safetensors, OUT.bin (a state dict) or a model directory (config.json +
-model.safetensors)."""
+"""`uer-ds export --checkpoint DIR[/global_step<N>] --output OUT`: gather a checkpoint (ZeRO shards,
+pipeline layers) into one fp32 model: OUT.safetensors, OUT.bin (a state dict) or a model directory
+(config.json + model.safetensors)."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +10,10 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a uer_ds checkpoint directory (with 'latest')")
-    parser.add_argument("--tag", help="a tag inside it (default: what 'latest' names)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a uer_ds checkpoint directory (its 'latest' step) or one of its global_step<N> tags "
+                             "(that step), as --pretrained_model_path and convert --from uer_ds take them")
+    parser.add_argument("--tag", help="a tag inside the checkpoint directory (default: what 'latest' names)")
     parser.add_argument("--output", required=True,
                         help="*.safetensors or *.bin for one state dict; anything else: a model directory")
 
@@ -20,11 +22,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from uer_ds.engine.checkpoint import export_state
+    from uer_ds.engine.checkpoint import export_state, resolve_checkpoint
     from uer_ds.models import save_model
     from uer_ds.models.io import model_from_state, unique_state_dict
 
-    cfg, state = export_state(args.checkpoint, args.tag)
+    cfg, state = export_state(*resolve_checkpoint(args.checkpoint, args.tag))
     model = model_from_state(cfg, state, args.checkpoint)  # checks every key and shape
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uer_ds.tools.common import read_lines
+    from uer_ds.tools.common import blank_rows, read_lines
     from uer_ds.tools.features import extract, save_features
 
     lines = read_lines(args.test_path)
@@ -24,5 +24,10 @@ def run(args: argparse.Namespace) -> int:
     save_features(features, args.prediction_path)
     shape = tuple(features.shape) if not isinstance(features, list) else f"{len(features)} x (tokens, " \
         f"{features[0].shape[-1]})"
-    print(f"features {shape} ({args.pooling}) -> {args.prediction_path}")
+    blank = [str(i + 1) for i in blank_rows(lines)]
+    note = ""
+    if blank:  # their rows are there, so row k stays line k
+        note = (f"; {len(blank)} blank line(s) ({', '.join(blank[:5])}{'...' if len(blank) > 5 else ''}) got "
+                + ("NaN rows" if args.pooling != "none" else "(0, H) tensors"))
+    print(f"features {shape} ({args.pooling}) -> {args.prediction_path}{note}")
     return 0

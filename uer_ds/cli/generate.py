@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from uer_ds.textfile import is_blank
     from uer_ds.tools.common import detokenize, read_lines
     from uer_ds.tools.generate import Sampling, generate
 
@@ -31,13 +32,16 @@ def run(args: argparse.Namespace) -> int:
     tokenizer, model = tokenizer_and_model(args, need_target="lm")
     cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
     out = []
-    for line_no, text in tqdm(lines, desc="generate", disable=None):
+    for where, text in tqdm(lines, desc="generate", disable=None):
+        if is_blank(text):  # no prompt: an empty output line keeps line k of the output on line k of the input
+            out.append("")
+            continue
         prompt = ([cls] if cls is not None else []) + tokenizer.encode(text)  # UER-py starts with [CLS]
         try:
             ids = generate(model, prompt, args.max_length, sampling, seed=args.seed, use_cache=not args.no_cache,
                            stop_id=sep if args.stop_at_sep else None)
         except ValueError as err:
-            raise ValueError(f"{args.test_path}: line {line_no}: {err}") from None
+            raise ValueError(f"{where}: {err}") from None
         specials = {t for t in tokenizer.special_tokens.values() if t} - {tokenizer.special_tokens["unk"]}
         tokens = [t for t in tokenizer.convert_ids_to_tokens(ids) if t not in specials]
         out.append(detokenize(tokenizer, tokens))

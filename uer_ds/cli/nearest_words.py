@@ -17,24 +17,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from uer_ds.textfile import split_fields, strip_blank
     from uer_ds.tokenizers import Vocab
-    from uer_ds.tools.common import read_lines
+    from uer_ds.tools.common import read_lines, require_text
     from uer_ds.tools.nearest import format_neighbours, nearest_dependent, nearest_independent
 
     if args.topn <= 0:
         raise ValueError(f"topn has value {args.topn}: must be positive")
     lines = read_lines(args.test_path)
+    require_text(lines, "every line is " + ("a word" if args.mode == "independent" else "'word<TAB>sentence'"))
+    items = []
+    for where, text in lines:
+        fields = split_fields(text)
+        if len(fields) != (1 if args.mode == "independent" else 2):
+            raise ValueError(f"{where}: {len(fields)} tab-separated field(s): every line is "
+                             + ("a word" if args.mode == "independent" else "'word<TAB>sentence'"))
+        items.append((where, *map(strip_blank, fields)))
     tokenizer, model = tokenizer_and_model(args)
     if args.mode == "independent":
-        results = nearest_independent(model, tokenizer, [(n, text.split()[0]) for n, text in lines], args.topn)
+        results = nearest_independent(model, tokenizer, items, args.topn)
     else:
-        items = []
-        for n, text in lines:
-            fields = text.split("\t")
-            if len(fields) != 2:
-                raise ValueError(f"{args.test_path}: line {n}: expected 'word<TAB>sentence', "
-                                 f"got {len(fields)} field(s)")
-            items.append((n, fields[0].strip(), fields[1].strip()))
         candidates = Vocab.load(args.cand_vocab_path).id_to_token if args.cand_vocab_path else None
         results = nearest_dependent(model, tokenizer, items, args.topn, candidates, args.batch_size, args.seq_length)
     write_text(format_neighbours(results), args.prediction_path)

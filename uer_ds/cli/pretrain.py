@@ -81,11 +81,54 @@ def _model_config(args: argparse.Namespace, meta: dict) -> ModelConfig:
     return cfg.replace(vocab_size=vocab_size)
 
 
+def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse.Namespace) -> tuple[str, bool]:
+    """Check a --resume against the checkpoint before anything starts (the first second, not after
+    DeepSpeed's start-up): the model config, the dataset and the seed must be the saved ones; batch size,
+    accumulation and schedule may change (the data continues from the samples consumed), and so may
+    the number of processes (through DeepSpeed's universal checkpoint).  Returns (tag, universal)."""
+    import os
+
+    from uer_ds.engine import checkpoint as ckpt
+
+    saved_cfg, saved, tag_dir = ckpt.read_metadata(out)
+    saved_data = saved.get("dataset") or {}
+    pairs = ckpt.config_changes(saved_cfg, cfg)
+    pairs[f"dataset (run_id of {saved.get('dataset_path')} then, {args.dataset_path} now)"] = \
+        (saved_data.get("run_id"), dataset.meta.get("run_id"))
+    pairs["--seed"] = ((saved.get("train") or {}).get("seed", train_cfg.seed), train_cfg.seed)
+    ckpt.check_unchanged(str(tag_dir), pairs, "Resume with the saved ones (batch size, accumulation, schedule and "
+                         "the number of processes may change), or train into a new --output_model_path")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return tag_dir.name, ckpt.resharding(tag_dir, saved, world, args.pipeline_stages)
+
+
+def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
+    """Load the checkpoint (on another number of processes through its universal form, which rank 0
+    writes once); returns (step, DataPosition)."""
+    from uer_ds.engine import checkpoint as ckpt, dist
+    from uer_ds.engine.data import position_from_state
+
+    if universal:
+        if dist.is_rank0():
+            print(f"--resume: {out / tag} was saved by another number of processes: loading it through DeepSpeed's "
+                  f"universal checkpoint ({out / (tag + ckpt.UNIVERSAL_SUFFIX)}, written once)", flush=True)
+            ckpt.convert_to_universal(out, tag)
+        dist.barrier()
+        state = ckpt.load_universal(engine, out, tag + ckpt.UNIVERSAL_SUFFIX)
+    else:
+        state = engine.load(str(out), tag)
+    position = position_from_state(state, num_samples)
+    if dist.is_rank0():
+        print(f"resumed at step {state['step']}: epoch {position.epoch}, {position.in_epoch:,} of its samples "
+              f"consumed ({position.consumed_samples:,} in all)", flush=True)
+    return int(state["step"]), position
+
+
 def run(args: argparse.Namespace) -> int:
     from uer_ds.data import PretrainDataset
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
+    from uer_ds.engine.data import DataPosition, advance, batch_iterator
     from uer_ds.engine.ds_config import job_ds_config
-    from uer_ds.engine.data import batch_iterator
     from uer_ds.models import Model, build_model, save_model
     from uer_ds.models.io import model_from_state
     from uer_ds.train import Reporter, train
@@ -98,13 +141,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _model_config(args, dataset.meta)
     _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
-    if args.resume:
-        saved_cfg, _, _ = ckpt.read_metadata(out)
-        if saved_cfg != cfg:
-            diff = {k: (v, getattr(cfg, k)) for k, v in saved_cfg.to_dict().items() if getattr(cfg, k) != v}
-            raise ValueError(f"--resume: the model config differs from the checkpoint's in {out}: "
-                             + ", ".join(f"{k} checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items()))
-    elif ckpt.is_checkpoint_dir(out):
+    resume = _resume_plan(out, cfg, dataset, train_cfg, args) if args.resume else None
+    if resume is None and ckpt.is_checkpoint_dir(out):
         raise FileExistsError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose a new "
                               "--output_model_path")
     pretrained = None
@@ -117,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
     ds_config, source, note = job_ds_config(args.deepspeed_config, cfg, int(dataset.meta["seq_length"]),
                                             args.pipeline_stages)
+    if resume is not None and resume[1]:  # another number of processes: through the universal checkpoint
+        ds_config = dict(ds_config, checkpoint=dict(ds_config.get("checkpoint", {}), load_universal=True))
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,
                           pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
     if note and dist.is_rank0():
@@ -124,23 +164,25 @@ def run(args: argparse.Namespace) -> int:
     if args.compile:
         engine.compile()
         dataset.static_shapes = True
-    start_step = 0
-    if args.resume:
-        start_step = int(engine.load(str(out))["step"])
+    start_step, position = 0, DataPosition()
+    if resume is not None:
+        start_step, position = _resume(engine, out, *resume, num_samples=len(dataset))
     if dist.is_rank0():
         print(f"uer-ds pretrain: {describe(engine)}; steps {start_step + 1}..{train_cfg.total_steps}", flush=True)
 
-    batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, engine.data_parallel_size,
-                             start_step, args.num_workers)
+    dp_size = engine.data_parallel_size
+    batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, dp_size, position, args.num_workers)
     reporter = Reporter(tuple(cfg.target), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"),
                         train_cfg.total_steps, start_step, show_progress=not args.no_progress)
     run_state = {"dataset_path": str(args.dataset_path), "dataset": dataset.meta, "tokenizer": dataset.meta["tokenizer"],
                  "train": vars(train_cfg), "pipeline_stages": args.pipeline_stages, "world_size": dist.world_size()}
 
     def save(step: int) -> None:
-        engine.save(str(out), step, dict(run_state, step=step,
-                                         data_position={"micro_batches_per_rank": step * train_cfg.accumulation_steps,
-                                                        "batch_size": train_cfg.batch_size}))
+        now = advance(position, (step - start_step) * train_cfg.accumulation_steps, train_cfg.batch_size, dp_size,
+                      len(dataset))
+        engine.save(str(out), step, dict(run_state, step=step, data_position=dict(
+            now.to_dict(), batch_size=train_cfg.batch_size, accumulation_steps=train_cfg.accumulation_steps,
+            data_parallel_size=dp_size)))
 
     if args.stop_after_steps is not None and args.stop_after_steps <= start_step:
         raise ValueError(f"--stop_after_steps {args.stop_after_steps}: the checkpoint in {out} is already at "

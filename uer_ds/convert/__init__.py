@@ -68,20 +68,21 @@ def convert_hf_to_uer_ds(input_dir: PathLike, output_dir: PathLike, family: str)
 
 
 def load_any_model(path: PathLike, config_path: Optional[PathLike] = None):
-    """A Model from a uer_ds model directory, a Hugging Face directory (config.json with model_type) or a
-    UER-py/TencentPretrain .bin (with `config_path`); what the tools' --load_model_path takes."""
-    import json
-
+    """A Model from a uer_ds model directory, a training checkpoint directory or one of its
+    global_step<N> tags, a Hugging Face directory (config.json with model_type) or a UER-py/TencentPretrain
+    .bin (with `config_path`); what the tools' --load_model_path takes."""
+    from uer_ds.convert.native import is_checkpoint_dir
     from uer_ds.models import build_model, load_model
     from uer_ds.models.io import load_state_dict_checked
+    from uer_ds.textfile import load_json
 
     path = Path(path)
-    if path.is_dir() and (path / "latest").is_file():  # a training checkpoint: gather it
+    if path.is_dir() and is_checkpoint_dir(path):  # a training checkpoint (or one of its tags): gather it
         ckpt, _ = read_uer_ds(path)
     elif path.is_dir():
         hf_type = None
         if (path / "config.json").is_file():
-            hf_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+            hf_type = load_json(path / "config.json", "load_model_path").get("model_type")
         if hf_type is None:
             return load_model(path)
         if hf_type not in FAMILIES:

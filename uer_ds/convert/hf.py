@@ -29,6 +29,7 @@ from uer_ds.config import ModelConfig
 from uer_ds.convert.rules import EXTRA, Checkpoint, Report, Rule, Tensors, copy, expected_shapes, new_directory, \
     to_ours, to_theirs
 from uer_ds.convert.weights import read_weights
+from uer_ds.textfile import load_json
 
 PathLike = Union[str, os.PathLike]
 
@@ -458,10 +459,7 @@ def read_hf_config(input_dir: Path, family: Family) -> dict:
     config_path = input_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{input_dir}: not a Hugging Face model directory (config.json is missing)")
-    try:
-        hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}: line {err.lineno}: invalid JSON: {err.msg}") from None
+    hf_config = load_json(config_path, "config.json")
     model_type = hf_config.get("model_type")
     if model_type != family.model_type:
         raise ValueError(f"{config_path}: model_type is '{model_type}', not a {family.model_type} model; "

@@ -7,10 +7,11 @@ g % world_size; with drop_last the epoch has num_samples // world_size * world_s
 otherwise it is padded to a multiple of world_size by wrapping around.
 
 Resume: `start` is the number of samples the whole job (all ranks together) has consumed in the
-epoch - Megatron's consumed_samples - a multiple of world_size; iteration begins there, so a job
-may resume on another world size when the count divides.  Give it to the constructor or to
-set_epoch(epoch, start); state_dict(consumed_samples) / load_state_dict(state) carry it with a
-check that the dataset size and seed are unchanged.
+epoch - Megatron's consumed_samples; iteration begins there, rank r taking positions start + r,
+start + r + world_size, ..., so the epoch continues with the same samples in the same order
+whatever the batch size or the number of ranks now (any start in [0, total]).  Give it to the
+constructor or to set_epoch(epoch, start); state_dict(consumed_samples) / load_state_dict(state)
+carry it with a check that the dataset size and seed are unchanged.
 """
 from __future__ import annotations
 
@@ -84,9 +85,8 @@ class ShardedSampler(torch.utils.data.Sampler):
         return self.num_samples // w * w if self.drop_last else -(-self.num_samples // w) * w
 
     def _set_start(self, start: int) -> None:
-        if start % self.world_size or not 0 <= start <= self.total:
-            raise ValueError(f"start has value {start}: must be a multiple of world_size ({self.world_size}) "
-                             f"in [0, {self.total}]")
+        if not 0 <= start <= self.total:
+            raise ValueError(f"start has value {start}: must be in [0, {self.total}] (the epoch's positions)")
         self.start = start
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -94,7 +94,7 @@ class ShardedSampler(torch.utils.data.Sampler):
         self._set_start(start)
 
     def __len__(self) -> int:
-        return (self.total - self.start) // self.world_size
+        return len(range(self.start + self.rank, self.total, self.world_size))
 
     def __iter__(self) -> Iterator[int]:
         perm = FeistelPermutation(self.num_samples, self.seed, self.epoch) if self.shuffle else None

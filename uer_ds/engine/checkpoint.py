@@ -16,7 +16,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -80,6 +80,19 @@ def checkpoint_location(path: PathLike) -> Optional[tuple[Path, Optional[str]]]:
     return None
 
 
+def resolve_checkpoint(path: PathLike, tag: Optional[str] = None, flag: str = "--checkpoint") -> tuple[Path, str]:
+    """(checkpoint directory, tag) of what a user named: OUT (its `latest`, or `tag`) or OUT/global_step<N>
+    (that step; a different `tag` is an error).  Every command that reads a checkpoint takes both."""
+    location = checkpoint_location(path)
+    if location is None:
+        raise FileNotFoundError(f"{flag} '{path}': not a uer_ds checkpoint directory (no '{LATEST}') nor one of "
+                                f"its global_step<N> tags (no {METADATA} + {CONFIG})")
+    directory, named = location
+    if named is not None and tag is not None and tag != named:
+        raise ValueError(f"{flag} '{path}' is the tag {named}, but --tag is {tag}: give one of them")
+    return directory, named or tag or read_latest(directory)
+
+
 def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict, Path]:
     directory = Path(directory)
     tag_dir = directory / (tag or read_latest(directory))
@@ -126,6 +139,105 @@ def load_rng_state(tag_dir: Path, rank: int) -> bool:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     return True
+
+
+# ---- resume -------------------------------------------------------------------------------------
+UNIVERSAL_SUFFIX = "_universal"  # DeepSpeed's ds_to_universal names its output folder <tag>_universal
+
+
+def check_unchanged(where: str, pairs: dict[str, tuple[Any, Any]], how: str) -> None:
+    """pairs: {what: (saved value, given value)}.  Any pair that differs is a ValueError naming the
+    checkpoint, each changed item with its saved and given values, and `how` to go on."""
+    changed = [f"{what}: saved {saved!r}, given {given!r}" for what, (saved, given) in pairs.items() if saved != given]
+    if changed:
+        raise ValueError(f"--resume: {where} differs from this run in " + "; ".join(changed) + f". {how}")
+
+
+def config_changes(saved: ModelConfig, given: ModelConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved, given)} for every model-config field that differs (check_unchanged's pairs)."""
+    now = given.to_dict()
+    return {f"model config {key}": (value, now.get(key)) for key, value in saved.to_dict().items()
+            if now.get(key) != value}
+
+
+def partitioned_by_rank(tag_dir: Path) -> bool:
+    """Whether the checkpoint's optimizer state is split per data-parallel rank (ZeRO 1-3, or bf16's
+    optimizer at ZeRO-0), so that another number of ranks cannot load it as it is."""
+    return any(tag_dir.glob("*zero_pp_rank_*_optim_states.pt"))
+
+
+def resharding(tag_dir: Path, saved: dict, world_size: int, pipeline_stages: int) -> bool:
+    """Whether resuming this checkpoint on world_size processes needs DeepSpeed's universal checkpoint;
+    a ValueError, at once, where it cannot be resumed at all (the pipeline's layout changed)."""
+    saved_world, saved_stages = int(saved.get("world_size", 1)), int(saved.get("pipeline_stages", 1))
+    if saved_stages != pipeline_stages or (saved_stages > 1 and saved_world != world_size):
+        raise ValueError(f"--resume: {tag_dir} was saved by {saved_world} process(es) in {saved_stages} pipeline "
+                         f"stage(s); this run has {world_size} in {pipeline_stages}. A pipeline checkpoint resumes "
+                         f"on the same layout only: run with {saved_world} processes and --pipeline_stages "
+                         f"{saved_stages}, or start a new run from its weights (--pretrained_model_path {tag_dir})")
+    return saved_world != world_size and partitioned_by_rank(tag_dir)
+
+
+def universal_tag(directory: PathLike, tag: str) -> Optional[str]:
+    """`<tag>_universal` when a complete universal copy of the tag is there (written whole, renamed)."""
+    name = tag + UNIVERSAL_SUFFIX
+    return name if (Path(directory) / name / "zero").is_dir() else None
+
+
+def convert_to_universal(directory: PathLike, tag: str) -> str:
+    """Write DeepSpeed's universal checkpoint of OUT/tag to OUT/<tag>_universal (ds_to_universal, as
+    Megatron-DeepSpeed does; in one process, on the CPU) and return its tag.  Written under a temporary
+    name and renamed, so a universal folder is always complete; an existing one is reused."""
+    import argparse
+    import shutil
+
+    from deepspeed.checkpoint import ds_to_universal
+
+    directory = Path(directory)
+    done = universal_tag(directory, tag)
+    if done is not None:
+        return done
+    name = tag + UNIVERSAL_SUFFIX
+    tmp = directory / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = argparse.Namespace(input_folder=str(directory / tag), output_folder=str(tmp), num_extract_workers=1,
+                              num_merge_workers=1, keep_temp_folder=False, strict=True,
+                              # uer_ds models carry no Megatron tensor-parallel layout: the default info
+                              inject_missing_state=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            ds_to_universal.main(args)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        (directory / "latest_universal").unlink(missing_ok=True)  # it names the temporary folder
+    os.replace(tmp, directory / name)
+    return name
+
+
+def load_universal(engine, directory: PathLike, tag: str) -> dict:
+    """engine.load(directory, tag) of a universal checkpoint, mending what DeepSpeed 0.19.8's ZeRO-3
+    loader (stage3.load_hp_checkpoint_state_from_checkpoint_dir_stage3) gets wrong when the optimizer
+    has several parameter groups, as uer_ds's has (weight decay on matrices only):
+    - it gives every group the first group's settings, so biases and norms would decay from then on;
+      each group keeps the weight decay the engine was built with (the learning rate comes back with
+      the scheduler's state);
+    - it puts one `step` tensor into every group's state, which Adam then advances once per group per
+      step, so the bias correction of all but the first group runs ahead; each group gets its own.
+    Seen before the mend: a ZeRO-3 run resumed on 2 processes was off by 3.6e-5 in the loss two steps
+    later (ZeRO-1/2: 1e-7, as an uninterrupted run)."""
+    optimizer = getattr(engine.ds, "optimizer", None)
+    decay = [group.get("weight_decay") for group in getattr(optimizer, "param_groups", [])]
+    state = engine.load(str(directory), tag)
+    for group, value in zip(getattr(optimizer, "param_groups", []), decay):
+        if value is not None:
+            group["weight_decay"] = value
+    inner = getattr(optimizer, "optimizer", optimizer)
+    for param_state in getattr(inner, "state", {}).values():
+        if torch.is_tensor(param_state.get("step")):
+            param_state["step"] = param_state["step"].clone()
+    return state
 
 
 # ---- export -------------------------------------------------------------------------------------

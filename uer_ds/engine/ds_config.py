@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from uer_ds.config import TrainConfig
+from uer_ds.textfile import load_json
 
 SHIPPED_DS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
 OPTIMIZERS = ("Adam", "AdamW")
@@ -36,10 +37,7 @@ def resolve_ds_config_path(path: Union[str, os.PathLike]) -> Path:
 
 def load_ds_config(path: Union[str, os.PathLike]) -> tuple[dict, str]:
     resolved = resolve_ds_config_path(path)
-    try:
-        values = json.loads(resolved.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{resolved}: line {err.lineno} column {err.colno}: invalid JSON: {err.msg}") from None
+    values = load_json(resolved, "deepspeed_config")
     if not isinstance(values, dict):
         raise ValueError(f"{resolved}: a DeepSpeed config must be a JSON object")
     return values, str(resolved)

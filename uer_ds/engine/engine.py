@@ -258,9 +258,9 @@ class Engine:
         dist.barrier()
         return Path(directory) / tag
 
-    def load(self, directory: str) -> dict:
-        """Resume from `directory` (its `latest`); returns the saved uer_ds state."""
-        tag = ckpt.read_latest(directory)
+    def load(self, directory: str, tag: Optional[str] = None) -> dict:
+        """Resume from `directory` (its `latest`, or `tag`); returns the saved uer_ds state."""
+        tag = tag or ckpt.read_latest(directory)
         path, client = self.ds.load_checkpoint(directory, tag=tag, load_optimizer_states=True,
                                                load_lr_scheduler_states=True)
         if path is None:

@@ -2,23 +2,30 @@
 padded batches, and the epoch's order of micro-batches across heads and ranks.
 
 UER-py's TSV format: the first line names the columns (`label`, `text_a`, `text_b`, ...), one
-example per following line, tab-separated.  Every check names the file, the line, the value and the
-rule (`TaskDataError`, a ValueError, so the command line prints it in one line and exits 1).
+example per following line, tab-separated.  Lines, fields and tokens are split by the rules of
+uer_ds.textfile (lines at '\n', fields at '\t', tokens at ASCII spaces; a BOM is removed).  Every
+check names the file, the line, the value and the rule (`TaskDataError`, a ValueError, so the
+command line prints it in one line and exits 1).
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from uer_ds.textfile import TextFileError, is_blank, read_lines, split_fields, split_tokens
 from uer_ds.tokenizers import Tokenizer
 
 
-class TaskDataError(ValueError):
+class TaskDataError(TextFileError):
     """Bad input in a task's data file: the message names file:line, the value and the rule."""
+
+
+def task_file_error(err: TextFileError) -> TaskDataError:
+    """A text-file error (invalid UTF-8, bad JSON) of a task's data file, as a TaskDataError."""
+    return err if isinstance(err, TaskDataError) else TaskDataError(str(err))
 
 
 @dataclass
@@ -59,20 +66,14 @@ def read_tsv(path: str, required: Sequence[str], optional: Sequence[str] = ()) -
     required: columns that must be in the header; optional: columns the task understands when
     present.  Other columns are kept in each row's values (a prediction file's extra columns).
     """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"'{path}': no such file")
     try:
-        lines = file.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as err:
-        line = file.read_bytes()[: err.start].count(b"\n") + 1
-        raise TaskDataError(f"{path}:{line}: invalid UTF-8 at byte {err.start}") from None
-    if lines and lines[-1] == "":
-        lines.pop()
+        lines = read_lines(path, "data file")
+    except TextFileError as err:
+        raise task_file_error(err) from None
     if not lines:
         raise TaskDataError(f"{path}:1: empty file: expected a header row naming the columns "
                             f"({', '.join(required)})")
-    header = lines[0].rstrip("\r").split("\t")
+    header = split_fields(lines[0])
     missing = [c for c in required if c not in header]
     if missing:
         raise TaskDataError(f"{path}:1: header {header} lacks column(s) {missing}: the header row must name "
@@ -81,10 +82,9 @@ def read_tsv(path: str, required: Sequence[str], optional: Sequence[str] = ()) -
         raise TaskDataError(f"{path}:1: header {header} names a column twice")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
-        line = line.rstrip("\r")
-        if not line.strip():
+        if is_blank(line):
             raise TaskDataError(f"{path}:{number}: empty line: every line after the header is one example")
-        values = line.split("\t")
+        values = split_fields(line)
         if len(values) != len(header):
             raise TaskDataError(f"{path}:{number}: {len(values)} column(s), the header has {len(header)} "
                                 f"({', '.join(header)}): columns are separated by one tab")
@@ -110,7 +110,7 @@ def parse_label(row: TsvRow, labels_num: Optional[int], column: str = "label") -
 
 def parse_floats(row: TsvRow, column: str, count: int) -> list[float]:
     """`count` space-separated numbers (a `logits` column)."""
-    parts = row.values[column].split()
+    parts = split_tokens(row.values[column])
     try:
         values = [float(p) for p in parts]
     except ValueError:
@@ -122,7 +122,7 @@ def parse_floats(row: TsvRow, column: str, count: int) -> list[float]:
 
 def text_column(row: TsvRow, column: str) -> str:
     text = row.values[column]
-    if not text.strip():
+    if is_blank(text):
         raise row.error(f"{column} is empty: every example needs text")
     return text
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.model import Model
+from uer_ds.textfile import load_json
 
 TASK_FILE = "task.json"
 HEAD_PREFIX = "target."
@@ -157,7 +158,7 @@ def read_task_info(directory: Union[str, os.PathLike]) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a fine-tuned task model (no {TASK_FILE}); give the directory "
                                 "`uer-ds finetune` wrote as --output_model_path")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return load_json(path, TASK_FILE)
 
 
 def load_task_model(directory: Union[str, os.PathLike], build_heads: Callable[[ModelConfig, dict], dict],

@@ -9,8 +9,10 @@ counts as a gold text for EM/F1 but teaches no span.  The load report counts bot
 
 Input windows: [CLS] question [SEP] context window [SEP] (segments 1 and 2).  A context longer than
 the room left by the question (at most --max_query_length tokens) is cut into windows that start
---doc_stride tokens apart.  Every context token keeps the character offsets it came from, so a token
-span maps back to the exact context text.  Training labels the answer's first and last token in a
+--doc_stride tokens apart.  The context's tokens are the tokenizer's own (`encode_with_offsets`: the
+ids pre-training saw for that text), and each keeps the character span the tokenizer says it came
+from, so a token span maps back to the exact context text; a tokenizer that cannot give spans is
+refused.  Training labels the answer's first and last token in a
 window that holds the whole answer, and [CLS] (position 0) in a window that does not, as BERT's
 SQuAD code does.
 
@@ -23,23 +25,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from uer_ds import textfile
 from uer_ds.config import ModelConfig
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
 from uer_ds.tasks.base import Task, TaskData
 from uer_ds.tasks.classifier import add_split_arguments
-from uer_ds.tasks.data import Example, TaskDataError, pad
+from uer_ds.tasks.data import Example, TaskDataError, pad, task_file_error
 from uer_ds.tasks.ner import note
 from uer_ds.tasks.scoring import cmrc_f1, cmrc_metrics
-from uer_ds.tokenizers import Tokenizer
-from uer_ds.tokenizers.bert import CJK, OTHER, char_class, is_punctuation
+from uer_ds.tokenizers import TOKENIZERS, Tokenizer
+from uer_ds.tokenizers.base import gives_offsets
 
 PAD_LOGIT = -10000.0  # score of padding positions (finite: fp16/bf16 safe, never a best position)
 
@@ -69,43 +71,20 @@ class SpanHead(nn.Module):
 
 
 # ---- tokens with character offsets ---------------------------------------------------------------
-def text_segments(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of the units the BERT basic tokenizer splits text into: single CJK characters,
-    single punctuation marks, and runs of other characters; whitespace and control characters are
-    boundaries and belong to no unit."""
-    start = None
-    for i, ch in enumerate(text):
-        kind = char_class(ch)
-        if kind == OTHER and not is_punctuation(ch):
-            if start is None:
-                start = i
-            continue
-        if start is not None:
-            yield start, i
-            start = None
-        if kind == CJK or (kind == OTHER and is_punctuation(ch)):
-            yield i, i + 1
-    if start is not None:
-        yield start, len(text)
+def require_offsets(tokenizer: Tokenizer) -> None:
+    """Reading comprehension maps answers between characters and tokens: refuse a tokenizer that
+    cannot give each token's character span (see Tokenizer.encode_with_offsets)."""
+    if not gives_offsets(tokenizer):
+        able = [kind for kind, cls in TOKENIZERS.items() if gives_offsets(cls)]
+        raise ValueError(f"--tokenizer {tokenizer.kind}: reading comprehension needs each token's character offsets "
+                         f"in the context, which this tokenizer cannot give; use one that can ({', '.join(able)})")
 
 
 def tokenize_with_offsets(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids and each token's character span [start, end) in text.  WordPiece pieces of one unit
-    get their own spans when their lengths add up to the unit's ('##' not counted); otherwise (an
-    [UNK], a normalisation that changes lengths) every piece spans the whole unit."""
-    ids, offsets = [], []
-    for start, end in text_segments(text):
-        tokens = tokenizer.tokenize(text[start:end])
-        if not tokens:
-            continue
-        lengths = [len(t) - 2 if t.startswith("##") else len(t) for t in tokens]
-        exact = sum(lengths) == end - start and tokenizer.special_tokens.get("unk") not in tokens
-        position = start
-        for length in lengths:
-            offsets.append((position, position + length) if exact else (start, end))
-            position += length
-        ids.extend(tokenizer.convert_tokens_to_ids(tokens))
-    return ids, offsets
+    """Token ids of text, equal to tokenizer.encode(text) (and so to what pre-training saw), and each
+    token's character span [start, end) in text, from the tokenizer itself."""
+    require_offsets(tokenizer)
+    return tokenizer.encode_with_offsets(text)
 
 
 def char_span_to_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int) -> Optional[tuple[int, int]]:
@@ -124,15 +103,11 @@ def window_starts(length: int, room: int, stride: int) -> list[int]:
 
 # ---- reading the JSON ----------------------------------------------------------------------------
 def load_json(path: str) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"'{path}': no such file")
+    """A task's JSON data file (uer_ds.textfile.load_json: a BOM is accepted); errors as TaskDataError."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TaskDataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from None
-    except UnicodeDecodeError as err:
-        raise TaskDataError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+        return textfile.load_json(path, "data file")
+    except textfile.TextFileError as err:
+        raise task_file_error(err) from None
 
 
 def _field(obj: Any, key: str, kind: type, where: str, rule: str) -> Any:
@@ -257,6 +232,7 @@ class CmrcTask(Task):
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
              args: Optional[argparse.Namespace] = None) -> list[Example]:
         training = args is not None  # the training file: questions without a located answer are skipped
+        require_offsets(tokenizer)
         special = tokenizer.require_special("cls", "sep")
         examples, skipped, lost, contexts, moved = [], [], [], {}, []
         for question in read_squad(path, labelled):
@@ -409,5 +385,5 @@ class CmrcTask(Task):
         handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
 
-__all__ = ["CmrcTask", "SpanHead", "best_span", "char_span_to_tokens", "read_squad", "text_segments",
+__all__ = ["CmrcTask", "SpanHead", "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]

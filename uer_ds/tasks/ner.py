@@ -1,8 +1,9 @@
 """Named entity recognition as sequence tagging (UER-py's run_ner / run_ner_infer).
 
-Data: TSV with a header, `text_a<TAB>label`: text_a is space-separated tokens (characters for
-Chinese), label one tag per token (BIO or IOBES: O, B-LOC, I-LOC, ...); --label2id_path maps each
-tag to its id.  Inference input needs only text_a.
+Data: TSV with a header, `text_a<TAB>label`: text_a is tokens separated by ASCII spaces (characters
+for Chinese; a full-width space U+3000 is a token like any other character), label one tag per
+token (BIO or IOBES: O, B-LOC, I-LOC, ...); --label2id_path maps each tag to its id.  Inference
+input needs only text_a.
 
 Input: [CLS] pieces... [SEP] (segment 1).  A token the tokenizer splits (WordPiece: 'hello' ->
 'hell', '##o') is labelled on its first piece; continuation pieces and the special tokens carry the
@@ -16,9 +17,7 @@ computes them (uer_ds.tasks.scoring).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -33,6 +32,7 @@ from uer_ds.tasks.classifier import add_split_arguments
 from uer_ds.tasks.crf import CRF, compress
 from uer_ds.tasks.data import Example, TaskDataError, pad, read_tsv, text_column
 from uer_ds.tasks.scoring import check_tag, entity_metrics, format_entities, get_entities
+from uer_ds.textfile import TextFileError, load_json, split_tokens
 from uer_ds.tokenizers import Tokenizer
 
 
@@ -94,14 +94,10 @@ class TaggerHead(nn.Module):
 # ---- data ----------------------------------------------------------------------------------------
 def read_label2id(path: str) -> list[str]:
     """The tags in id order, from a JSON object {tag: id} with ids 0..n-1."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"--label2id_path '{path}': no such file")
     try:
-        table = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TaskDataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}): label2id is a JSON "
-                            "object {tag: id}") from None
+        table = load_json(path, "--label2id_path")
+    except TextFileError as err:
+        raise TaskDataError(f"{err}: label2id is a JSON object {{tag: id}}") from None
     if not isinstance(table, dict) or not table:
         raise TaskDataError(f"{path}: label2id must be a non-empty JSON object {{tag: id}}, got {type(table).__name__}")
     for tag, value in table.items():
@@ -151,10 +147,10 @@ class NerTask(Task):
         _, rows = read_tsv(path, ["text_a", "label"] if labelled else ["text_a"])
         examples, cut = [], 0
         for row in rows:
-            words = text_column(row, "text_a").split()
+            words = split_tokens(text_column(row, "text_a"))
             tags = None
             if labelled:
-                tags = row.values["label"].split()
+                tags = split_tokens(row.values["label"])
                 if len(tags) != len(words):
                     raise row.error(f"label has {len(tags)} tag(s) for {len(words)} token(s) of text_a: one tag per "
                                     "space-separated token")

@@ -1,7 +1,15 @@
-"""The one tokenizer interface."""
+"""The one tokenizer interface.
+
+A tokenizer turns text into tokens and ids (`tokenize`, `encode`) and back (`decode`).  One optional
+method, `encode_with_offsets`, gives each token's character span in the text: reading comprehension
+(`uer-ds finetune cmrc`) maps gold answers to tokens and predicted tokens back to the context through
+these spans, so it takes only tokenizers that implement it (`gives_offsets`).  A new tokenizer adds
+itself to `uer_ds.tokenizers.TOKENIZERS` and, to serve MRC, implements that one method; the tests in
+tests/tokenizers hold every registered tokenizer to its contract.
+"""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from uer_ds.tokenizers.vocab import Vocab
 
@@ -10,8 +18,16 @@ from uer_ds.tokenizers.vocab import Vocab
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 
 
+Span = tuple[int, int]
+
+
+class OffsetsUnsupported(ValueError):
+    """The tokenizer cannot say which characters of the text each token came from."""
+
+
 class Tokenizer:
-    """text -> tokens -> ids and back.  Subclasses implement `tokenize` (and may override decoding)."""
+    """text -> tokens -> ids and back.  Subclasses implement `tokenize` (and may override decoding),
+    and, where they can, `encode_with_offsets`."""
 
     kind = "base"
 
@@ -62,6 +78,22 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.convert_tokens_to_ids(self.tokenize(text))
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[Span]]:
+        """(ids, spans): ids equal to `encode(text)`, and for each token the span [start, end) of the
+        characters of `text` it was made from (Python string indices, not bytes).
+
+        Contract (checked for every registered tokenizer by tests/tokenizers/test_offsets.py):
+        - `ids == self.encode(text)`, always: the offsets never change the tokenization;
+        - 0 <= start < end <= len(text); starts and ends never decrease from one token to the next;
+        - a token covers every character normalisation made it from (lower-casing, accents, characters
+          the tokenizer drops inside a word: 'infor\u00admation' -> one token over all 12 characters);
+        - pieces of one word (WordPiece '##', SentencePiece) get their own spans where the pieces line
+          up with characters; where they cannot (an unknown word, a normalisation that changes the
+          length), each piece spans the whole word.
+        Tokenizers that cannot give spans keep this default, which raises OffsetsUnsupported.
+        """
+        raise OffsetsUnsupported(f"tokenizer '{self.kind}' cannot give the character offsets of its tokens")
+
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens)
 
@@ -79,3 +111,19 @@ class Tokenizer:
 
     def _identity_extra(self) -> dict:
         return {}
+
+
+def gives_offsets(tokenizer: Union[Tokenizer, type]) -> bool:
+    """Whether a tokenizer (instance or class) implements encode_with_offsets."""
+    cls = tokenizer if isinstance(tokenizer, type) else type(tokenizer)
+    return cls.encode_with_offsets is not Tokenizer.encode_with_offsets
+
+
+def char_alignment(text: str, normalized: str, per_char: Callable[[str], str]) -> Optional[list[int]]:
+    """For each character of `normalized` (a normalisation of the whole `text`), the index of the
+    character of `text` it came from, found by normalising one character at a time; None where that
+    gives a different length than normalising the whole (then no character-exact alignment exists)."""
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        index.extend([i] * len(per_char(ch)))
+    return index if len(index) == len(normalized) else None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import unicodedata
 from functools import lru_cache
-from typing import Optional
+from typing import Iterator, Optional
 
-from uer_ds.tokenizers.base import Tokenizer
+from uer_ds.tokenizers.base import Span, Tokenizer, char_alignment
 from uer_ds.tokenizers.vocab import Vocab
 
 MAX_INPUT_CHARS_PER_WORD = 100  # longer words become [UNK], as in BERT
@@ -75,27 +75,33 @@ def split_punctuation(word: str) -> list[str]:
     return out
 
 
-def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
-    """Words and single punctuation / CJK characters, before WordPiece."""
-    words: list[str] = []
+def basic_words(text: str) -> Iterator[tuple[str, int, int]]:
+    """The basic tokenizer's words before normalisation, as (word, start, end) with [start, end) the
+    span of `text` they come from: runs of characters between white space and CJK characters, and
+    each CJK character alone.  Dropped characters (controls, soft hyphens, zero-width spaces, NUL,
+    U+FFFD) are removed from a word but do not end it, as in BERT: 'infor\u00admation' is one word."""
     current: list[str] = []
-
-    def flush() -> None:
-        if current:
-            words.extend(_normalize_word("".join(current), do_lower_case))
-            current.clear()
-
-    for ch in text:
+    start = end = 0
+    for i, ch in enumerate(text):
         cls = char_class(ch)
         if cls == OTHER:
+            if not current:
+                start = i
             current.append(ch)
-        elif cls == SPACE:
-            flush()
-        elif cls == CJK:
-            flush()
-            words.extend(_normalize_word(ch, do_lower_case))
-    flush()
-    return words
+            end = i + 1
+        elif cls != DROP:  # white space or a CJK character ends the word
+            if current:
+                yield "".join(current), start, end
+                current.clear()
+            if cls == CJK:
+                yield ch, i, i + 1
+    if current:
+        yield "".join(current), start, end
+
+
+def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
+    """Words and single punctuation / CJK characters, before WordPiece."""
+    return [sub for word, _, _ in basic_words(text) for sub in _normalize_word(word, do_lower_case)]
 
 
 @lru_cache(maxsize=262144)
@@ -153,6 +159,27 @@ class BertTokenizer(Tokenizer):
         for word in basic_tokenize(text, self.do_lower_case):
             out.extend(wordpiece(word))
         return out
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[Span]]:
+        """See Tokenizer.encode_with_offsets: each word's pieces by the same rules as `tokenize`, spans
+        through a character-by-character alignment of the word with its normalised form."""
+        tokens: list[str] = []
+        spans: list[Span] = []
+        lower, unk = self.do_lower_case, self.wordpiece.unk
+        for word, start, end in basic_words(text):
+            subwords = _normalize_word(word, lower)
+            index = char_alignment(word, "".join(subwords), lambda ch: "".join(_normalize_word(ch, lower)))
+            # the text index of each character of the word (dropped characters are not in the word)
+            where = [i for i in range(start, end) if char_class(text[i]) != DROP] if index is not None else []
+            at = 0
+            for sub in subwords:
+                for piece in self.wordpiece.tokenize(sub):
+                    length = len(sub) if piece == unk else len(piece) - 2 * piece.startswith("##")
+                    tokens.append(piece)
+                    spans.append((where[index[at]], where[index[at + length - 1]] + 1) if index is not None
+                                 else (start, end))
+                    at += length
+        return self.convert_tokens_to_ids(tokens), spans
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens).replace(" ##", "").strip()

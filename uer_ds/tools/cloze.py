@@ -15,21 +15,21 @@ import torch
 from tqdm import tqdm
 
 from uer_ds.tokenizers import Tokenizer
-from uer_ds.tools.common import batches, detokenize, pad_batch, pad_id_of
+from uer_ds.tools.common import batches, detokenize, pad_batch, pad_id_of, require_text
 
 MASK = "[MASK]"
 
 
 @dataclass
 class ClozeItem:
-    line: int
+    line: str  # "file:line" (or whatever the caller's lines name themselves)
     ids: list[int]  # [CLS] tokens [SEP], masks in place
     positions: list[int]
     answers: list[Optional[int]]  # the masked-out ids (None where the input had [MASK])
     predictions: list[list[tuple[int, float]]] = field(default_factory=list)  # per position: (id, probability)
 
 
-def prepare(tokenizer: Tokenizer, line_no: int, text: str, seq_length: int, rng: random.Random) -> ClozeItem:
+def prepare(tokenizer: Tokenizer, where: str, text: str, seq_length: int, rng: random.Random) -> ClozeItem:
     special = tokenizer.require_special("cls", "sep", "mask")
     pieces = text.split(MASK)
     ids = [special["cls"]]
@@ -42,21 +42,23 @@ def prepare(tokenizer: Tokenizer, line_no: int, text: str, seq_length: int, rng:
     ids = ids[: seq_length - 1] + [special["sep"]]
     if positions:
         if positions[-1] >= len(ids) - 1:
-            raise ValueError(f"line {line_no}: a [MASK] lies beyond seq_length ({seq_length}) tokens")
-        return ClozeItem(line_no, ids, positions, [None] * len(positions))
+            raise ValueError(f"{where}: a [MASK] lies beyond seq_length ({seq_length}) tokens")
+        return ClozeItem(where, ids, positions, [None] * len(positions))
     if len(ids) < 3:
-        raise ValueError(f"line {line_no}: no token to mask")
+        raise ValueError(f"{where}: no token to mask")
     position = rng.randint(1, len(ids) - 2)  # a token of the line, never [CLS] or [SEP]
     answer = ids[position]
     ids[position] = special["mask"]
-    return ClozeItem(line_no, ids, [position], [answer])
+    return ClozeItem(where, ids, [position], [answer])
 
 
 @torch.no_grad()
-def cloze(model, tokenizer: Tokenizer, lines: list[tuple[int, str]], topn: int = 10, seq_length: int = 128,
+def cloze(model, tokenizer: Tokenizer, lines: list[tuple[str, str]], topn: int = 10, seq_length: int = 128,
           batch_size: int = 32, seed: int = 7) -> list[ClozeItem]:
+    """lines: (where, text) as tools.common.read_lines gives them; a blank line is an error naming it."""
     if topn <= 0:
         raise ValueError(f"topn has value {topn}: must be positive")
+    require_text(lines, "every line is a sentence to fill in")
     rng = random.Random(seed)
     items = [prepare(tokenizer, n, text, seq_length, rng) for n, text in lines]
     head = model.target["mlm"]

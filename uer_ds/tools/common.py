@@ -1,13 +1,14 @@
-"""What the model tools share: loading a model with its tokenizer, reading input lines, batching,
-turning tokens back into text, and writing outputs whole."""
+"""What the model tools share: loading a model with its tokenizer, reading input lines (every line,
+by uer_ds.textfile's rules, so outputs stay aligned with the input), batching, turning tokens back
+into text, and writing outputs whole.  Errors about a line name it as file:line."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from uer_ds import textfile
 from uer_ds.tokenizers import Tokenizer
 from uer_ds.tokenizers.bert import is_cjk, is_punctuation
 
@@ -31,16 +32,25 @@ def load_model_for(path: PathLike, tokenizer: Tokenizer, config_path: Optional[P
     return model
 
 
-def read_lines(path: PathLike) -> list[tuple[int, str]]:
-    """(line number, text) of the non-empty lines of a UTF-8 file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"test_path '{path}': no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: invalid UTF-8 at byte {err.start}") from None
-    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+def read_lines(path: PathLike) -> list[tuple[str, str]]:
+    """("file:line", text) for every line of a UTF-8 input file, blank lines included, so that output
+    row k is input line k.  Lines end at '\n' only and a BOM is removed (uer_ds.textfile)."""
+    lines = textfile.read_lines(path, "test_path")
+    if not lines:
+        raise ValueError(f"{path}: empty file: the tools read one item per line")
+    return [(f"{path}:{number}", line) for number, line in enumerate(lines, 1)]
+
+
+def require_text(lines: Sequence[tuple[str, str]], rule: str) -> None:
+    """For tools whose output has no row for an empty line: a blank line is an error naming it."""
+    for where, text in lines:
+        if textfile.is_blank(text):
+            raise ValueError(f"{where}: empty line: {rule}")
+
+
+def blank_rows(lines: Sequence[tuple[str, str]]) -> list[int]:
+    """Indices of the blank lines (tools that keep one output row per line give them an empty row)."""
+    return [i for i, (_, text) in enumerate(lines) if textfile.is_blank(text)]
 
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,6 +3,7 @@ hidden layer, pooled to one vector (first, mean, max, last) or kept per token (n
 
 Pooled vectors are one (N, H) array, written as .npy (numpy) or .pt (torch) by the output's suffix;
 per-token vectors differ in length per line, so they are a list of (T_i, H) tensors in a .pt file.
+Row i is line i + 1 of the input: a blank line gets a row of NaN (pooled) or a (0, H) tensor (none).
 """
 from __future__ import annotations
 
@@ -17,22 +18,23 @@ from tqdm import tqdm
 from uer_ds.convert.rules import new_file
 from uer_ds.models.targets import pool
 from uer_ds.tokenizers import Tokenizer
-from uer_ds.tools.common import batches, pad_batch, pad_id_of
+from uer_ds.tools.common import batches, blank_rows, pad_batch, pad_id_of
 
 POOLINGS = ("first", "mean", "max", "last", "none")
 SUFFIXES = (".npy", ".pt")
 
 
-def encode_lines(tokenizer: Tokenizer, lines: list[tuple[int, str]], seq_length: int) -> list[list[int]]:
+def encode_lines(tokenizer: Tokenizer, lines: list[tuple[str, str]], seq_length: int) -> list[list[int]]:
     cls = tokenizer.require_special("cls")["cls"]
     rows = [([cls] + tokenizer.encode(text))[:seq_length] for _, text in lines]
     return rows
 
 
 @torch.no_grad()
-def extract(model, tokenizer: Tokenizer, lines: list[tuple[int, str]], pooling: str = "first",
+def extract(model, tokenizer: Tokenizer, lines: list[tuple[str, str]], pooling: str = "first",
             seq_length: int = 128, batch_size: int = 32) -> Union[torch.Tensor, list[torch.Tensor]]:
-    """(N, H) pooled vectors, or with pooling 'none' a list of (T_i, H) per-token vectors."""
+    """(N, H) float32 pooled vectors, or with pooling 'none' a list of N (T_i, H) per-token vectors, for
+    lines (where, text) as tools.common.read_lines gives them; blank lines give NaN rows / (0, H)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling has value '{pooling}': must be one of {', '.join(POOLINGS)}")
     rows = encode_lines(tokenizer, lines, seq_length)
@@ -44,7 +46,14 @@ def extract(model, tokenizer: Tokenizer, lines: list[tuple[int, str]], pooling: 
             out += [hidden[i, : len(row)].clone() for i, row in enumerate(chunk)]
         else:
             out.append(pool(hidden, seg, pooling))
-    return out if pooling == "none" else torch.cat(out, dim=0)
+    blank = blank_rows(lines)
+    if pooling == "none":
+        for i in blank:
+            out[i] = out[i][:0]
+        return out
+    features = torch.cat(out, dim=0)
+    features[blank] = float("nan")
+    return features
 
 
 def save_features(features: Union[torch.Tensor, list[torch.Tensor]], path: Union[str, os.PathLike]) -> None:

@@ -41,22 +41,23 @@ def top_by_cosine(query: torch.Tensor, candidates: torch.Tensor, exclude: int, t
 
 
 @torch.no_grad()
-def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[int, str]], topn: int = 10) -> list[Neighbours]:
+def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[str, str]], topn: int = 10) -> list[Neighbours]:
+    """words: (where, word), where naming the input line ("file:line") for errors."""
     table = model.embedding.word_embedding().weight  # (V, E)
     out = []
-    for line_no, word in words:
-        word_id = _word_id(tokenizer, word, f"line {line_no}")
+    for where, word in words:
+        word_id = _word_id(tokenizer, word, where)
         found = top_by_cosine(table[word_id], table, word_id, topn)
         out.append(Neighbours(word, None, [(tokenizer.vocab.id_to_token[i], s) for i, s in found]))
     return out
 
 
 @torch.no_grad()
-def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[int, str, str]], topn: int = 10,
+def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[str, str, str]], topn: int = 10,
                       candidates: Optional[Sequence[str]] = None, batch_size: int = 64,
                       seq_length: int = 128) -> list[Neighbours]:
-    """items: (line number, word, context).  candidates: words to try (default: the vocabulary without
-    its special tokens)."""
+    """items: (where, word, context), where naming the input line ("file:line") for errors.
+    candidates: words to try (default: the vocabulary without its special tokens)."""
     specials = {t for t in tokenizer.special_tokens.values() if t is not None}
     if candidates is None:
         candidates = [t for t in tokenizer.vocab.id_to_token if t not in specials]
@@ -64,19 +65,19 @@ def nearest_dependent(model, tokenizer: Tokenizer, items: list[tuple[int, str, s
     cand_ids = torch.tensor([_word_id(tokenizer, w, "candidate vocabulary") for w in words])
     cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
     out = []
-    for line_no, word, context in items:
-        word_id = _word_id(tokenizer, word, f"line {line_no}")
+    for where, word, context in items:
+        word_id = _word_id(tokenizer, word, where)
         ids = ([cls] if cls is not None else []) + tokenizer.encode(context)
         ids = ids[: seq_length - 1] + ([sep] if sep is not None else [])
         if word_id not in ids:
-            raise ValueError(f"line {line_no}: the word '{word}' is not a token of its context (as tokenized, "
+            raise ValueError(f"{where}: the word '{word}' is not a token of its context (as tokenized, "
                              f"within {seq_length} tokens)")
         position = ids.index(word_id)
         src = torch.tensor([ids])
         seg = torch.ones_like(src)
         query = model.encode(src, seg)[0, position]  # (H,)
         vectors = []
-        for chunk in tqdm(list(batches(cand_ids, batch_size)), desc=f"line {line_no}", disable=None):
+        for chunk in tqdm(list(batches(cand_ids, batch_size)), desc=where, disable=None):
             batch = src.repeat(len(chunk), 1)
             batch[:, position] = chunk
             vectors.append(model.encode(batch, seg.repeat(len(chunk), 1))[:, position])

@@ -18,7 +18,9 @@ from typing import Sequence, Union
 from tqdm import tqdm
 
 from uer_ds.convert.rules import new_file
+from uer_ds.textfile import iter_lines, split_fields
 from uer_ds.tokenizers import Vocab
+from uer_ds.tokenizers.simple import char_tokens, space_tokens
 
 PathLike = Union[str, os.PathLike]
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -78,15 +80,12 @@ def build_sentencepiece(corpus: Sequence[PathLike], output_prefix: PathLike, voc
 
 def build_counted(corpus: Sequence[PathLike], output: PathLike, kind: str, min_count: int = 1,
                   lowercase: bool = False) -> int:
+    """char / space vocabularies: the tokens the char / space tokenizer makes of each corpus line."""
     counts: Counter = Counter()
+    split = char_tokens if kind == "char" else space_tokens
     for path in _corpus(corpus):
-        with open(path, encoding="utf-8") as f:
-            for line in tqdm(f, desc=f"counting {Path(path).name}", disable=None):
-                line = line.lower() if lowercase else line
-                if kind == "char":
-                    counts.update(ch for ch in line if not ch.isspace())
-                else:
-                    counts.update(line.split())
+        for _, line in tqdm(iter_lines(path, "corpus_path"), desc=f"counting {Path(path).name}", disable=None):
+            counts.update(split(line.lower() if lowercase else line))
     kept = [token for token, n in counts.most_common() if n >= min_count and token not in SPECIALS]
     return _write_vocab(list(SPECIALS) + kept, output)
 
@@ -101,10 +100,11 @@ class VocabDiff:
 
 
 def diff_vocab(path_1: PathLike, path_2: PathLike) -> VocabDiff:
-    """Token sets of two vocabulary files (the first whitespace field of each line, as UER-py reads)."""
+    """Token sets of two vocabulary files: each line's text before a tab (a SentencePiece .vocab line
+    is 'piece<TAB>score'; a vocab.txt line is the token).  UER-py's script took the first str.split()
+    field, which dropped the Chinese vocabulary's U+2028 entry and read '##\u2028' as '##'."""
     sets = []
     for path in (path_1, path_2):
-        vocab = Vocab.load(path)
-        sets.append({line.split()[0] for line in vocab.id_to_token if line.split()})
+        sets.append({split_fields(line)[0] for line in Vocab.load(path).id_to_token})
     a, b = sets
     return VocabDiff(len(a), len(b), sorted(a - b), sorted(b - a), len(a & b))
