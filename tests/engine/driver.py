@@ -56,21 +56,22 @@ def sample(index: int, cfg: ModelConfig) -> dict:
     return {"src": src, "seg": seg, "tgt": tgt}
 
 
-def collate(items: list[dict]) -> dict:
+def collate(items: list[dict], pad_to: int | None = None) -> dict:
     """The training data's collate: MLM labels as Picked rows, BatchInfo with the prediction counts
-    (so the engine normalises losses over the global batch) - no padding to a fixed length, so a
-    micro-batch and the whole global batch differ in shape, as in real training."""
-    return real_collate(items, picked={"mlm": SEQ})
+    (so the engine normalises losses over the global batch).  Batches are cut to their longest row, as
+    in real training, except for the pipeline, which needs one shape (pad_to = SEQ)."""
+    return real_collate(items, pad_to=pad_to, picked={"mlm": SEQ})
 
 
-def micro_batches(cfg: ModelConfig, train_cfg: TrainConfig, dp_rank: int, dp_size: int, start_step: int):
+def micro_batches(cfg: ModelConfig, train_cfg: TrainConfig, dp_rank: int, dp_size: int, start_step: int,
+                  pad_to: int | None = None):
     """Rank dp_rank's micro-batches; the global batch of step s is the same whatever dp_size."""
     global_batch = train_cfg.batch_size * train_cfg.accumulation_steps * dp_size
     for step in range(start_step, train_cfg.total_steps):
         base = step * global_batch
         for micro in range(train_cfg.accumulation_steps):
             first = base + (micro * dp_size + dp_rank) * train_cfg.batch_size
-            yield collate([sample(first + i, cfg) for i in range(train_cfg.batch_size)])
+            yield collate([sample(first + i, cfg) for i in range(train_cfg.batch_size)], pad_to)
 
 
 def main() -> int:
@@ -116,7 +117,8 @@ def main() -> int:
                     os._exit(17)
 
             engine.ds.save_checkpoint = crashing_save
-        batches = micro_batches(cfg, train_cfg, engine.data_parallel_rank, engine.data_parallel_size, start)
+        batches = micro_batches(cfg, train_cfg, engine.data_parallel_rank, engine.data_parallel_size, start,
+                                pad_to=SEQ if args.pipeline_stages > 1 else None)
         reporter = Reporter(tuple(cfg.target), args.metrics, None, train_cfg.total_steps, start, show_progress=False)
         train(engine, batches, train_cfg, start, reporter,
               lambda step: engine.save(args.out, step, {"step": step, "pipeline_stages": args.pipeline_stages}),

@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         print(note, flush=True)
     if args.compile:
         engine.compile()
-        dataset.static_shapes = True
+    # one shape for every batch: a compiled graph, or the pipeline's stage-to-stage buffers
+    dataset.static_shapes = args.compile or args.pipeline_stages > 1
     start_step, position = 0, DataPosition()
     if resume is not None:
         start_step, position = _resume(engine, out, *resume, num_samples=len(dataset))

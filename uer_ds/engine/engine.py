@@ -356,6 +356,7 @@ class PipeEngine(Engine):
     def __init__(self, ds_engine: Any, model_config: ModelConfig, ds_config: dict) -> None:
         super().__init__(ds_engine, model_config, ds_config)
         self.target_names = tuple(model_config.target)
+        self._shape: Optional[tuple[int, ...]] = None
 
     @property
     def data_parallel_rank(self) -> int:
@@ -372,6 +373,13 @@ class PipeEngine(Engine):
     def train_step(self, batches: list[dict], step: int) -> StepStats:
         from uer_ds.engine.pipeline import pipeline_batch
 
+        for batch in batches:  # DeepSpeed sizes its stage-to-stage buffers once, from the first micro-batch
+            shape = tuple(batch["src"].shape)
+            if self._shape is None:
+                self._shape = shape
+            elif shape != self._shape:
+                raise ValueError(f"the pipeline engine needs every micro-batch in one shape: got {shape} after "
+                                 f"{self._shape}; pad batches to the sequence length (PretrainDataset.static_shapes)")
         stats = StepStats(lr=self.lr)
         if self.ds.is_first_stage():
             for batch in batches:
