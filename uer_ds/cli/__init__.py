@@ -80,6 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"uer-ds {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
+    parsed.command_argv = [*name.split(), *rest]  # what a launcher re-runs in each process it starts
     try:
         return int(module.run(parsed) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError) as err:

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
-from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, tokenizer_from_args
+from uer_ds.cli.common import (add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments,
+                               deepspeed_config_name, tokenizer_from_args)
+from uer_ds.compat import accepted_notes, add_accepted_flags
 from uer_ds.config import ModelConfig, add_train_config_arguments, model_config_from_args, train_config_from_args
+
+# masking options UER-py's pretrain.py takes (uer_ds records them at preprocessing; see _apply_masking_flags)
+MASKING_FLAGS = ("dynamic_masking", "whole_word_masking", "span_masking", "span_geo_prob", "span_max_length")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +26,36 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pipeline_stages", type=int, default=1, help="pipeline-parallel stages (default 1: none)")
     group.add_argument("--activation_checkpointing", action="store_true",
                        help="recompute transformer layer activations in backward")
+    add_uer_engine_arguments(group)
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """UER-py's own launch flags; `deepspeed [--hostfile H] --module uer_ds pretrain ...` is the other way."""
+    group = parser.add_argument_group("UER-py's launch flags (start this machine's processes; the deepspeed "
+                                      "launcher is the alternative)")
+    group.add_argument("--world_size", type=int, default=None,
+                       help="processes in the whole job (UER-py's meaning; default 1)")
+    group.add_argument("--gpu_ranks", type=int, nargs="+", default=[],
+                       help="the global ranks this machine runs, one process each on local devices 0, 1, ...; "
+                            "with --world_size 1, the one device to use")
+    group.add_argument("--master_ip", default=None,
+                       help="tcp://HOST:PORT of rank 0, the same on every machine (default: this machine, a free port)")
+    group.add_argument("--backend", choices=("nccl", "gloo"), default=None,
+                       help="process-group backend (default: nccl on GPUs, gloo on CPUs)")
+
+
+def add_masking_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("masking (UER-py's pretrain.py flags; uer_ds sets them at preprocessing)")
+    group.add_argument("--dynamic_masking", action="store_true", default=None,
+                       help="checked against the dataset (preprocess --dynamic_masking)")
+    group.add_argument("--whole_word_masking", action="store_true", default=None,
+                       help="whole-word masking: applied at training time to a dynamic-masking dataset whose index "
+                            "has word boundaries; otherwise it must match the dataset")
+    group.add_argument("--span_masking", action="store_true", default=None,
+                       help="span masking: applied at training time to a dynamic-masking dataset; otherwise it "
+                            "must match the dataset")
+    group.add_argument("--span_geo_prob", type=float, default=None, help="span length distribution (with --span_masking)")
+    group.add_argument("--span_max_length", type=int, default=None, help="longest span (with --span_masking)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num_workers", type=int, default=1, help="DataLoader worker processes per rank")
     add_output_arguments(parser)
     add_engine_arguments(parser)
+    add_launch_arguments(parser)
     add_model_arguments(parser)
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser)
+    add_masking_arguments(parser)
+    add_accepted_flags(parser, ("--instances_buffer_size", "--log_path", "--log_level", "--log_file_level",
+                                "--optimizer"))
 
 
 def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args: argparse.Namespace) -> None:
@@ -77,6 +118,53 @@ def _model_config(args: argparse.Namespace, meta: dict) -> ModelConfig:
     return cfg.replace(vocab_size=vocab_size)
 
 
+def _apply_masking_flags(dataset, args: argparse.Namespace) -> list[str]:
+    """UER-py's pretrain.py takes masking flags; uer_ds records them at preprocessing.  Flags equal to the
+    dataset's are fine; a dynamic-masking dataset takes new span / whole-word settings at training time
+    (as UER-py does); anything else is an error naming the preprocess flags to use."""
+    from uer_ds.data.instances import BUILDERS
+
+    options = dataset.meta["options"]
+    given = {k: getattr(args, k) for k in MASKING_FLAGS if getattr(args, k, None) is not None}
+    differs = {k: v for k, v in given.items() if options.get(k) != v}
+    if not differs:
+        return []
+    flags = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in differs.items())
+    if "dynamic_masking" in differs or not options.get("dynamic_masking"):
+        raise ValueError(f"{flags}: {args.dataset_path} was preprocessed with "
+                         f"{ {k: options.get(k) for k in differs} } and masks at preprocessing (static masking); "
+                         f"rerun `uer-ds preprocess ... --dynamic_masking {flags}`, or drop the flag(s)")
+    dataset.meta["options"] = {**options, **given}
+    dataset.builder = BUILDERS[dataset.meta["data_processor"]](dataset.data, dataset.meta, dataset.seed, True)
+    return [f"masking at training time (dynamic masking): {flags}"]
+
+
+def _launch(args: argparse.Namespace) -> Optional[int]:
+    """UER-py's --world_size/--gpu_ranks/--master_ip/--backend: start this machine's processes and
+    return their exit status, or set up this one process (None: carry on here)."""
+    import os
+
+    import torch
+
+    from uer_ds.engine import dist
+
+    plan = dist.plan_local_launch(args.world_size, args.gpu_ranks, args.master_ip, args.backend,
+                                  torch.cuda.is_available())
+    if plan is None:
+        return None
+    if dist.in_launched_process():  # a process we (or another launcher) started
+        if int(os.environ.get("WORLD_SIZE", "1")) != plan.world_size:
+            raise ValueError(f"--world_size {plan.world_size}: the launcher that started this process made a job of "
+                             f"{os.environ.get('WORLD_SIZE')}; under `deepspeed ...` leave out UER-py's launch flags")
+        return None
+    if plan.spawns:
+        print(f"uer-ds pretrain: starting global rank(s) {list(plan.ranks)} of {plan.world_size} on this machine "
+              f"(rank 0 at {plan.master_addr}:{plan.master_port})", flush=True)
+        return dist.launch_local_ranks(plan, args.command_argv)
+    os.environ.update(dist.launch_env(plan, 0))
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from uer_ds.data import PretrainDataset
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
@@ -89,8 +177,16 @@ def run(args: argparse.Namespace) -> int:
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
+    ds_name, notes = deepspeed_config_name(args)
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
+    notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta)
+    launched = _launch(args)
+    if launched is not None:
+        return launched
+    if os.environ.get("RANK", "0") == "0":
+        for line in notes + accepted_notes(args):
+            print(line, flush=True)
     _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
     if args.resume:
@@ -110,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         for line in notes:
             print(f"pretrained: {line}", flush=True)
 
-    ds_config, source = load_ds_config(args.deepspeed_config)
+    ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,
                           pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
     start_step = 0
