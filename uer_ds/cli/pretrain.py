@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
     notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta)
+    ds_config, source = load_ds_config(ds_name)  # bad input fails here, before any process starts
     launched = _launch(args)
     if launched is not None:
         return launched
@@ -206,7 +207,6 @@ def run(args: argparse.Namespace) -> int:
         for line in notes:
             print(f"pretrained: {line}", flush=True)
 
-    ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,
                           pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
     start_step = 0
