@@ -381,7 +381,7 @@ def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The model-config flags given on the command line (lists split; `bidirectional` included)."""
     overrides: dict[str, Any] = {}
     for name in (*_FIELDS, "bidirectional"):
-        if hasattr(args, name):
+        if getattr(args, name, None) is not None:  # a command's own flag of that name may default to None
             value = getattr(args, name)
             if isinstance(value, list):
                 value = [part for item in value for part in item.replace(",", " ").split()]

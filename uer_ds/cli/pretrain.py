@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from uer_ds.cli.common import (add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments,
-                               deepspeed_config_name, tokenizer_from_args)
+                               deepspeed_config_name, resolve_config_default, tokenizer_from_args)
 from uer_ds.compat import accepted_notes, add_accepted_flags
 from uer_ds.config import ModelConfig, add_train_config_arguments, model_config_from_args, train_config_from_args
 
@@ -54,7 +54,8 @@ def add_masking_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--span_masking", action="store_true", default=None,
                        help="span masking: applied at training time to a dynamic-masking dataset; otherwise it "
                             "must match the dataset")
-    group.add_argument("--span_geo_prob", type=float, default=None, help="span length distribution (with --span_masking)")
+    group.add_argument("--span_geo_prob", type=float, default=None,
+                       help="span length distribution (with --span_masking)")
     group.add_argument("--span_max_length", type=int, default=None, help="longest span (with --span_masking)")
 
 
@@ -75,14 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_path", required=True, help="dataset prefix written by `uer-ds preprocess`")
     parser.add_argument("--pretrained_model_path",
                         help="initial weights: a model directory, a uer_ds checkpoint directory or one of its "
-                             "global_step<N> tags, or a .safetensors/.bin file with uer_ds key names")
+                             "global_step<N> tags, a .safetensors/.bin file, or a UER-py/TencentPretrain .bin "
+                             "(converted in memory)")
     parser.add_argument("--allow_partial_load", action="store_true",
                         help="load a pretrained model whose keys do not all match (reported), instead of failing")
     parser.add_argument("--num_workers", type=int, default=1, help="DataLoader worker processes per rank")
     add_output_arguments(parser)
     add_engine_arguments(parser)
     add_launch_arguments(parser)
-    add_model_arguments(parser)
+    add_model_arguments(parser, model_flag="--pretrained_model_path")
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser)
     add_masking_arguments(parser)
@@ -178,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
     ds_name, notes = deepspeed_config_name(args)
+    config_note = resolve_config_default(args, args.output_model_path if args.resume else args.pretrained_model_path)
+    notes += [config_note] if config_note else []
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
     notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta)
@@ -201,10 +205,12 @@ def run(args: argparse.Namespace) -> int:
                               "--output_model_path")
     pretrained = None
     if args.pretrained_model_path and not args.resume:
-        pretrained = ckpt.read_pretrained(args.pretrained_model_path)
-        notes = ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
-                                      args.allow_partial_load)
-        for line in notes:
+        from uer_ds.convert import read_pretrained_state
+
+        pretrained, notes = read_pretrained_state(args.pretrained_model_path, cfg)
+        notes += ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
+                                       args.allow_partial_load)
+        for line in notes if os.environ.get("RANK", "0") == "0" else []:
             print(f"pretrained: {line}", flush=True)
 
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -40,13 +41,40 @@ def soft_target_result(logits: torch.Tensor, labels: torch.Tensor, soft: Optiona
     return hard._replace(loss=alpha * mse + (1.0 - alpha) * hard.loss)
 
 
+def uer_pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
+    """UER-py's pooling (uer/utils/misc.py), for models UER-py fine-tuned: the hidden states are multiplied
+    by the segment id before pooling, so in a sentence pair the second segment (id 2) counts twice in
+    mean and last, and mean divides by the sum of segment ids; max adds (seg - 1) * 2**63 - 1, which
+    masks padding and, in a pair, lifts every second-segment value to about 9.2e18 (UER-py's models
+    with max pooling over pairs see constant features; this reproduces their predictions).  Equal to
+    `pool` for single texts.  (B, T, H) -> (B, H)."""
+    weight = seg.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1): 0 padding, 1 or 2
+    scaled = hidden * weight
+    if pooling == "mean":
+        return scaled.sum(dim=1) / weight.sum(dim=1)
+    if pooling == "max":
+        return (scaled + (weight - 1) * float(sys.maxsize)).max(dim=1).values
+    if pooling == "last":
+        last = (seg != 0).sum(dim=1) - 1  # (B,)
+        return scaled[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return scaled[:, 0]
+
+
 class ClassifierHead(ClsTarget):
     """pooling -> linear (hidden -> hidden) -> tanh -> linear (hidden -> labels_num): UER-py's
-    classifier head, the pre-training `cls` target's layers.  (B, T, H) -> logits (B, labels_num)."""
+    classifier head, the pre-training `cls` target's layers.  (B, T, H) -> logits (B, labels_num).
+    uer_pooling: pool as UER-py does (see uer_pool), for models fine-tuned by UER-py."""
 
-    def __init__(self, cfg: ModelConfig, labels_num: int, pooling: str, soft_alpha: float = 0.5) -> None:
+    def __init__(self, cfg: ModelConfig, labels_num: int, pooling: str, soft_alpha: float = 0.5,
+                 uer_pooling: bool = False) -> None:
         super().__init__(cfg.replace(labels_num=labels_num, pooling=pooling))
         self.soft_alpha = soft_alpha
+        self.uer_pooling = uer_pooling
+
+    def logits(self, hidden: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:  # -> (B, labels_num)
+        if not self.uer_pooling:
+            return super().logits(hidden, seg)
+        return self.linear_2(torch.tanh(self.linear_1(uer_pool(hidden, seg, self.pooling))))
 
     def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
         """tgt: {"label": (B,), optional "soft": (B, labels_num)}."""
@@ -75,6 +103,16 @@ class ClassifierTask(Task):
     help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
     metrics = ("accuracy", "macro_f1")
     reads_models_of = ("classifier", "mt_classifier")  # `infer classifier --head NAME` serves multi-task models
+    uer_head = "classifier"
+
+    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+        """run_classifier.py's head: labels_num from its output layer, pooling from the config/flags,
+        UER-py's pooling arithmetic."""
+        weight = head.get(f"target.{self.name}.linear_2.weight")
+        if weight is None:
+            raise ValueError(f"{args.load_model_path}: no output_layer_2.weight: not a model of UER-py's "
+                             "run_classifier.py")
+        return {"labels_num": int(weight.shape[0]), "pooling": cfg.pooling, "soft": False, "uer_pooling": True}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_split_arguments(parser)
@@ -159,7 +197,8 @@ class ClassifierTask(Task):
         for name, spec in heads.items():
             if spec["pooling"] not in POOLINGS:
                 raise ValueError(f"head '{name}': pooling '{spec['pooling']}' must be one of {', '.join(POOLINGS)}")
-            out[name] = ClassifierHead(cfg, int(spec["labels_num"]), spec["pooling"], alpha)
+            out[name] = ClassifierHead(cfg, int(spec["labels_num"]), spec["pooling"], alpha,
+                                       uer_pooling=bool(spec.get("uer_pooling")))
         return out
 
     # ---- evaluation and output ------------------------------------------------------------------

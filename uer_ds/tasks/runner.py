@@ -26,20 +26,28 @@ REPORT_FILE = "report.json"
 
 
 # ---- arguments -----------------------------------------------------------------------------------
+UER_OUTPUT_MODEL_PATH = "models/finetuned_model.bin"  # UER-py's default --output_model_path (here a directory)
+UER_SEQ_LENGTH = 128  # UER-py's default --seq_length
+
+
 def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
-    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
+    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments
+    from uer_ds.compat import add_accepted_flags
     from uer_ds.config import add_train_config_arguments
 
     task.add_arguments(parser)
     group = parser.add_argument_group("fine-tuning")
     group.add_argument("--pretrained_model_path",
                        help="pre-trained weights (a model directory, a uer_ds checkpoint directory or one of its "
-                            "global_step<N> tags, a .safetensors/.bin file, or a fine-tuned task model); without "
-                            "it the model starts from random weights")
+                            "global_step<N> tags, a .safetensors/.bin file, a UER-py/TencentPretrain .bin -- "
+                            "converted in memory --, or a fine-tuned task model); without it the model starts from "
+                            "random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
-    group.add_argument("--output_model_path", required=True,
-                       help="directory for the best model (config.json, task.json, model.safetensors) and report.json")
+    group.add_argument("--output_model_path", default=UER_OUTPUT_MODEL_PATH,
+                       help="directory for the best model (config.json, task.json, model.safetensors) and "
+                            f"report.json (default {UER_OUTPUT_MODEL_PATH}, UER-py's path; here a directory, which "
+                            "`uer-ds infer --load_model_path` takes)")
     group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
     group.add_argument("--seq_length", type=int, default=128,
                        help="longest input in tokens; longer is cut (default 128)")
@@ -60,26 +68,36 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     engine.add_argument("--deepspeed", action="store_true", help="accepted for TencentPretrain compatibility")
     engine.add_argument("--activation_checkpointing", action="store_true",
                         help="recompute transformer layer activations in backward (less memory)")
-    add_model_arguments(parser)
+    add_uer_engine_arguments(engine)
+    add_model_arguments(parser, model_flag="--pretrained_model_path")
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
                                batch_size=32, report_steps=100)
+    add_accepted_flags(parser, ("--log_path", "--log_level", "--log_file_level", "--optimizer"))
 
 
 def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
-    from uer_ds.cli.common import add_tokenizer_arguments
+    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
 
-    parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
+    parser.add_argument("--load_model_path", required=True,
+                        help="a task model directory written by `uer-ds finetune`, or a model fine-tuned by UER-py's "
+                             "finetune/run_*.py (a .bin; give its --config_path and the task's settings, as UER-py's "
+                             "inference scripts take them)")
     parser.add_argument("--test_path", required=True, help="input in the task's format: TSV with a header, or JSON "
                                                             "for cmrc and c3 (labels not needed)")
     parser.add_argument("--prediction_path", required=True, help="output: TSV, or JSON for cmrc and JSON lines for c3 "
                                                                   "(written under a temporary name, then renamed)")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned with)")
-    parser.add_argument("--config_path", help="accepted for UER-py compatibility; the model directory's config is used")
+    parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned "
+                                                       f"with; {UER_SEQ_LENGTH} for a UER-py .bin, as UER-py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
     add_tokenizer_arguments(parser)
+    own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
+    add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
+    group = parser.add_argument_group("model shape (UER-py's inference scripts repeat it)")
+    group.description = ("with a task model directory, given values must equal the saved model's (an error names "
+                         "both otherwise); with a UER-py .bin they describe the model")
 
 
 # ---- prediction ----------------------------------------------------------------------------------
@@ -192,10 +210,16 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
     from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
 
+    from uer_ds.cli.common import deepspeed_config_name, resolve_config_default
+    from uer_ds.compat import accepted_notes
+
     started = time.perf_counter()
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
+    ds_name, notes = deepspeed_config_name(args)
+    config_note = resolve_config_default(args, args.pretrained_model_path)
+    notes += ([config_note] if config_note else []) + accepted_notes(args)
     cfg = model_config_with_vocab(args, tokenizer)
     _check_arguments(args, cfg)
     data = task.load(args, tokenizer, cfg)
@@ -210,14 +234,19 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
 
     dist.init_distributed()
     rank0 = dist.is_rank0()
+    if rank0:
+        for line in notes:
+            print(line, flush=True)
     pretrained = None
     if args.pretrained_model_path:
+        from uer_ds.convert import read_pretrained_state
+
         with torch.device("meta"):
             shape_model = make_model()
-        state = ckpt.read_pretrained(args.pretrained_model_path)
-        pretrained, notes = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
+        state, notes = read_pretrained_state(args.pretrained_model_path, cfg)
+        pretrained, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
         if rank0:
-            for line in notes:
+            for line in notes + more:
                 print(f"pretrained: {line}", flush=True)
     elif rank0:
         print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
@@ -227,7 +256,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     per_epoch = steps_per_epoch(sizes, args.batch_size, args.accumulation_steps, world)
     total = per_epoch * args.epochs_num
     train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=total)
-    ds_config, source = load_ds_config(args.deepspeed_config)
+    ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
                           activation_checkpointing=args.activation_checkpointing)
     rank, world = engine.data_parallel_rank, engine.data_parallel_size
@@ -352,26 +381,97 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     return tokenizer
 
 
+def _saved_task_model(task: Task, args: argparse.Namespace, device: torch.device):
+    """(model, task info, tokenizer) of a task model directory; the model-shape flags given must agree."""
+    from uer_ds.cli.common import check_model_flags
+
+    info = read_info_checked(args.load_model_path, task)
+    tokenizer = _infer_tokenizer(args, info)
+    spec = info["heads"][_head_name(args, info)]
+    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
+    head_values = {k: spec[k] for k in ("pooling", "labels_num") if k in spec}
+    cfg = check_model_flags(args, model.config, args.load_model_path, head_values)
+    task.check_infer_flags(args, spec, args.load_model_path)
+    if cfg.kernels != model.config.kernels:  # --kernels: another implementation of the same weights
+        model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c.replace(kernels=cfg.kernels),
+                                                                                        i["heads"]), device=device)
+    return model, info, tokenizer
+
+
+def _uer_task_model(task: Task, args: argparse.Namespace, device: torch.device):
+    """(model, task info, tokenizer) of a model fine-tuned by UER-py's finetune/run_*.py: a .bin state dict
+    with UER-py's names, the model config from --config_path (default: beside the file, else bert/base)
+    and the flags, the head's settings from the task's flags (--labels_num, --label2id_path, ...), as
+    UER-py's inference scripts take them.  Converted in memory; computed with UER-py's LayerNorm, so
+    the outputs are UER-py's."""
+    from uer_ds.cli.common import model_config_with_vocab, resolve_config_default, tokenizer_from_args
+    from uer_ds.convert.uer import UER_HEADS, convert_uer_state, looks_like_uer, uer_head_state, use_uer_layer_norm
+    from uer_ds.convert.weights import read_weight_file
+    from uer_ds.models.io import load_state_dict_checked
+
+    path = args.load_model_path
+    tokenizer = tokenizer_from_args(args)
+    if tokenizer is None:
+        raise ValueError("give the vocabulary the model was fine-tuned with: --vocab_path (or --spm_model_path)")
+    kind = getattr(task, "uer_head", None)
+    if kind is None:
+        raise ValueError(f"{path}: a file, not a task model directory; UER-py checkpoints load for "
+                         f"{', '.join(_uer_tasks())}, not '{task.name}' (convert its body with `uer-ds convert` and "
+                         "fine-tune here)")
+    resolve_config_default(args, path)
+    cfg = model_config_with_vocab(args, tokenizer)
+    state = read_weight_file(path)
+    if not looks_like_uer(state):
+        raise ValueError(f"{path}: a weight file without UER-py's key names; give a task model directory written by "
+                         "`uer-ds finetune`, or a model fine-tuned by UER-py's finetune/run_*.py")
+    head = uer_head_state(state, kind, task.name)
+    if not head:
+        raise ValueError(f"{path} has no {task.name} head (UER-py's {', '.join(UER_HEADS[kind])}): was it "
+                         f"fine-tuned by UER-py's run_{task.name}.py?")
+    spec = task.uer_spec(args, cfg, head)
+    body, _ = convert_uer_state(state, body_config(cfg), path)
+    with torch.device("meta"):
+        model = TaskModel(cfg, task.build_heads(cfg, {task.name: spec}))
+    model = model.to_empty(device=device)
+    model.init_weights()
+    load_state_dict_checked(model, {**body.state, **head}, path, strict=True)
+    info = {"task": task.name, "heads": {task.name: spec}, "seq_length": args.seq_length or UER_SEQ_LENGTH}
+    return use_uer_layer_norm(model).eval(), info, tokenizer
+
+
+def _uer_tasks() -> list[str]:
+    from uer_ds.tasks import TASKS
+
+    return [name for name, t in TASKS.items() if getattr(t, "uer_head", None)]
+
+
+def _head_name(args: argparse.Namespace, info: dict) -> str:
+    names = list(info["heads"])
+    head_name = getattr(args, "head", None) or names[0]
+    if head_name not in info["heads"]:
+        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    return head_name
+
+
 def infer(task: Task, args: argparse.Namespace) -> int:
     from uer_ds.engine import dist
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch_size has value {args.batch_size}: must be positive")
-    info = read_info_checked(args.load_model_path, task)
-    tokenizer = _infer_tokenizer(args, info)
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if Path(args.load_model_path).is_file():
+        model, info, tokenizer = _uer_task_model(task, args, device)
+    else:
+        model, info, tokenizer = _saved_task_model(task, args, device)
     names = list(info["heads"])
-    head_name = getattr(args, "head", None) or names[0]
-    if head_name not in info["heads"]:
-        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    head_name = _head_name(args, info)
     spec = info["heads"][head_name]
     labels_num = getattr(args, "labels_num", None)
     if labels_num is not None and labels_num != spec.get("labels_num"):
         raise ValueError(f"--labels_num {labels_num} disagrees with the model in {args.load_model_path} "
                          f"({spec.get('labels_num')} labels)")
     seq_length = args.seq_length or info["seq_length"]
-    examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False)
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
+    examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False, args=args)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
     outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
