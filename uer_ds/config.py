@@ -380,8 +380,9 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
 def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The model-config flags given on the command line (lists split; `bidirectional` included)."""
     overrides: dict[str, Any] = {}
+    others = getattr(args, "not_model_flags", ())  # the command's own flags named like config keys
     for name in (*_FIELDS, "bidirectional"):
-        if getattr(args, name, None) is not None:  # a command's own flag of that name may default to None
+        if getattr(args, name, None) is not None and name not in others:
             value = getattr(args, name)
             if isinstance(value, list):
                 value = [part for item in value for part in item.replace(",", " ").split()]

@@ -211,7 +211,7 @@ def test_shape_flags_equal_to_the_model_are_accepted(task_dir, tmp_path):
     (["--encoder", "gpt"], r"--encoder gpt \(which means mask 'causal'\) but the model in .* has mask "
                            r"'fully_visible'"),
     (["--encoder", "lstm"], r"--encoder has value 'lstm' but the model in .* has encoder 'transformer'"),
-    (["--labels_num", "3"], r"--labels_num has value 3 but the model in .* has labels_num 2"),
+    (["--labels_num", "3"], r"--labels_num 3 disagrees with the model in .* \(2 labels\)"),
 ])
 def test_shape_flags_that_differ_name_both_values(task_dir, flags, message):
     with pytest.raises(ValueError, match=message):

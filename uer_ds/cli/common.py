@@ -33,6 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, model_flag: Optional[st
     """The model-config flags; with `model_flag` (the flag naming a model, --pretrained_model_path say)
     --config_path defaults to that model's own config (see resolve_config_default)."""
     add_model_config_arguments(parser, exclude=exclude, config_default=None if model_flag else UER_DEFAULT_CONFIG)
+    # a command's own flag named like a config key (a tool's --pooling) is not a model-config flag
+    parser.set_defaults(not_model_flags=tuple(exclude))
     if model_flag:
         action = next(a for a in parser._actions if a.dest == "config_path")  # noqa: SLF001
         action.help = (f"UER JSON model config, or a shipped name such as bert/tiny (default: the config.json of "

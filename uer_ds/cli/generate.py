@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model, write_text
+from uer_ds.cli.tool_args import (add_model_shape_arguments, add_model_tool_arguments, tokenizer_and_model,
+                                  write_text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=7, help="sampling seed; one seed gives one output (default 7)")
     group.add_argument("--no_cache", action="store_true", help="recompute the whole sequence at every step")
     group.add_argument("--stop_at_sep", action="store_true", help="end a line's continuation at [SEP]")
+    add_model_shape_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -188,15 +188,18 @@ def uer_head_state(state: dict[str, torch.Tensor], kind: str, head: str) -> dict
     return out
 
 
-def read_uer(input_path: PathLike, config_path: Optional[PathLike], fmt: str = "uer") -> tuple[Checkpoint, Report]:
-    """A UER-py/TencentPretrain state dict file + its UER JSON model config -> (checkpoint, report)."""
+def read_uer(input_path: PathLike, config_path: Optional[Union[PathLike, ModelConfig]],
+             fmt: str = "uer") -> tuple[Checkpoint, Report]:
+    """A UER-py/TencentPretrain state dict file + its UER JSON model config (a path, or a ModelConfig
+    already merged with command-line flags) -> (checkpoint, report)."""
     if config_path is None:
         raise ValueError(f"--from {fmt} needs --config_path: the checkpoint file holds no model config "
                          "(give the UER JSON config it was trained with, or a shipped name such as bert/base)")
     path = Path(input_path)
     if path.is_dir():
         raise ValueError(f"--input {path}: a directory; --from {fmt} reads a state dict file (model.bin)")
-    return convert_uer_state(read_weight_file(path), ModelConfig.from_json(config_path), str(path), fmt)
+    cfg = config_path if isinstance(config_path, ModelConfig) else ModelConfig.from_json(config_path)
+    return convert_uer_state(read_weight_file(path), cfg, str(path), fmt)
 
 
 # ---- computing as UER-py does ----------------------------------------------------------------------
