@@ -61,6 +61,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     group.add_argument("--metrics_path", help="JSON lines: training reports and each epoch's dev metrics")
     group.add_argument("--tensorboard_dir", help="TensorBoard logs (default: <output_model_path>/tensorboard)")
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
+    from uer_ds.tasks.resume import add_resume_arguments
+
+    add_resume_arguments(group)
     engine = parser.add_argument_group("DeepSpeed engine")
     engine.add_argument("--deepspeed_config", default="zero0",
                         help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, "
@@ -205,13 +208,13 @@ def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -
 
 
 def finetune(task: Task, args: argparse.Namespace) -> int:
-    from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
-    from uer_ds.config import train_config_from_args
-    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist, load_ds_config
-    from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
-
-    from uer_ds.cli.common import deepspeed_config_name, resolve_config_default
+    from uer_ds.cli.common import (deepspeed_config_name, model_config_with_vocab, resolve_config_default,
+                                   tokenizer_from_args)
     from uer_ds.compat import accepted_notes
+    from uer_ds.config import train_config_from_args
+    from uer_ds.engine import build_engine, describe, dist, load_ds_config
+    from uer_ds.tasks import resume
+    from uer_ds.train import EarlyStopping, Reporter, train
 
     started = time.perf_counter()
     tokenizer = tokenizer_from_args(args)
@@ -234,44 +237,33 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
 
     dist.init_distributed()
     rank0 = dist.is_rank0()
-    if rank0:
-        for line in notes:
-            print(line, flush=True)
-    pretrained = None
-    if args.pretrained_model_path:
-        from uer_ds.convert import read_pretrained_state
-
-        with torch.device("meta"):
-            shape_model = make_model()
-        state, notes = read_pretrained_state(args.pretrained_model_path, cfg)
-        pretrained, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
-        if rank0:
-            for line in notes + more:
-                print(f"pretrained: {line}", flush=True)
-    elif rank0:
-        print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
-
     world = dist.world_size()
     sizes = [len(t) for t in data.train]
     per_epoch = steps_per_epoch(sizes, args.batch_size, args.accumulation_steps, world)
     total = per_epoch * args.epochs_num
-    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=total)
+    resume.check_arguments(args, total)
+    out = Path(args.output_model_path)
+    settings = resume.run_settings(task.name, data.heads, args, world, total)
+    if args.resume:
+        resume.read_resume_point(out, settings, body_config(cfg))
+    elif rank0 and resume.clear_old_checkpoint(out):
+        notes.append(f"note: removed the earlier run's checkpoint in {out / resume.CHECKPOINT_DIR} (--resume "
+                     "continues a run instead)")
+    if rank0:
+        for line in notes:
+            print(line, flush=True)
+    dist.barrier()
+    pretrained = _pretrained_body(args, cfg, make_model) if not args.resume else None
+
+    every = args.save_checkpoint_steps
+    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
     ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
                           activation_checkpointing=args.activation_checkpointing)
     rank, world = engine.data_parallel_rank, engine.data_parallel_size
     heads = dict(data.heads)
-    if rank0:
-        print(f"uer-ds finetune {task.name}: {describe(engine)}; {sum(sizes)} training examples "
-              f"({', '.join(f'{n}: {s}' for n, s in zip(heads, sizes))}); {args.epochs_num} epoch(s) x "
-              f"{per_epoch} steps = {total} steps", flush=True)
-
-    out = Path(args.output_model_path)
-    batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps, rank, world, args.seed)
-    reporter = Reporter(tuple(heads), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"), total, 0,
-                        show_progress=not args.no_progress)
-    history: list[dict] = []
-    best: dict[str, Any] = {}
+    progress = resume.FinetuneProgress(engine, out, settings, per_epoch, every)
+    history, best = progress.history, progress.best
 
     def run_dev(step: int) -> dict:
         t0 = time.perf_counter()
@@ -295,15 +287,58 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
         best.update(step=step, metrics=metrics, outputs=best["outputs_candidate"])
         dist.barrier()
 
-    evaluation = Evaluation(per_epoch, run_dev, EarlyStopping(args.metric, args.patience), keep_best)
-    train(engine, batches, train_cfg, 0, reporter, lambda step: None, evaluation=evaluation)
+    evaluation = resume.epoch_evaluation(per_epoch, total, run_dev, EarlyStopping(args.metric, args.patience),
+                                         keep_best, progress)
+    start = progress.restore() if args.resume else 0
+    if rank0:
+        print(f"uer-ds finetune {task.name}: {describe(engine)}; {sum(sizes)} training examples "
+              f"({', '.join(f'{n}: {s}' for n, s in zip(heads, sizes))}); {args.epochs_num} epoch(s) x "
+              f"{per_epoch} steps = {total} steps" + (f"; resumed after step {start}" if args.resume else ""),
+              flush=True)
+    batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps, rank, world, args.seed,
+                            skip=start * args.accumulation_steps)
+    reporter = Reporter(tuple(heads), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"), total, start,
+                        show_progress=not args.no_progress)
+    if evaluation.stopping.should_stop:  # the saved run had already stopped early
+        evaluation.stopped_at = start
+        reporter.close()
+    else:
+        train(engine, batches, train_cfg, start, reporter, progress.save_between_epochs, evaluation=evaluation,
+              stop_after=args.stop_after_steps)
     train_seconds = time.perf_counter() - started
-
+    stopped_at = args.stop_after_steps
+    if stopped_at is not None and stopped_at < total and evaluation.stopped_at is None:
+        if rank0:
+            print(f"stopped after step {stopped_at} of {total}; checkpoint in {out / resume.CHECKPOINT_DIR}; continue "
+                  "with the same command and --resume", flush=True)
+        dist.barrier()
+        return 0
     if rank0:
         _finish(task, args, data, heads, collate, out, history, best, evaluation, total, per_epoch, train_seconds,
                 started)
     dist.barrier()
     return 0
+
+
+def _pretrained_body(args: argparse.Namespace, cfg, make_model) -> Optional[dict]:
+    """The embedding/encoder weights of --pretrained_model_path (any format, UER-py's converted in
+    memory), checked against the task model; report lines printed on rank 0."""
+    from uer_ds.engine import dist
+
+    if not args.pretrained_model_path:
+        if dist.is_rank0():
+            print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
+        return None
+    from uer_ds.convert import read_pretrained_state
+
+    with torch.device("meta"):
+        shape_model = make_model()
+    state, notes = read_pretrained_state(args.pretrained_model_path, cfg)
+    pretrained, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
+    if dist.is_rank0():
+        for line in notes + more:
+            print(f"pretrained: {line}", flush=True)
+    return pretrained
 
 
 def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, history: list, best: dict,
@@ -314,8 +349,22 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
     if evaluation.stopped_at is not None:
         echo(f"early stopping after epoch {-(-evaluation.stopped_at // per_epoch)}: no better dev {args.metric} for "
              f"{args.patience} epoch(s)")
+    loaded: list = []
+
+    def best_model_forward():
+        """The best model, reloaded from the output directory (once)."""
+        if not loaded:
+            model, _ = load_task_model(out, lambda c, i: task.build_heads(c, i["heads"]), device=dist.device())
+            loaded.append(module_forward(model, dist.device()))
+        return loaded[0]
+
     if args.bad_case_path:
-        rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, best["outputs"])
+        outputs = best.get("outputs")
+        if outputs is None:  # a resumed run whose best epoch came before the interruption
+            size = args.eval_batch_size or args.batch_size
+            outputs = [predict_examples(best_model_forward(), dev, index, collate, size)
+                       for index, dev in enumerate(data.dev)]
+        rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, outputs)
         echo(f"wrote {rows_written} bad case(s) of the best model on dev to {args.bad_case_path}")
     best_epoch = -(-best["step"] // per_epoch)
     report = {"task": task.name, "epochs": history,
@@ -323,8 +372,7 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
               "stopped_early": evaluation.stopped_at is not None, "total_steps": total, "steps_per_epoch": per_epoch,
               "train_seconds": round(train_seconds, 2)}
     if any(t is not None for t in data.test):
-        model, _ = load_task_model(out, lambda c, i: task.build_heads(c, i["heads"]), device=dist.device())
-        forward = module_forward(model, dist.device())
+        forward = best_model_forward()
         per_head = {}
         for index, name in enumerate(heads):  # the head's index in the model, whichever heads have a test set
             if data.test[index] is None:
