@@ -49,6 +49,8 @@ FLAG_ALIASES: dict[str, dict[str, str]] = {
     # the model tools (cloze, extract-features, nearest-words, generate, ...): UER-py 2019-2021 names
     "tool": {"--pretrained_model_path": "load_model_path", "--input_path": "test_path",
              "--output_path": "prediction_path", "--target_words_path": "test_path"},
+    # scripts/build_vocab.py: 2020's --vocab_path / --tokenizer space, today's --delimiter char|space
+    "build_vocab": {"--vocab_path": "output_path", "--tokenizer": "kind", "--delimiter": "kind"},
 }
 
 # UER-py flags uer_ds accepts and has no use for: flag -> (argparse kwargs, why it is not needed)
@@ -59,6 +61,7 @@ ACCEPTED_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "--log_level": ({}, "uer_ds logs to standard output and --metrics_path / TensorBoard"),
     "--log_file_level": ({}, "uer_ds logs to standard output and --metrics_path / TensorBoard"),
     "--optimizer": ({"choices": ("adamw",)}, "uer_ds trains with AdamW (UER-py's default)"),
+    "--workers_num": ({"type": int}, "counting a vocabulary is fast in one process"),
 }
 
 # UER-py script -> the uer-ds command that does its work (README table; the seed-command tests use it)
@@ -73,7 +76,7 @@ SCRIPTS: dict[str, str] = {
     "finetune/run_c3.py": "finetune c3",
     "finetune/run_dbqa.py": "finetune dbqa",
     "inference/run_classifier_infer.py": "infer classifier",
-    "inference/run_classifier_mt_infer.py": "infer classifier --head NAME",
+    "inference/run_classifier_mt_infer.py": "infer classifier",  # one head per run: --head NAME
     "inference/run_classifier_multi_label_infer.py": "infer multi_label_classifier",
     "inference/run_ner_infer.py": "infer ner",
     "inference/run_cmrc_infer.py": "infer cmrc",
@@ -88,6 +91,15 @@ SCRIPTS: dict[str, str] = {
     "scripts/generate_lm.py": "generate",
     "scripts/convert_*_from_huggingface_to_uer.py": "convert --from hf --to uer",
     "scripts/convert_*_from_uer_to_huggingface.py": "convert --from uer --to hf",
+    # the names the 2019-2021 README used
+    "run_classifier.py": "finetune classifier",
+    "run_mt_classifier.py": "finetune mt_classifier",
+    "run_ner.py": "finetune ner",
+    "run_cmrc.py": "finetune cmrc",
+    "run_c3.py": "finetune c3",
+    "run_dbqa.py": "finetune dbqa",
+    "scripts/extract_feature.py": "extract-features",
+    "scripts/generate.py": "generate",
 }
 
 LIST_KEYS = ("embedding", "target")

@@ -175,8 +175,9 @@ def check_model_flags(args: argparse.Namespace, saved: ModelConfig, source: str,
             what = f" (which means {key} {wanted!r})" if key in implied else f" has value {wanted!r}"
             raise ValueError(f"{flag}{what} but the model in {source} has {key} {have!r}: leave the flag out, "
                              "or give the value the model was trained with")
-    if getattr(args, "config_path", None):
-        from_file = ModelConfig.from_json(args.config_path)
+    if getattr(args, "config_path", None):  # the file as the flags complete it (UER-py 2020's configs name no encoder)
+        from_file = ModelConfig.from_json(args.config_path, dict(given, **({"bidirectional": bidirectional}
+                                                                          if bidirectional is not None else {})))
         for key in SHAPE_KEYS:
             if key not in values and getattr(from_file, key) != getattr(saved, key):
                 raise ValueError(f"--config_path {args.config_path} has {key} {getattr(from_file, key)!r} but the "

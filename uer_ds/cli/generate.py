@@ -10,7 +10,8 @@ from uer_ds.cli.tool_args import (add_model_shape_arguments, add_model_tool_argu
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_tool_arguments(parser)
     group = parser.add_argument_group("decoding")
-    group.add_argument("--max_length", type=int, default=64, help="tokens in all, prompt included (default 64)")
+    group.add_argument("--max_length", type=int, default=None,
+                       help="tokens in all, prompt included (default: --seq_length, as UER-py's generate scripts)")
     group.add_argument("--greedy", action="store_true", help="always the most likely token (no sampling)")
     group.add_argument("--top_k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
     group.add_argument("--top_p", type=float, default=0.0,
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for line_no, text in tqdm(lines, desc="generate", disable=None):
         prompt = ([cls] if cls is not None else []) + tokenizer.encode(text)  # UER-py starts with [CLS]
         try:
-            ids = generate(model, prompt, args.max_length, sampling, seed=args.seed, use_cache=not args.no_cache,
+            ids = generate(model, prompt, args.max_length or args.seq_length, sampling, seed=args.seed, use_cache=not args.no_cache,
                            stop_id=sep if args.stop_at_sep else None)
         except ValueError as err:
             raise ValueError(f"{args.test_path}: line {line_no}: {err}") from None

@@ -102,7 +102,8 @@ class ClassifierTask(Task):
     name = "classifier"
     help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
     metrics = ("accuracy", "macro_f1")
-    reads_models_of = ("classifier", "mt_classifier")  # `infer classifier --head NAME` serves multi-task models
+    # `infer classifier --head NAME` serves multi-task models; UER-py infers DBQA with run_classifier_infer.py
+    reads_models_of = ("classifier", "mt_classifier", "dbqa")
     uer_head = "classifier"
 
     def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
@@ -218,8 +219,9 @@ class ClassifierTask(Task):
         if spec["labels_num"] is None:
             spec["labels_num"] = self.count_labels(train)
         spec["pair"] = "text_b" in train[0].text
-        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True, args)
-        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True, args) if args.test_path else None
+        plain = argparse.Namespace(**{**vars(args), "soft_targets": False})  # dev and test have no teacher logits
+        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True, plain)
+        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True, plain) if args.test_path else None
         return TaskData({self.name: spec}, [train], [dev], [test])
 
     @staticmethod
