@@ -201,6 +201,37 @@ def accepted_notes(args: argparse.Namespace) -> list[str]:
     return notes
 
 
+# ---- the README's tables (tests/test_compat.py checks the README holds exactly these) ------------------
+def _show(value: Any) -> str:
+    return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def alias_table_markdown() -> str:
+    """MODEL_ALIASES, BIDIRECTIONAL and FLAG_ALIASES as the README's "Coming from UER-py" table."""
+    lines = ["| UER-py wrote | uer_ds reads it as |", "| --- | --- |"]
+    for key, table in MODEL_ALIASES.items():
+        for name, expansion in table.items():
+            meaning = ", ".join(f"`{k} {_show(v)}`" for k, v in expansion.items())
+            lines.append(f"| `--{key} {name}` (or `\"{key}\": \"{name}\"` in a config) | {meaning} |")
+    for encoder, both in BIDIRECTIONAL.items():
+        if encoder != both:
+            lines.append(f"| `--encoder {encoder} --bidirectional` | `encoder {both}` |")
+    for group, flags in FLAG_ALIASES.items():
+        for flag, dest in flags.items():
+            lines.append(f"| `{flag}` ({'model tools' if group == 'tool' else group.replace('_', '-')}) | "
+                         f"`--{dest}` |")
+    for flag, (_, why) in ACCEPTED_FLAGS.items():
+        lines.append(f"| `{flag}` | accepted, not needed: {why} |")
+    return "\n".join(lines)
+
+
+def scripts_table_markdown() -> str:
+    """SCRIPTS as the README's table: UER-py script -> uer-ds command."""
+    lines = ["| UER-py | uer-ds |", "| --- | --- |"]
+    lines += [f"| `{script}` | `uer-ds {command}` |" for script, command in SCRIPTS.items()]
+    return "\n".join(lines)
+
+
 __all__ = ["ACCEPTED_FLAGS", "BIDIRECTIONAL", "FLAG_ALIASES", "MODEL_ALIASES", "SCRIPTS", "AliasError",
-           "accepted_notes", "add_accepted_flags", "add_flag_aliases", "alias_names", "apply_bidirectional",
-           "expand_aliases"]
+           "accepted_notes", "add_accepted_flags", "add_flag_aliases", "alias_names", "alias_table_markdown",
+           "apply_bidirectional", "expand_aliases", "scripts_table_markdown"]

@@ -1,0 +1,62 @@
+"""uer_ds.compat, the one home of UER-py's names: the README shows its tables as they are, every name it
+maps to exists, and the flag helpers give parsers UER-py's spellings."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from conftest import ROOT
+from uer_ds.cli import COMMANDS
+from uer_ds.compat import (ACCEPTED_FLAGS, BIDIRECTIONAL, MODEL_ALIASES, SCRIPTS, accepted_notes, add_accepted_flags,
+                           add_flag_aliases, alias_table_markdown, expand_aliases, scripts_table_markdown)
+from uer_ds.models.registry import DATA_PROCESSORS, EMBEDDINGS, ENCODERS, TARGETS
+from uer_ds.tasks import TASKS
+
+
+def test_readme_shows_the_tables_of_compat():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert alias_table_markdown() in readme
+    assert scripts_table_markdown() in readme
+
+
+def test_aliases_expand_to_registered_names():
+    legal = {"encoder": ENCODERS, "embedding": EMBEDDINGS, "target": TARGETS, "data_processor": DATA_PROCESSORS}
+    for key, table in MODEL_ALIASES.items():
+        for name, expansion in table.items():
+            assert name not in legal[key], f"alias {name} shadows a registered {key}"
+            for k, v in expansion.items():
+                if k in legal:
+                    assert all(part in legal[k] for part in ([v] if isinstance(v, str) else v)), (name, k, v)
+    assert all(v in ENCODERS for v in BIDIRECTIONAL.values())
+
+
+def test_scripts_map_to_commands_that_exist():
+    for script, command in SCRIPTS.items():
+        words = command.split()
+        name = " ".join(words[:2]) if " ".join(words[:2]) in COMMANDS else words[0]
+        assert name in COMMANDS, script
+        if name in ("finetune", "infer"):
+            assert words[1] in TASKS, script
+
+
+def test_expand_aliases_reports_what_each_alias_set():
+    values, implied = expand_aliases({"encoder": "gpt", "target": ["mlm", "nsp"], "layernorm_positioning": "pre"})
+    assert values == {"encoder": "transformer", "mask": "causal", "layernorm_positioning": "pre",
+                      "target": ["mlm", "sp"]}
+    assert implied == {"mask": "encoder gpt"}  # layernorm_positioning was written out: it wins, not implied
+
+
+def test_flag_aliases_and_accepted_flags():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--load_model_path", required=True)
+    parser.add_argument("--test_path")
+    add_flag_aliases(parser, "tool")
+    add_accepted_flags(parser, ("--instances_buffer_size",))
+    args = parser.parse_args(["--pretrained_model_path", "m.bin", "--input_path", "in.txt",
+                              "--instances_buffer_size", "25600"])
+    assert (args.load_model_path, args.test_path) == ("m.bin", "in.txt")
+    assert accepted_notes(args) == [f"note: --instances_buffer_size is accepted for UER-py compatibility and not "
+                                    f"needed: {ACCEPTED_FLAGS['--instances_buffer_size'][1]}"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # still required, under either spelling
