@@ -143,9 +143,8 @@ def deepspeed_config_name(args: argparse.Namespace) -> tuple[str, list[str]]:
 # keys a saved model's config fixes; a UER-py config file given at inference is compared on these only
 # (its pre-training targets, dropout, vocab_size 0 and data processor say nothing about the model)
 SHAPE_KEYS = ("embedding", "encoder", "emb_size", "hidden_size", "feedforward_size", "heads_num", "layers_num",
-              "max_seq_length", "hidden_act", "mask", "layernorm_positioning", "layernorm_eps",
-              "remove_embedding_layernorm", "factorized_embedding_parameterization", "parameter_sharing",
-              "kernel_size", "block_size")
+              "max_seq_length", "hidden_act", "mask", "layernorm_positioning", "remove_embedding_layernorm",
+              "factorized_embedding_parameterization", "parameter_sharing", "kernel_size", "block_size")
 RUNTIME_KEYS = ("kernels", "dropout")  # may differ from the saved model's: they do not change its weights
 
 
