@@ -207,9 +207,14 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained_model_path and not args.resume:
         from uer_ds.convert import read_pretrained_state
 
+        from uer_ds.convert import format_hint
+
         pretrained, notes = read_pretrained_state(args.pretrained_model_path, cfg)
-        notes += ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
-                                       args.allow_partial_load)
+        try:
+            notes += ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
+                                           args.allow_partial_load)
+        except ValueError as err:
+            raise ValueError(f"{err}.{format_hint(pretrained, args.pretrained_model_path)}") from None
         for line in notes if os.environ.get("RANK", "0") == "0" else []:
             print(f"pretrained: {line}", flush=True)
 

@@ -104,6 +104,20 @@ def load_any_model(path: PathLike, config_path: Optional[PathLike] = None, uer_l
     return model.eval()
 
 
+# key prefixes of Hugging Face checkpoints (pytorch_model.bin / model.safetensors of BERT, RoBERTa, ALBERT, GPT-2)
+HF_PREFIXES = ("bert.", "roberta.", "albert.", "transformer.h.", "transformer.wte.", "cls.predictions.",
+               "embeddings.word_embeddings.", "encoder.layer.", "h.0.", "wte.")
+
+
+def format_hint(state: dict, path: PathLike) -> str:
+    """A sentence for a mismatch error: what to run when `state` is another format's checkpoint."""
+    if any(k.startswith(HF_PREFIXES) for k in state):
+        return (f" {path} looks like a Hugging Face checkpoint: convert it first with `uer-ds convert --from hf "
+                "--to uer_ds --model bert|roberta|albert|gpt2 --input DIR --output OUT`")
+    return (" (a checkpoint of another format converts with `uer-ds convert --from hf|uer|tencentpretrain --to "
+            "uer_ds`; UER-py/TencentPretrain files load directly)")
+
+
 def read_pretrained_state(path: PathLike, cfg) -> tuple[dict, list[str]]:
     """--pretrained_model_path's weights by uer_ds key, and report lines: what engine.checkpoint's
     read_pretrained reads (model and checkpoint directories, .safetensors/.bin), with a UER-py or
@@ -128,5 +142,5 @@ def read_pretrained_state(path: PathLike, cfg) -> tuple[dict, list[str]]:
 
 
 __all__ = ["CONVERSIONS", "MODEL_FAMILIES", "READERS", "WRITERS", "Checkpoint", "Report", "convert",
-           "convert_hf_to_uer_ds", "load_any_model",
-           "read_pretrained_state"]
+           "convert_hf_to_uer_ds", "format_hint",
+           "load_any_model", "read_pretrained_state"]
