@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CORPORA, ROOT, SHARED_DATA
+from conftest import CORPORA, SHARED_DATA
 from uer_ds.cli import main
 from uer_ds.compat import SCRIPTS
 
@@ -77,7 +77,8 @@ def ws(tmp_path_factory):
     vocab = (CORPORA / "vocab.txt").read_text(encoding="utf-8")
     (models / "google_zh_vocab.txt").write_text(vocab, encoding="utf-8")
     torch.manual_seed(0)
-    bert = ModelConfig.from_dict(TINY_BERT | {"target": ["mlm", "sp"], "tie_weights": True}, overrides={"vocab_size": 417})
+    bert = ModelConfig.from_dict(TINY_BERT | {"target": ["mlm", "sp"], "tie_weights": True},
+                                 overrides={"vocab_size": 417})
     gpt = ModelConfig.from_dict(TINY_BERT | {"target": ["lm"], "tie_weights": True},
                                 overrides={"vocab_size": 417, "encoder": "gpt"})
     from uer_ds.models.io import aliased_keys
@@ -105,8 +106,9 @@ def final_model_config(run_dir: Path) -> dict:
 
 
 # ---- the README's quickstart (today's and 2021's) ----------------------------------------------------------
-PREPROCESS_BERT = ("python3 preprocess.py --corpus_path {corpora}/reviews_bert.txt --vocab_path models/google_zh_vocab.txt "
-                   "--dataset_path dataset.pt --processes_num 2 --data_processor bert --seq_length 64")
+PREPROCESS_BERT = ("python3 preprocess.py --corpus_path {corpora}/reviews_bert.txt "
+                   "--vocab_path models/google_zh_vocab.txt --dataset_path dataset.pt --processes_num 2 "
+                   "--data_processor bert --seq_length 64")
 FINETUNE = ("python3 finetune/run_classifier.py --pretrained_model_path models/book_review_model.bin "
             "--vocab_path models/google_zh_vocab.txt --config_path models/bert_tiny_config.json "
             "--train_path {corpora}/reviews_cls/train.tsv --dev_path {corpora}/reviews_cls/dev.tsv "
@@ -142,9 +144,10 @@ def _quickstart(ws, monkeypatch, pretrain: str) -> None:
 
 def test_readme_quickstart_single_device(ws, monkeypatch):
     # UER-py 2020: `--gpu_ranks 3` trains on one device; 2021: --embedding/--encoder/--mask/--target spelled out
-    _quickstart(ws, monkeypatch, "python3 pretrain.py --dataset_path dataset.pt --vocab_path models/google_zh_vocab.txt "
-                                 "--pretrained_model_path models/google_zh_model.bin --config_path "
-                                 "models/bert_tiny_config.json --output_model_path models/book_review_model.bin "
+    _quickstart(ws, monkeypatch, "python3 pretrain.py --dataset_path dataset.pt "
+                                 "--vocab_path models/google_zh_vocab.txt --pretrained_model_path "
+                                 "models/google_zh_model.bin --config_path models/bert_tiny_config.json "
+                                 "--output_model_path models/book_review_model.bin "
                                  "--gpu_ranks 0 --total_steps 4 --save_checkpoint_steps 2 --batch_size 8 "
                                  "--embedding word_pos_seg --encoder transformer --mask fully_visible --target bert")
 
@@ -166,7 +169,8 @@ def test_readme_quickstart_two_processes(tmp_path, ws, monkeypatch):
 
 # ---- pre-training: every encoder/target pair the README showed ---------------------------------------------
 PRETRAIN = ("python3 pretrain.py --dataset_path {data} --vocab_path models/google_zh_vocab.txt --output_model_path "
-            "{out} --total_steps 3 --save_checkpoint_steps 3 --report_steps 1 --batch_size 8 --learning_rate 1e-3 {flags}")
+            "{out} --total_steps 3 --save_checkpoint_steps 3 --report_steps 1 --batch_size 8 --learning_rate 1e-3 "
+            "{flags}")
 PAIRS = [  # (preprocess flags, corpus, pretrain flags, expected model config)
     ("--target mlm", "reviews.txt", "--config_path models/bert_tiny_config.json --encoder bert --target mlm",
      dict(encoder="transformer", mask="fully_visible", target=["mlm"])),
@@ -284,9 +288,10 @@ def test_clue_recipe_multi_task_then_fine_tune_then_infer(ws, monkeypatch, tmp_p
 def test_dbqa_then_classifier_inference(ws, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").symlink_to(ws / "models")
-    uer("python3 run_dbqa.py --pretrained_model_path models/google_zh_model.bin --vocab_path models/google_zh_vocab.txt "
-        "--config_path models/bert_tiny_config.json --train_path {corpora}/dbqa/train.tsv --dev_path "
-        "{corpora}/dbqa/dev.tsv --test {corpora}/dbqa/dev.tsv --epochs_num 1 --batch_size 64 --seq_length 48 "
+    uer("python3 run_dbqa.py --pretrained_model_path models/google_zh_model.bin "
+        "--vocab_path models/google_zh_vocab.txt --config_path models/bert_tiny_config.json "
+        "--train_path {corpora}/dbqa/train.tsv --dev_path {corpora}/dbqa/dev.tsv --test {corpora}/dbqa/dev.tsv "
+        "--epochs_num 1 --batch_size 64 --seq_length 48 "
         "--encoder bert --output_model_path models_dbqa", ws)
     uer("python3 inference/run_classifier_infer.py --load_model_path models_dbqa --vocab_path "
         "models/google_zh_vocab.txt --config_path models/bert_tiny_config.json --test_path "

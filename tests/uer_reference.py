@@ -47,7 +47,8 @@ def uer_bert_state(vocab: int, hidden: int, layers: int, ffn: int, max_len: int,
         for j in range(3):
             s[f"{p}.self_attn.linear_layers.{j}.weight"] = rnd(hidden, hidden)
             s[f"{p}.self_attn.linear_layers.{j}.bias"] = rnd(hidden, scale=0.05)
-        s[f"{p}.self_attn.final_linear.weight"], s[f"{p}.self_attn.final_linear.bias"] = rnd(hidden, hidden), rnd(hidden)
+        s[f"{p}.self_attn.final_linear.weight"] = rnd(hidden, hidden)
+        s[f"{p}.self_attn.final_linear.bias"] = rnd(hidden)
         s[f"{p}.feed_forward.linear_1.weight"], s[f"{p}.feed_forward.linear_1.bias"] = rnd(ffn, hidden), rnd(ffn)
         s[f"{p}.feed_forward.linear_2.weight"], s[f"{p}.feed_forward.linear_2.bias"] = rnd(hidden, ffn), rnd(hidden)
         for k in (1, 2):

@@ -125,7 +125,8 @@ def paddle_files(tmp_path_factory):
 
 
 def finetune_args(files, out, *extra, train="train.txt", dev="dev.txt", label="label.txt"):
-    return ["--vocab_path", str(CORPORA / "vocab.txt"), "--config_path", "bert/tiny", "--train_path", str(files / train),
+    return ["--vocab_path", str(CORPORA / "vocab.txt"), "--config_path", "bert/tiny",
+            "--train_path", str(files / train),
             "--dev_path", str(files / dev), "--label_path", str(files / label), "--no_header", "--output_model_path",
             str(out), "--batch_size", "16", "--seq_length", "32", "--learning_rate", "1e-3", "--report_steps", "1",
             "--no_progress", *extra]

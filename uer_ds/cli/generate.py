@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for line_no, text in tqdm(lines, desc="generate", disable=None):
         prompt = ([cls] if cls is not None else []) + tokenizer.encode(text)  # UER-py starts with [CLS]
         try:
-            ids = generate(model, prompt, args.max_length or args.seq_length, sampling, seed=args.seed, use_cache=not args.no_cache,
-                           stop_id=sep if args.stop_at_sep else None)
+            ids = generate(model, prompt, args.max_length or args.seq_length, sampling, seed=args.seed,
+                           use_cache=not args.no_cache, stop_id=sep if args.stop_at_sep else None)
         except ValueError as err:
             raise ValueError(f"{args.test_path}: line {line_no}: {err}") from None
         specials = {t for t in tokenizer.special_tokens.values() if t} - {tokenizer.special_tokens["unk"]}
