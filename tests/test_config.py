@@ -58,7 +58,7 @@ def test_shipped_names_cover_the_issue_list():
     ({"foo": 1}, r"unknown key 'foo' \(value 1\)"),
     ({"heads_num": 5}, r"key 'heads_num' has value 5: it must divide hidden_size \(128\)"),
     ({"encoder": "lstmx"}, r"key 'encoder' has value 'lstmx': must be one of transformer, lstm"),
-    ({"target": ["mlm", "nsp"]}, r"key 'target' has value 'nsp': must be one of mlm, sp"),
+    ({"target": ["mlm", "nspx"]}, r"key 'target' has value 'nspx': must be one of mlm, sp"),
     ({"hidden_act": "swish2"}, r"key 'hidden_act' has value 'swish2'"),
     ({"dropout": 1.5}, r"key 'dropout' has value 1.5: must be in \[0, 1\)"),
     ({"emb_size": 64}, r"key 'emb_size' has value 64: must equal hidden_size \(128\)"),
@@ -74,10 +74,96 @@ def test_shipped_names_cover_the_issue_list():
 ])
 def test_invalid_values_name_key_value_and_rule(overrides, pattern, tmp_path):
     path = tmp_path / "tiny.json"
-    ModelConfig.from_json("bert/tiny").to_json(path)
+    path.write_text(json.dumps(ModelConfig.from_json("bert/tiny").to_dict() | overrides))
     with pytest.raises(ValueError, match=pattern) as info:
-        ModelConfig.from_json(path, overrides)
-    assert str(path) in str(info.value)  # and the file
+        ModelConfig.from_json(path)
+    assert str(info.value).startswith(f"{path}: ")  # and the file
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--encoder", "lstmx"], "--encoder has value 'lstmx': must be one of transformer, lstm, gru, bilstm, bigru, "
+                             "gatedcnn, dual; UER-py's names: bert, gpt, gpt2"),
+    (["--heads_num", "5"], "--heads_num has value 5: it must divide hidden_size (128)"),
+    (["--layers_num", "two"], "--layers_num has value 'two': must be int"),
+    (["--target", "lm"], "--target has 'lm' but the transformer's mask is 'fully_visible': every position would see "
+                         "the token it predicts; use --mask causal or --encoder gpt"),
+    (["--encoder", "transformer", "--bidirectional"], "--bidirectional: it applies to the recurrent encoders lstm "
+                                                       "and gru, not encoder 'transformer'"),
+])
+def test_errors_about_flags_name_the_flag_not_the_file(flags, message):
+    with pytest.raises(ValueError) as info:
+        model_config_from_args(_parse(["--config_path", "bert/tiny", *flags]))
+    assert str(info.value).startswith(message) and "tiny_config.json" not in str(info.value)
+
+
+def test_a_key_an_alias_set_names_the_alias():
+    from uer_ds.config import ConfigError, _located
+
+    err = ConfigError("mask", "key 'mask' has value 'causal': a rule")
+    assert _located(err, {"mask": ("flag", "encoder gpt")}, "c.json") == \
+        "key 'mask' (set by --encoder gpt) has value 'causal': a rule"
+    assert _located(err, {"mask": ("file", "encoder gpt")}, "c.json") == \
+        "c.json: key 'mask' (set by encoder gpt in c.json) has value 'causal': a rule"
+    assert _located(err, {"mask": ("flag", None)}, "c.json") == "--mask has value 'causal': a rule"
+    assert _located(err, {}, "c.json") == "c.json: key 'mask' has value 'causal': a rule"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    # UER-py 2019-2021 README commands: --encoder bert --target bert, --encoder gpt --target lm, ...
+    (["--encoder", "bert", "--target", "bert"], dict(encoder="transformer", mask="fully_visible",
+                                                     layernorm_positioning="post", target=("mlm", "sp"))),
+    (["--encoder", "gpt", "--target", "lm"], dict(encoder="transformer", mask="causal", layernorm_positioning="post",
+                                                  target=("lm",))),
+    (["--encoder", "gpt2", "--target", "lm"], dict(mask="causal", layernorm_positioning="pre")),
+    (["--encoder", "gpt", "--layernorm_positioning", "pre", "--target", "lm"],  # explicit flags win
+     dict(mask="causal", layernorm_positioning="pre")),
+    (["--target", "albert"], dict(target=("mlm", "sp"), data_processor="albert")),
+    (["--target", "mlm", "nsp"], dict(target=("mlm", "sp"))),
+    (["--embedding", "word_pos_seg"], dict(embedding=("word", "pos", "seg"))),
+    (["--embedding", "bert"], dict(embedding=("word", "pos", "seg"))),
+])
+def test_uer_py_aliases_resolve_on_the_command_line(flags, expected):
+    cfg = model_config_from_args(_parse(["--config_path", "bert/tiny", *flags, "--tie_weights", "false"]))
+    assert {k: getattr(cfg, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("encoder, bidirectional", [("lstm", "bilstm"), ("gru", "bigru")])
+def test_bidirectional_turns_recurrent_encoders_into_their_two_way_forms(encoder, bidirectional, tmp_path):
+    cfg = model_config_from_args(_parse(["--config_path", "rnn/lstm", "--encoder", encoder, "--bidirectional"]))
+    assert cfg.encoder == bidirectional
+    assert model_config_from_args(_parse(["--config_path", "rnn/lstm", "--bidirectional", "false"])).encoder == "lstm"
+    # in a JSON file too, and with the JSON's encoder
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(ModelConfig.from_json("rnn/lstm").to_dict() | {"bidirectional": True}))
+    assert ModelConfig.from_json(path).encoder == "bilstm"
+
+
+def test_aliases_in_json_files_resolve_too(tmp_path):
+    path = tmp_path / "old.json"  # UER-py 2020's configs had no mask key: the encoder's name said it
+    values = {k: v for k, v in ModelConfig.from_json("bert/tiny").to_dict().items()
+              if k not in ("mask", "layernorm_positioning")}
+    path.write_text(json.dumps(values | {"encoder": "gpt", "target": ["lm"], "embedding": ["word_pos"]}))
+    cfg = ModelConfig.from_json(path)
+    assert (cfg.encoder, cfg.mask, cfg.embedding, cfg.target) == ("transformer", "causal", ("word", "pos"), ("lm",))
+
+
+def test_help_lists_the_uer_py_names_from_the_alias_table():
+    from uer_ds.compat import MODEL_ALIASES
+
+    parser = argparse.ArgumentParser()
+    add_model_config_arguments(parser)
+    text = parser.format_help()
+    for key, table in MODEL_ALIASES.items():
+        assert f"(UER-py's names: {', '.join(table)})" in " ".join(text.split()), key
+
+
+def test_lm_needs_a_causal_mask_in_files_too(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(ModelConfig.from_json("bert/tiny").to_dict() | {"target": ["lm"],
+                                                                                "tie_weights": False}))
+    with pytest.raises(ValueError, match=rf"^{path}: key 'target' has 'lm' but .*use --mask causal or --encoder gpt"):
+        ModelConfig.from_json(path)
+    assert ModelConfig.from_json(path, {"mask": "causal"}).mask == "causal"
 
 
 def test_json_errors_name_the_file_and_line(tmp_path):
@@ -126,5 +212,5 @@ def test_validation_runs_after_the_merge():
     # the same flag is fine once the other half of the combination comes with it
     cfg = model_config_from_args(_parse(["--config_path", "bert/tiny", "--hidden_size", "100", "--emb_size=100"]))
     assert cfg.hidden_size == cfg.emb_size == 100
-    with pytest.raises(ValueError, match="key 'heads_num' has value 3"):
+    with pytest.raises(ValueError, match="^--heads_num has value 3"):
         model_config_from_args(_parse(["--config_path", "bert/tiny", "--heads_num", "3"]))

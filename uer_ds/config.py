@@ -76,21 +76,39 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "<dict>",
                   overrides: Optional[Mapping[str, Any]] = None) -> "ModelConfig":
-        """Build from UER-style keys; `overrides` (already typed or strings) win over `values`."""
-        merged = dict(values)
-        merged.update(overrides or {})
+        """Build from UER-style keys; `overrides` (the command line's flags, typed or strings) win over
+        `values` (a JSON file's).  UER-py's aliases (uer_ds.compat.MODEL_ALIASES) resolve in each layer
+        first.  An error about a value names where it came from: `source` for `values`, the flag for
+        `overrides`."""
+        from uer_ds.compat import AliasError, apply_bidirectional, expand_aliases
+
+        file_values, file_implied = expand_aliases({k: v for k, v in values.items() if k != "bidirectional"})
+        flag_values, flag_implied = expand_aliases({k: v for k, v in (overrides or {}).items()
+                                                    if k != "bidirectional"})
+        origins = {k: ("file", f"{a}") for k, a in file_implied.items()}
+        origins.update({k: ("flag", None) for k in (overrides or {})})
+        origins.update({k: ("flag", a) for k, a in flag_implied.items()})
+        merged = {**file_values, **flag_values}
+        bidirectional = (overrides or {}).get("bidirectional", values.get("bidirectional", False))
+        try:
+            merged = apply_bidirectional(merged, _parse_bool(bidirectional) if isinstance(bidirectional, str)
+                                         else bool(bidirectional))
+        except AliasError as err:
+            in_flags = "bidirectional" in (overrides or {})
+            where = "--bidirectional:" if in_flags else f"{source}: key 'bidirectional' is true:"
+            raise ValueError(f"{where} {err}") from None
         if merged.get("encoder") == "dual" and "target" not in merged:
             merged["target"] = []  # siamese configs carry no target: the classifier task adds the head
         kwargs = {}
-        for key, value in merged.items():
-            if key not in _FIELDS:
-                raise ValueError(f"{source}: unknown key '{key}' (value {value!r}): not a ModelConfig field; "
-                                 f"known keys: {', '.join(sorted(_FIELDS))}")
-            kwargs[key] = _coerce(key, value, source)
         try:
+            for key, value in merged.items():
+                if key not in _FIELDS:
+                    raise ValueError(f"{source}: unknown key '{key}' (value {value!r}): not a ModelConfig field; "
+                                     f"known keys: {', '.join(sorted(_FIELDS))}")
+                kwargs[key] = _coerce(key, value, source)
             return cls(**kwargs)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
+        except ConfigError as err:
+            raise ValueError(_located(err, origins, source)) from None
 
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike], overrides: Optional[Mapping[str, Any]] = None
@@ -141,6 +159,30 @@ def resolve_config_path(path: Union[str, os.PathLike]) -> Path:
                             f"(shipped: {', '.join(shipped_config_names())})")
 
 
+class ConfigError(ValueError):
+    """A value breaks a rule.  `key` is the field; the message starts "key '<key>' ..." and is
+    re-worded by `_located` to name the flag or the file the value came from."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _located(err: ConfigError, origins: Mapping[str, tuple[str, Optional[str]]], source: str) -> str:
+    """The message of `err` naming what the user wrote: `--key` for a command-line value, the file for
+    a JSON value, and the alias that set a key implied by one (`--encoder gpt` sets mask)."""
+    text, key = str(err), err.key
+    kind, alias = origins.get(key, ("file", None))
+    prefix = f"key '{key}'"
+    if kind == "flag" and alias is None:
+        return f"--{key}{text[len(prefix):]}" if text.startswith(prefix) else f"--{key}: {text}"
+    if alias is not None:
+        setter = f"--{alias}" if kind == "flag" else f"{alias} in {source}"
+        text = f"{prefix} (set by {setter}){text[len(prefix):]}" if text.startswith(prefix) else text
+        return text if kind == "flag" else f"{source}: {text}"
+    return f"{source}: {text}"
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -157,39 +199,43 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if value is None or isinstance(value, ModelConfig):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"{source}: key '{key}' has value {value!r}: must be a JSON object (a stream config)")
+            raise ConfigError(key, f"key '{key}' has value {value!r}: must be a JSON object (a stream config)")
         return ModelConfig.from_dict({"target": []} | value, source=f"{source}: {key}")  # a stream has no head
     if get_origin(hint) is tuple:
         if isinstance(value, str):
             value = [part for part in value.replace(",", " ").split() if part]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{source}: key '{key}' has value {value!r}: must be a list of names")
+            raise ConfigError(key, f"key '{key}' has value {value!r}: must be a list of names")
         return tuple(value)
     if isinstance(value, str) and hint is not str:
         try:
             return _parse_bool(value) if hint is bool else hint(value)
         except ValueError:
-            raise ValueError(f"{source}: key '{key}' has value '{value}': must be {hint.__name__}") from None
+            raise ConfigError(key, f"key '{key}' has value '{value}': must be {hint.__name__}") from None
     ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not ok:
-        raise ValueError(f"{source}: key '{key}' has value {value!r} of type {type(value).__name__}: "
-                         f"must be {hint.__name__}")
+        raise ConfigError(key, f"key '{key}' has value {value!r} of type {type(value).__name__}: "
+                               f"must be {hint.__name__}")
     return value
 
 
 # ---- validation -------------------------------------------------------------------------------
 def _choice(key: str, value: str, legal: Sequence[str]) -> None:
+    from uer_ds.compat import alias_names
+
     if value not in legal:
-        raise ValueError(f"key '{key}' has value '{value}': must be one of {', '.join(legal)}")
+        aliases = alias_names(key)
+        also = f"; UER-py's names: {', '.join(aliases)}" if aliases else ""
+        raise ConfigError(key, f"key '{key}' has value '{value}': must be one of {', '.join(legal)}{also}")
 
 
 def _positive(cfg: ModelConfig, *keys: str) -> None:
     for key in keys:
         value = getattr(cfg, key)
         if value <= 0:
-            raise ValueError(f"key '{key}' has value {value}: must be positive")
+            raise ConfigError(key, f"key '{key}' has value {value}: must be positive")
 
 
 def _validate(cfg: ModelConfig) -> None:
@@ -201,9 +247,9 @@ def _validate(cfg: ModelConfig) -> None:
     for name in cfg.target:
         _choice("target", name, tuple(TARGETS))
     if len(set(cfg.target)) != len(cfg.target):
-        raise ValueError(f"key 'target' has value {list(cfg.target)}: a target may appear once")
+        raise ConfigError("target", f"key 'target' has value {list(cfg.target)}: a target may appear once")
     if len(set(cfg.embedding)) != len(cfg.embedding):
-        raise ValueError(f"key 'embedding' has value {list(cfg.embedding)}: a part may appear once")
+        raise ConfigError("embedding", f"key 'embedding' has value {list(cfg.embedding)}: a part may appear once")
     _choice("hidden_act", cfg.hidden_act, tuple(ACTIVATIONS))
     _choice("mask", cfg.mask, MASKS)
     _choice("layernorm_positioning", cfg.layernorm_positioning, LAYERNORM_POSITIONS)
@@ -212,48 +258,56 @@ def _validate(cfg: ModelConfig) -> None:
     _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
     _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
     if cfg.vocab_size < 0:
-        raise ValueError(f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 (0: from the vocabulary)")
+        raise ConfigError("vocab_size", f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 "
+                                        "(0: from the vocabulary)")
     if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"key 'dropout' has value {cfg.dropout}: must be in [0, 1)")
+        raise ConfigError("dropout", f"key 'dropout' has value {cfg.dropout}: must be in [0, 1)")
 
     dual = "dual" in cfg.embedding or cfg.encoder == "dual"
     if dual:
         _validate_dual(cfg)
         return
     if cfg.stream_0 is not None or cfg.stream_1 is not None:
-        raise ValueError("keys 'stream_0'/'stream_1' are set: they need embedding ['dual'] and encoder 'dual'")
+        raise ConfigError("stream_0", "keys 'stream_0'/'stream_1' are set: they need embedding ['dual'] and "
+                                      "encoder 'dual'")
     if "word" not in cfg.embedding:
-        raise ValueError(f"key 'embedding' has value {list(cfg.embedding)}: must include 'word'")
+        raise ConfigError("embedding", f"key 'embedding' has value {list(cfg.embedding)}: must include 'word'")
     if cfg.encoder == "transformer":
         _validate_transformer(cfg)
     else:
         for key in ("parameter_sharing", "factorized_embedding_parameterization"):
             if getattr(cfg, key):
-                raise ValueError(f"key '{key}' is true: only the transformer encoder supports it "
-                                 f"(encoder is '{cfg.encoder}')")
+                raise ConfigError(key, f"key '{key}' is true: only the transformer encoder supports it "
+                                       f"(encoder is '{cfg.encoder}')")
     if cfg.encoder in ("bilstm", "bigru") and cfg.hidden_size % 2:
-        raise ValueError(f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' splits it "
-                         "between two directions, so it must be even")
+        raise ConfigError("hidden_size", f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' "
+                                         "splits it between two directions, so it must be even")
     if cfg.encoder == "gatedcnn":
         _positive(cfg, "kernel_size", "block_size")
         if (cfg.layers_num - 1) % cfg.block_size:
-            raise ValueError(f"key 'layers_num' has value {cfg.layers_num}: gatedcnn needs layers_num - 1 "
-                             f"divisible by block_size ({cfg.block_size})")
+            raise ConfigError("layers_num", f"key 'layers_num' has value {cfg.layers_num}: gatedcnn needs "
+                                            f"layers_num - 1 divisible by block_size ({cfg.block_size})")
     if "bilm" in cfg.target and cfg.encoder not in ("bilstm", "bigru"):
-        raise ValueError(f"key 'target' has 'bilm': it needs a bidirectional encoder (bilstm, bigru), "
-                         f"not '{cfg.encoder}'")
+        raise ConfigError("target", f"key 'target' has 'bilm': it needs a bidirectional encoder (bilstm, bigru), "
+                                    f"not '{cfg.encoder}'")
     if cfg.tie_weights:
         _validate_tie(cfg)
 
 
 def _validate_transformer(cfg: ModelConfig) -> None:
     _positive(cfg, "heads_num", "feedforward_size")
+    if "lm" in cfg.target and cfg.mask != "causal":
+        # a fully visible transformer sees the next token it is asked to predict: the loss falls to
+        # zero and the model learns nothing a generator can use (UER-py's GPT examples set the mask)
+        raise ConfigError("target", f"key 'target' has 'lm' but the transformer's mask is '{cfg.mask}': every "
+                                    "position would see the token it predicts; use --mask causal or --encoder gpt "
+                                    "(GPT-2: --encoder gpt2, or --config_path gpt2/small)")
     if cfg.hidden_size % cfg.heads_num:
-        raise ValueError(f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
+        raise ConfigError("heads_num", f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
                          f"({cfg.hidden_size})")
     if not cfg.factorized_embedding_parameterization and cfg.emb_size != cfg.hidden_size:
-        raise ValueError(f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size ({cfg.hidden_size}) "
-                         "unless factorized_embedding_parameterization is true")
+        raise ConfigError("emb_size", f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size "
+                                      f"({cfg.hidden_size}) unless factorized_embedding_parameterization is true")
 
 
 def _validate_tie(cfg: ModelConfig) -> None:
@@ -261,63 +315,83 @@ def _validate_tie(cfg: ModelConfig) -> None:
                     "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2}
     tied = [t for t in cfg.target if t in output_width]
     if not tied:
-        raise ValueError(f"key 'tie_weights' is true: target {list(cfg.target)} has no output over the "
+        raise ConfigError("tie_weights", f"key 'tie_weights' is true: target {list(cfg.target)} has no output over the "
                          "vocabulary (mlm, lm, bilm) to tie")
     for name in tied:
         if output_width[name] != cfg.emb_size:
-            raise ValueError(f"key 'tie_weights' is true: the {name} output width ({output_width[name]}) must "
-                             f"equal emb_size ({cfg.emb_size}) to share the word embedding")
+            raise ConfigError("tie_weights", f"key 'tie_weights' is true: the {name} output width "
+                                             f"({output_width[name]}) must equal emb_size ({cfg.emb_size}) to share "
+                                             "the word embedding")
 
 
 def _validate_dual(cfg: ModelConfig) -> None:
     if tuple(cfg.embedding) != ("dual",) or cfg.encoder != "dual":
-        raise ValueError(f"keys 'embedding' ({list(cfg.embedding)}) and 'encoder' ('{cfg.encoder}'): "
+        raise ConfigError("embedding", f"keys 'embedding' ({list(cfg.embedding)}) and 'encoder' ('{cfg.encoder}'): "
                          "a dual model needs embedding ['dual'] and encoder 'dual' together")
     for key in ("stream_0", "stream_1"):
         stream = getattr(cfg, key)
         if stream is None:
-            raise ValueError(f"key '{key}' is missing: a dual model needs stream_0 and stream_1")
+            raise ConfigError(key, f"key '{key}' is missing: a dual model needs stream_0 and stream_1")
         if "dual" in stream.embedding or stream.encoder == "dual":
-            raise ValueError(f"key '{key}': a stream cannot itself be dual")
+            raise ConfigError(key, f"key '{key}': a stream cannot itself be dual")
     if cfg.tie_weights and cfg.stream_0 != cfg.stream_1:
-        raise ValueError("key 'tie_weights' is true: the two streams share weights, so stream_0 and stream_1 "
-                         "must be equal")
+        raise ConfigError("tie_weights", "key 'tie_weights' is true: the two streams share weights, so stream_0 and "
+                                         "stream_1 must be equal")
     if cfg.target:
-        raise ValueError(f"key 'target' has value {list(cfg.target)}: a dual model has no pre-training target "
-                         "(it is fine-tuned by the classifier task)")
+        raise ConfigError("target", f"key 'target' has value {list(cfg.target)}: a dual model has no pre-training "
+                                    "target (it is fine-tuned by the classifier task)")
 
 
 # ---- command line -----------------------------------------------------------------------------
-def add_model_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = (),
+                               config_default: Optional[str] = "bert/base") -> None:
     """`--config_path` plus one `--<key>` per ModelConfig field; given flags override the JSON.
 
     Both `--key value` and `--key=value` work (argparse); lists take `--target mlm sp` or
-    `--target=mlm,sp`; booleans take `--tie_weights`, `--tie_weights true|false`.
+    `--target=mlm,sp`; booleans take `--tie_weights`, `--tie_weights true|false`.  UER-py's names
+    (uer_ds.compat.MODEL_ALIASES: `--encoder bert`, `--target albert`, `--bidirectional`) are accepted
+    and listed in each flag's help.  `exclude` names keys a command defines itself.
     """
+    from uer_ds.compat import BIDIRECTIONAL, alias_names
+
     group = parser.add_argument_group("model config (flags override the JSON)")
-    group.add_argument("--config_path", default="bert/base",
-                       help="UER JSON model config, or a shipped name such as bert/tiny (default: bert/base)")
+    default_text = f"default: {config_default}" if config_default else "default: the model's own config.json"
+    group.add_argument("--config_path", default=config_default,
+                       help=f"UER JSON model config, or a shipped name such as bert/tiny ({default_text})")
     for f in dataclasses.fields(ModelConfig):
         hint = _HINTS[f.name]
-        if get_origin(hint) is Union:
+        if get_origin(hint) is Union or f.name in exclude:
             continue  # stream configs come from the JSON only
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        text = f.metadata.get("help")
+        if alias_names(f.name):
+            text += f" (UER-py's names: {', '.join(alias_names(f.name))})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text}
         if get_origin(hint) is tuple:
             kwargs.update(nargs="+", metavar="NAME")
         elif hint is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         group.add_argument(f"--{f.name}", **kwargs)
+    group.add_argument("--bidirectional", nargs="?", const="true", metavar="BOOL", default=argparse.SUPPRESS,
+                       help="UER-py's recurrent encoders in both directions: "
+                            + ", ".join(f"{k} -> {v}" for k, v in BIDIRECTIONAL.items() if k != v))
 
 
-def model_config_from_args(args: argparse.Namespace, **extra: Any) -> ModelConfig:
-    """The JSON at args.config_path merged with the flags given (and `extra`), validated once."""
+def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The model-config flags given on the command line (lists split; `bidirectional` included)."""
     overrides: dict[str, Any] = {}
-    for name in _FIELDS:
-        if hasattr(args, name):
+    others = getattr(args, "not_model_flags", ())  # the command's own flags named like config keys
+    for name in (*_FIELDS, "bidirectional"):
+        if getattr(args, name, None) is not None and name not in others:
             value = getattr(args, name)
             if isinstance(value, list):
                 value = [part for item in value for part in item.replace(",", " ").split()]
             overrides[name] = value
+    return overrides
+
+
+def model_config_from_args(args: argparse.Namespace, **extra: Any) -> ModelConfig:
+    """The JSON at args.config_path merged with the flags given (and `extra`), validated once."""
+    overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
     return ModelConfig.from_json(args.config_path, overrides)
 
@@ -388,6 +462,9 @@ def add_train_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
         choices = SCHEDULERS if f.name == "scheduler" else None
         group.add_argument(f"--{f.name}", type=hints[f.name], default=default, choices=choices,
                            help=f"{f.metadata['help']} (default {default})")
+    from uer_ds.compat import add_flag_aliases
+
+    add_flag_aliases(parser, "train")  # UER-py's --beta1 / --beta2
 
 
 def train_config_from_args(args: argparse.Namespace, **values: Any) -> TrainConfig:
@@ -396,5 +473,6 @@ def train_config_from_args(args: argparse.Namespace, **values: Any) -> TrainConf
                           if f.name not in values}, **values)
 
 
-__all__ = ["ModelConfig", "TrainConfig", "add_model_config_arguments", "add_train_config_arguments",
-           "model_config_from_args", "resolve_config_path", "shipped_config_names", "train_config_from_args"]
+__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "add_model_config_arguments", "add_train_config_arguments",
+           "model_config_from_args", "model_config_overrides", "resolve_config_path", "shipped_config_names",
+           "train_config_from_args"]

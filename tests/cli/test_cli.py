@@ -39,7 +39,7 @@ def test_model_summary_counts(capsys, sample_vocab):
 def test_errors_exit_nonzero_with_one_line():
     out = run_cli("model", "summary", "--config_path", "bert/tiny", "--heads_num", "3", "--vocab_size", "10")
     assert out.returncode == 1
-    assert out.stderr.strip().endswith("key 'heads_num' has value 3: it must divide hidden_size (128)")
+    assert out.stderr.strip() == "uer-ds model: error: --heads_num has value 3: it must divide hidden_size (128)"
     assert "Traceback" not in out.stderr
     out = run_cli("frobnicate")
     assert out.returncode == 2 and "unknown command 'frobnicate'" in out.stderr

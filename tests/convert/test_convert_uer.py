@@ -281,9 +281,20 @@ def test_tools_load_every_source_alike(tmp_path):
     hf.save_pretrained(tmp_path / "hf")
     convert("hf", "uer_ds", tmp_path / "hf", tmp_path / "ours", "bert")
     b = batch("bert")
-    outputs = [our_outputs(load_any_model(p, c), b) for p, c in ((path, config_path), (tmp_path / "hf", None),
-                                                                 (tmp_path / "ours", None))]
+    # with uer_layer_norm=False a UER-py file computes as the converted model does (HF's LayerNorm)
+    outputs = [our_outputs(load_any_model(p, c, uer_layer_norm=False), b)
+               for p, c in ((path, config_path), (tmp_path / "hf", None), (tmp_path / "ours", None))]
     for other in outputs[1:]:
         compare_valid(other, outputs[0], b["valid"])
+    # by default it computes as UER-py does: its LayerNorm divides by (unbiased std + eps)
+    from uer_ds.convert.uer import UerLayerNorm
+
+    model = load_any_model(path, config_path)
+    norms = [m for m in model.modules() if "LayerNorm" in type(m).__name__]
+    assert norms and all(type(m) is UerLayerNorm for m in norms)
+    x = torch.randn(3, config["hidden_size"])
+    norm = norms[0]
+    expected = norm.weight * (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + norm.eps) + norm.bias
+    torch.testing.assert_close(norm(x), expected, rtol=0, atol=0)
     with pytest.raises(ValueError, match="--from uer needs --config_path"):
         load_any_model(path)

@@ -99,22 +99,17 @@ def test_bf16_configs_name_their_precision():
     check_engine_settings(ok, "x.json", pipeline_stages=1, on_cpu=True)  # ZeRO-3 never checks bf16 overflow
 
 
-def test_default_ds_config_follows_the_job(monkeypatch):
+def test_default_ds_config_follows_the_job():
     """No --deepspeed_config: zero0 for one process (nothing to partition), the pipeline config with
     --pipeline_stages, and a ZeRO stage >= 1 for several processes (here CPUs: zero1)."""
     from uer_ds.config import ModelConfig
-    from uer_ds.engine.ds_config import job_ds_config
+    from uer_ds.engine.ds_config import default_ds_config_name
     from uer_ds.engine.plan import plan
 
     cfg = ModelConfig.from_json("bert/base", {"vocab_size": 21128})
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    config, source, note = job_ds_config(None, cfg, 128)
-    assert source.endswith("zero0.json") and "one process" in note
-    assert job_ds_config("zero2", cfg, 128)[2] is None  # given: no note
-    assert job_ds_config(None, cfg, 128, pipeline_stages=2)[1].endswith("pipeline.json")
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    config, source, note = job_ds_config(None, cfg, 128)
-    assert source.endswith("zero1.json") and "4 processes" in note
+    assert default_ds_config_name(cfg, 1, 128) == ("zero0", "one process: nothing for ZeRO to partition")
+    assert default_ds_config_name(cfg, 1, 128, pipeline_stages=2) == ("pipeline", "--pipeline_stages 2")
+    assert default_ds_config_name(cfg, 4, 128) == ("zero1", "4 processes on CPUs: data parallel with ZeRO-1")
     # the planner never recommends stage 0 for data parallelism, always it for one GPU
     assert plan(cfg, 8, 80.0, seq_length=128)[1].setup.name == "zero1"
     assert plan(cfg, 1, 80.0, seq_length=128)[1].setup.name == "zero0"

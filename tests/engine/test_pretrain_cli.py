@@ -203,7 +203,7 @@ def test_resume_on_another_number_of_processes_through_the_universal_checkpoint(
 
 
 def test_user_errors_are_named_before_training(dataset, tmp_path):
-    out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm"))
+    out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm", "--mask", "causal"))
     assert out.returncode == 1 and "does not match the dataset" in out.stdout and "'bert'" in out.stdout
     out = run(pretrain_args(dataset, tmp_path / "x", "--deepspeed_config",
                             str(ROOT.parent / "shared" / "data" / "models" / "deepspeed_config.json"))) \

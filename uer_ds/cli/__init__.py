@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
     "finetune": ("uer_ds.cli.finetune",
-                 "fine-tune a task with DeepSpeed: classifier, mt_classifier, ner, cmrc, c3, dbqa"),
+                 "fine-tune a task with DeepSpeed: classifier, mt_classifier, multi_label_classifier, ner, cmrc, "
+                 "c3, dbqa"),
     "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV (cmrc: JSON, c3: JSON lines)"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints: hf | uer | tencentpretrain | uer_ds -> hf | uer | uer_ds"),
@@ -96,6 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"uer-ds {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
+    parsed.command_argv = [*name.split(), *rest]  # what a launcher re-runs in each process it starts
     try:
         with warnings.catch_warnings():
             _one_line_warnings(f"uer-ds {name}")

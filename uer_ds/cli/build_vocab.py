@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spm_model_type", choices=("unigram", "bpe"), default="unigram")
     parser.add_argument("--do_lower_case", choices=("true", "false"), default=None,
                         help="lower-case first (default: true for wordpiece, false otherwise)")
+    from uer_ds.compat import add_accepted_flags, add_flag_aliases
+
+    add_flag_aliases(parser, "build_vocab")  # UER-py: --vocab_path, --tokenizer / --delimiter char|space
+    add_accepted_flags(parser, ("--workers_num",))
 
 
 def run(args: argparse.Namespace) -> int:

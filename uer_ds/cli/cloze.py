@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model, write_text
+from uer_ds.cli.tool_args import (add_model_shape_arguments, add_model_tool_arguments, tokenizer_and_model,
+                                  write_text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_tool_arguments(parser)
     parser.add_argument("--topn", type=int, default=10, help="predictions per mask (default 10)")
     parser.add_argument("--seed", type=int, default=7, help="picks the masked position of plain lines (default 7)")
+    add_model_shape_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Optional
 
 from uer_ds.config import ModelConfig, add_model_config_arguments, model_config_from_args
@@ -26,8 +27,61 @@ def tokenizer_from_args(args: argparse.Namespace) -> Optional[Tokenizer]:
     return build_tokenizer(args.tokenizer, args.vocab_path, args.spm_model_path, do_lower_case=lower)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_config_arguments(parser)
+UER_DEFAULT_CONFIG = "bert/base"  # UER-py's default --config_path (models/bert/base_config.json)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, model_flag: Optional[str] = None,
+                        exclude: tuple[str, ...] = ()) -> None:
+    """The model-config flags; with `model_flag` (the flag naming a model, --pretrained_model_path say)
+    --config_path defaults to that model's own config (see resolve_config_default)."""
+    add_model_config_arguments(parser, exclude=exclude, config_default=None if model_flag else UER_DEFAULT_CONFIG)
+    # a command's own flag named like a config key (a tool's --pooling) is not a model-config flag
+    parser.set_defaults(not_model_flags=tuple(exclude))
+    if model_flag:
+        action = next(a for a in parser._actions if a.dest == "config_path")  # noqa: SLF001
+        action.help = (f"UER JSON model config, or a shipped name such as bert/tiny (default: the config.json of "
+                       f"{model_flag} -- its directory's, or <name>_config.json / config.json beside a .bin -- "
+                       f"else {UER_DEFAULT_CONFIG}, UER-py's default)")
+
+
+def config_beside_model(path: str) -> Optional[Path]:
+    """A model's own UER JSON config: config.json of a uer_ds model directory, of the step a uer_ds
+    checkpoint directory (or one of its global_step<N> tags) holds, or, for a weight file, the
+    `<stem>_config.json` (what `uer-ds convert --to uer` writes) or `config.json` beside it.  Hugging
+    Face configs (with model_type) are not UER configs and are skipped."""
+    import json
+
+    from uer_ds.engine.checkpoint import checkpoint_location, read_latest
+
+    model = Path(path)
+    if model.is_dir():
+        location = checkpoint_location(model)
+        if location is not None:
+            directory, tag = location
+            candidates = [directory / (tag or read_latest(directory)) / "config.json"]
+        else:
+            candidates = [model / "config.json"]
+    else:
+        candidates = [model.with_name(f"{model.stem}_config.json"), model.with_name("config.json")]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                values = json.loads(candidate.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(values, dict) and "model_type" not in values:
+                return candidate
+    return None
+
+
+def resolve_config_default(args: argparse.Namespace, model_path: Optional[str]) -> Optional[str]:
+    """Fill args.config_path when not given: the model's own config, else UER-py's default (bert/base).
+    Returns a note line when the model's config was taken."""
+    if getattr(args, "config_path", None) is not None:
+        return None
+    found = config_beside_model(model_path) if model_path else None
+    args.config_path = str(found) if found is not None else UER_DEFAULT_CONFIG
+    return f"config: {found} (the model's own; --config_path overrides it)" if found is not None else None
 
 
 def model_config_with_vocab(args: argparse.Namespace, tokenizer: Optional[Tokenizer]) -> ModelConfig:
@@ -39,3 +93,96 @@ def model_config_with_vocab(args: argparse.Namespace, tokenizer: Optional[Tokeni
                              f"({tokenizer.vocab_size} entries in {tokenizer.vocab.source})")
         cfg = cfg.replace(vocab_size=tokenizer.vocab_size)
     return cfg
+
+
+# ---- UER-py's engine flags -----------------------------------------------------------------------
+FP16_OPT_LEVELS = ("O0", "O1", "O2", "O3")  # apex's levels, which UER-py passes through
+
+
+def add_uer_engine_arguments(group: argparse._ArgumentGroup) -> None:
+    """UER-py's `--fp16 [--fp16_opt_level O1]` beside --deepspeed_config (resolved by
+    `deepspeed_config_name`)."""
+    group.add_argument("--fp16", action="store_true",
+                       help="UER-py's mixed precision: take the fp16 variant of a shipped --deepspeed_config "
+                            "(zero2 -> zero2_fp16; DeepSpeed's loss scaling and fp32 master weights)")
+    group.add_argument("--fp16_opt_level", choices=FP16_OPT_LEVELS, default=None,
+                       help="accepted with --fp16 (apex's level in UER-py); DeepSpeed's fp16 is one mode, close to O2")
+
+
+def deepspeed_config_name(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """--deepspeed_config after UER-py's --fp16, and note lines for the user.
+
+    --fp16 turns a shipped name into its fp16 variant; a ds_config file must enable fp16 itself.
+    """
+    from uer_ds.engine.ds_config import SHIPPED_DS_CONFIG_DIR
+
+    name = str(args.deepspeed_config)
+    notes = []
+    if getattr(args, "fp16_opt_level", None) and not getattr(args, "fp16", False):
+        raise ValueError(f"--fp16_opt_level {args.fp16_opt_level} needs --fp16")
+    if not getattr(args, "fp16", False):
+        return name, notes
+    base = name.removesuffix(".json")
+    if (SHIPPED_DS_CONFIG_DIR / f"{base}.json").is_file() and not Path(name).is_file():
+        if base.endswith("_bf16"):
+            raise ValueError(f"--fp16 with --deepspeed_config {name}: that config trains in bf16; choose one precision")
+        if not base.endswith("_fp16"):
+            name = f"{base}_fp16"
+        if args.fp16_opt_level:
+            notes.append(f"note: --fp16_opt_level {args.fp16_opt_level} is apex's; DeepSpeed's fp16 ({name}) keeps "
+                         "fp32 master weights with dynamic loss scaling")
+        return name, notes
+    from uer_ds.engine.ds_config import load_ds_config
+
+    values, source = load_ds_config(name)
+    if not (values.get("fp16") or {}).get("enabled", False):
+        raise ValueError(f"--fp16 with --deepspeed_config {source}: that file does not enable fp16; add "
+                         "\"fp16\": {\"enabled\": true} to it, or give a shipped name (zero0..zero3, *_offload)")
+    return name, notes
+
+
+# ---- model-shape flags given to a command that loads a saved model ----------------------------------
+# keys a saved model's config fixes; a UER-py config file given at inference is compared on these only
+# (its pre-training targets, dropout, vocab_size 0 and data processor say nothing about the model)
+SHAPE_KEYS = ("embedding", "encoder", "emb_size", "hidden_size", "feedforward_size", "heads_num", "layers_num",
+              "max_seq_length", "hidden_act", "mask", "layernorm_positioning", "remove_embedding_layernorm",
+              "factorized_embedding_parameterization", "parameter_sharing", "kernel_size", "block_size")
+RUNTIME_KEYS = ("kernels", "dropout")  # may differ from the saved model's: they do not change its weights
+
+
+def check_model_flags(args: argparse.Namespace, saved: ModelConfig, source: str,
+                      head_values: Optional[dict] = None) -> ModelConfig:
+    """UER-py's inference commands repeat the model's shape (`--encoder bert --pooling mean
+    --layers_num 12 ...`, `--config_path`): values equal to the saved model's pass, others are an error
+    naming the flag, both values and the model.  `head_values` are the head's settings (pooling,
+    labels_num) checked the same way.  Returns the saved config with the runtime keys given (kernels)."""
+    from uer_ds.compat import apply_bidirectional, expand_aliases
+    from uer_ds.config import _coerce, model_config_overrides
+
+    given = model_config_overrides(args)
+    bidirectional = given.pop("bidirectional", None)
+    values, implied = expand_aliases(given)
+    if bidirectional is not None:
+        values = apply_bidirectional(dict(values, encoder=values.get("encoder", saved.encoder)),
+                                     str(bidirectional).lower() in ("1", "true", "yes", "on"))
+    mine = dict(saved.to_dict(), **(head_values or {}))
+    for key, value in values.items():
+        if key in RUNTIME_KEYS or key not in mine:
+            continue
+        wanted, have = _coerce(key, value, "--" + key), mine[key]
+        have = tuple(have) if isinstance(have, list) else have
+        if wanted != have:
+            flag = f"--{implied[key]}" if key in implied else f"--{key}"
+            what = f" (which means {key} {wanted!r})" if key in implied else f" has value {wanted!r}"
+            raise ValueError(f"{flag}{what} but the model in {source} has {key} {have!r}: leave the flag out, "
+                             "or give the value the model was trained with")
+    if getattr(args, "config_path", None):  # the file as the flags complete it (UER-py 2020's configs name no encoder)
+        from_file = ModelConfig.from_json(args.config_path, dict(given, **({"bidirectional": bidirectional}
+                                                                          if bidirectional is not None else {})))
+        for key in SHAPE_KEYS:
+            if key not in values and getattr(from_file, key) != getattr(saved, key):
+                raise ValueError(f"--config_path {args.config_path} has {key} {getattr(from_file, key)!r} but the "
+                                 f"model in {source} has {getattr(saved, key)!r} (the model's own config.json is "
+                                 "used; leave --config_path out)")
+    runtime = {k: _coerce(k, given[k], "--" + k) for k in ("kernels",) if k in given}
+    return saved.replace(**runtime) if runtime else saved

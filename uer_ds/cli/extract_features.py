@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model
+from uer_ds.cli.tool_args import add_model_shape_arguments, add_model_tool_arguments, tokenizer_and_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_tool_arguments(parser, output_required=True)
     parser.add_argument("--pooling", default="first", choices=POOLINGS,
                         help="first ([CLS]), mean, max, last token, or none (every token; .pt only)")
+    add_model_shape_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from uer_ds.cli.tool_args import add_model_tool_arguments, tokenizer_and_model, write_text
+from uer_ds.cli.tool_args import (add_model_shape_arguments, add_model_tool_arguments, tokenizer_and_model,
+                                  write_text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_tool_arguments(parser)
     group = parser.add_argument_group("decoding")
-    group.add_argument("--max_length", type=int, default=64, help="tokens in all, prompt included (default 64)")
+    group.add_argument("--max_length", type=int, default=None,
+                       help="tokens in all, prompt included (default: --seq_length, as UER-py's generate scripts)")
     group.add_argument("--greedy", action="store_true", help="always the most likely token (no sampling)")
     group.add_argument("--top_k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
     group.add_argument("--top_p", type=float, default=0.0,
@@ -18,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=7, help="sampling seed; one seed gives one output (default 7)")
     group.add_argument("--no_cache", action="store_true", help="recompute the whole sequence at every step")
     group.add_argument("--stop_at_sep", action="store_true", help="end a line's continuation at [SEP]")
+    add_model_shape_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         prompt = ([cls] if cls is not None else []) + tokenizer.encode(text)  # UER-py starts with [CLS]
         try:
-            ids = generate(model, prompt, args.max_length, sampling, seed=args.seed, use_cache=not args.no_cache,
-                           stop_id=sep if args.stop_at_sep else None)
+            ids = generate(model, prompt, args.max_length or args.seq_length, sampling, seed=args.seed,
+                           use_cache=not args.no_cache, stop_id=sep if args.stop_at_sep else None)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
         specials = {t for t in tokenizer.special_tokens.values() if t} - {tokenizer.special_tokens["unk"]}

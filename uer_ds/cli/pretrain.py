@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
-from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, tokenizer_from_args
+from uer_ds.cli.common import (add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments,
+                               deepspeed_config_name, resolve_config_default, tokenizer_from_args)
+from uer_ds.compat import accepted_notes, add_accepted_flags
 from uer_ds.config import ModelConfig, add_train_config_arguments, model_config_from_args, train_config_from_args
+
+# masking options UER-py's pretrain.py takes (uer_ds records them at preprocessing; see _apply_masking_flags)
+MASKING_FLAGS = ("dynamic_masking", "whole_word_masking", "span_masking", "span_geo_prob", "span_max_length")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +30,37 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the model (DeepSpeed's engine.compile(), inductor); batches are padded "
                             "to --seq_length so shapes stay static")
+    add_uer_engine_arguments(group)
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """UER-py's own launch flags; `deepspeed [--hostfile H] --module uer_ds pretrain ...` is the other way."""
+    group = parser.add_argument_group("UER-py's launch flags (start this machine's processes; the deepspeed "
+                                      "launcher is the alternative)")
+    group.add_argument("--world_size", type=int, default=None,
+                       help="processes in the whole job (UER-py's meaning; default 1)")
+    group.add_argument("--gpu_ranks", type=int, nargs="+", default=[],
+                       help="the global ranks this machine runs, one process each on local devices 0, 1, ...; "
+                            "with --world_size 1, the one device to use")
+    group.add_argument("--master_ip", default=None,
+                       help="tcp://HOST:PORT of rank 0, the same on every machine (default: this machine, a free port)")
+    group.add_argument("--backend", choices=("nccl", "gloo"), default=None,
+                       help="process-group backend (default: nccl on GPUs, gloo on CPUs)")
+
+
+def add_masking_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("masking (UER-py's pretrain.py flags; uer_ds sets them at preprocessing)")
+    group.add_argument("--dynamic_masking", action="store_true", default=None,
+                       help="checked against the dataset (preprocess --dynamic_masking)")
+    group.add_argument("--whole_word_masking", action="store_true", default=None,
+                       help="whole-word masking: applied at training time to a dynamic-masking dataset whose index "
+                            "has word boundaries; otherwise it must match the dataset")
+    group.add_argument("--span_masking", action="store_true", default=None,
+                       help="span masking: applied at training time to a dynamic-masking dataset; otherwise it "
+                            "must match the dataset")
+    group.add_argument("--span_geo_prob", type=float, default=None,
+                       help="span length distribution (with --span_masking)")
+    group.add_argument("--span_max_length", type=int, default=None, help="longest span (with --span_masking)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,15 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_path", required=True, help="dataset prefix written by `uer-ds preprocess`")
     parser.add_argument("--pretrained_model_path",
                         help="initial weights: a model directory, a uer_ds checkpoint directory or one of its "
-                             "global_step<N> tags, or a .safetensors/.bin file with uer_ds key names")
+                             "global_step<N> tags, a .safetensors/.bin file, or a UER-py/TencentPretrain .bin "
+                             "(converted in memory)")
     parser.add_argument("--allow_partial_load", action="store_true",
                         help="load a pretrained model whose keys do not all match (reported), instead of failing")
     parser.add_argument("--num_workers", type=int, default=1, help="DataLoader worker processes per rank")
     add_output_arguments(parser)
     add_engine_arguments(parser)
-    add_model_arguments(parser)
+    add_launch_arguments(parser)
+    add_model_arguments(parser, model_flag="--pretrained_model_path")
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser)
+    add_masking_arguments(parser)
+    add_accepted_flags(parser, ("--instances_buffer_size", "--log_path", "--log_level", "--log_file_level",
+                                "--optimizer"))
 
 
 def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args: argparse.Namespace) -> None:
@@ -122,13 +165,58 @@ def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
         print(f"resumed at step {state['step']}: epoch {position.epoch}, {position.in_epoch:,} of its samples "
               f"consumed ({position.consumed_samples:,} in all)", flush=True)
     return int(state["step"]), position
+def _apply_masking_flags(dataset, args: argparse.Namespace) -> list[str]:
+    """UER-py's pretrain.py takes masking flags; uer_ds records them at preprocessing.  Flags equal to the
+    dataset's are fine; a dynamic-masking dataset takes new span / whole-word settings at training time
+    (as UER-py does); anything else is an error naming the preprocess flags to use."""
+    from uer_ds.data.instances import BUILDERS
+
+    options = dataset.meta["options"]
+    given = {k: getattr(args, k) for k in MASKING_FLAGS if getattr(args, k, None) is not None}
+    differs = {k: v for k, v in given.items() if options.get(k) != v}
+    if not differs:
+        return []
+    flags = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in differs.items())
+    if "dynamic_masking" in differs or not options.get("dynamic_masking"):
+        raise ValueError(f"{flags}: {args.dataset_path} was preprocessed with "
+                         f"{ {k: options.get(k) for k in differs} } and masks at preprocessing (static masking); "
+                         f"rerun `uer-ds preprocess ... --dynamic_masking {flags}`, or drop the flag(s)")
+    dataset.meta["options"] = {**options, **given}
+    dataset.builder = BUILDERS[dataset.meta["data_processor"]](dataset.data, dataset.meta, dataset.seed, True)
+    return [f"masking at training time (dynamic masking): {flags}"]
+
+
+def _launch(args: argparse.Namespace) -> Optional[int]:
+    """UER-py's --world_size/--gpu_ranks/--master_ip/--backend: start this machine's processes and
+    return their exit status, or set up this one process (None: carry on here)."""
+    import os
+
+    import torch
+
+    from uer_ds.engine import dist
+
+    plan = dist.plan_local_launch(args.world_size, args.gpu_ranks, args.master_ip, args.backend,
+                                  torch.cuda.is_available())
+    if plan is None:
+        return None
+    if dist.in_launched_process():  # a process we (or another launcher) started
+        if int(os.environ.get("WORLD_SIZE", "1")) != plan.world_size:
+            raise ValueError(f"--world_size {plan.world_size}: the launcher that started this process made a job of "
+                             f"{os.environ.get('WORLD_SIZE')}; under `deepspeed ...` leave out UER-py's launch flags")
+        return None
+    if plan.spawns:
+        print(f"uer-ds pretrain: starting global rank(s) {list(plan.ranks)} of {plan.world_size} on this machine "
+              f"(rank 0 at {plan.master_addr}:{plan.master_port})", flush=True)
+        return dist.launch_local_ranks(plan, args.command_argv)
+    os.environ.update(dist.launch_env(plan, 0))
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     from uer_ds.data import PretrainDataset
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
     from uer_ds.engine.data import DataPosition, advance, batch_iterator
-    from uer_ds.engine.ds_config import job_ds_config
+    from uer_ds.engine.ds_config import default_ds_config_name, load_ds_config
     from uer_ds.models import Model, build_model, save_model
     from uer_ds.models.io import model_from_state
     from uer_ds.train import Reporter, train
@@ -137,8 +225,25 @@ def run(args: argparse.Namespace) -> int:
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
+    config_note = resolve_config_default(args, args.output_model_path if args.resume else args.pretrained_model_path)
+    notes = [config_note] if config_note else []
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
+    notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta)
+    if args.deepspeed_config is None:  # the default follows the job
+        world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
+        args.deepspeed_config, why = default_ds_config_name(cfg, world, int(dataset.meta["seq_length"]),
+                                                            args.pipeline_stages)
+        notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
+    ds_name, fp16_notes = deepspeed_config_name(args)
+    notes += fp16_notes
+    ds_config, source = load_ds_config(ds_name)  # bad input fails here, before any process starts
+    launched = _launch(args)
+    if launched is not None:
+        return launched
+    if os.environ.get("RANK", "0") == "0":
+        for line in notes + accepted_notes(args):
+            print(line, flush=True)
     _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
     resume = _resume_plan(out, cfg, dataset, train_cfg, args) if args.resume else None
@@ -147,20 +252,23 @@ def run(args: argparse.Namespace) -> int:
                               "--output_model_path")
     pretrained = None
     if args.pretrained_model_path and not args.resume:
-        pretrained = ckpt.read_pretrained(args.pretrained_model_path)
-        notes = ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
-                                      args.allow_partial_load)
-        for line in notes:
+        from uer_ds.convert import read_pretrained_state
+
+        from uer_ds.convert import format_hint
+
+        pretrained, notes = read_pretrained_state(args.pretrained_model_path, cfg)
+        try:
+            notes += ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
+                                           args.allow_partial_load)
+        except ValueError as err:
+            raise ValueError(f"{err}.{format_hint(pretrained, args.pretrained_model_path)}") from None
+        for line in notes if os.environ.get("RANK", "0") == "0" else []:
             print(f"pretrained: {line}", flush=True)
 
-    ds_config, source, note = job_ds_config(args.deepspeed_config, cfg, int(dataset.meta["seq_length"]),
-                                            args.pipeline_stages)
     if resume is not None and resume[1]:  # another number of processes: through the universal checkpoint
         ds_config = dict(ds_config, checkpoint=dict(ds_config.get("checkpoint", {}), load_universal=True))
     engine = build_engine(ds_config, source, train_cfg, cfg, lambda: Model(cfg), pretrained,
                           pipeline_stages=args.pipeline_stages, activation_checkpointing=args.activation_checkpointing)
-    if note and dist.is_rank0():
-        print(note, flush=True)
     if args.compile:
         engine.compile()
     # one shape for every batch: a compiled graph, or the pipeline's stage-to-stage buffers

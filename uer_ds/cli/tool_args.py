@@ -1,4 +1,11 @@
-"""Arguments the model tools share, with UER-py's flag names (--load_model_path, --test_path, ...)."""
+"""Arguments the model tools share, with UER-py's flag names (--load_model_path, --test_path, ...).
+
+Every tool also takes UER-py's older spellings (uer_ds.compat.FLAG_ALIASES["tool"]: --pretrained_model_path,
+--input_path, --output_path, ...) and the model-shape flags UER-py's scripts take (--encoder, --target,
+--layers_num, ...: they describe a UER-py .bin, and must agree with a model directory's own config).
+A new tool calls `add_model_tool_arguments` and `tokenizer_and_model`; a tool with other model-file
+flags gives them UER-py's spellings with `uer_ds.compat.add_flag_aliases(parser, "tool")`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,22 +13,35 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from uer_ds.cli.common import add_tokenizer_arguments, tokenizer_from_args
+from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, tokenizer_from_args
 
 
-def add_model_tool_arguments(parser: argparse.ArgumentParser, output_required: bool = False) -> None:
+def add_model_tool_arguments(parser: argparse.ArgumentParser, output_required: bool = False,
+                             input_required: bool = True) -> None:
+    from uer_ds.compat import add_flag_aliases
+
     parser.add_argument("--load_model_path", required=True,
                         help="uer_ds model directory, Hugging Face directory, or UER-py/TencentPretrain .bin")
-    parser.add_argument("--config_path", default=None, help="UER JSON model config (needed for a .bin model)")
-    parser.add_argument("--test_path", required=True, help="input text, one item per line (UTF-8)")
+    parser.add_argument("--test_path", required=input_required, help="input text, one item per line (UTF-8)")
     parser.add_argument("--prediction_path", required=output_required, default=None,
                         help="output file" + ("" if output_required else " (default: standard output)"))
     parser.add_argument("--seq_length", type=int, default=128, help="tokens per line at most (default 128)")
     parser.add_argument("--batch_size", type=int, default=32, help="lines per forward pass (default 32)")
     add_tokenizer_arguments(parser)
+    add_flag_aliases(parser, "tool")
+
+
+def add_model_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config_path (a .bin's config: default beside it, else bert/base) and the model-config flags;
+    call after the tool's own flags (a flag the tool defines, --pooling say, stays the tool's)."""
+    own = tuple(a.dest for a in parser._actions)  # noqa: SLF001
+    add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
 
 
 def tokenizer_and_model(args: argparse.Namespace, need_target: Optional[str] = None):
+    """The vocabulary and the model --load_model_path names: a UER-py .bin is built from --config_path and
+    the model-shape flags; a directory from its own config, which the flags given must agree with."""
+    from uer_ds.cli.common import check_model_flags, model_config_with_vocab, resolve_config_default
     from uer_ds.tools.common import load_model_for
 
     tokenizer = tokenizer_from_args(args)
@@ -29,7 +49,13 @@ def tokenizer_and_model(args: argparse.Namespace, need_target: Optional[str] = N
         raise ValueError("give the model's vocabulary: --vocab_path or --spm_model_path")
     if args.seq_length <= 0:
         raise ValueError(f"seq_length has value {args.seq_length}: must be positive")
-    return tokenizer, load_model_for(args.load_model_path, tokenizer, args.config_path, need_target)
+    if Path(args.load_model_path).is_file():
+        resolve_config_default(args, args.load_model_path)
+        cfg = model_config_with_vocab(args, tokenizer)
+        return tokenizer, load_model_for(args.load_model_path, tokenizer, cfg, need_target)
+    model = load_model_for(args.load_model_path, tokenizer, None, need_target)
+    check_model_flags(args, model.config, args.load_model_path)
+    return tokenizer, model
 
 
 def write_text(text: str, path: Optional[str]) -> None:

@@ -67,16 +67,20 @@ def convert_hf_to_uer_ds(input_dir: PathLike, output_dir: PathLike, family: str)
     return convert("hf", "uer_ds", input_dir, output_dir, family)
 
 
-def load_any_model(path: PathLike, config_path: Optional[PathLike] = None):
+def load_any_model(path: PathLike, config_path: Optional[PathLike] = None, uer_layer_norm: bool = True):
     """A Model from a uer_ds model directory, a training checkpoint directory or one of its
     global_step<N> tags, a Hugging Face directory (config.json with model_type) or a UER-py/TencentPretrain
-    .bin (with `config_path`); what the tools' --load_model_path takes."""
+    .bin (with `config_path`); what the tools' --load_model_path takes.  A UER-py file computes with
+    UER-py's LayerNorm (uer.use_uer_layer_norm) unless uer_layer_norm is False, so the tools give UER-py's
+    outputs for UER-py's models."""
     from uer_ds.convert.native import is_checkpoint_dir
+    from uer_ds.convert.uer import use_uer_layer_norm
     from uer_ds.models import build_model, load_model
     from uer_ds.models.io import load_state_dict_checked
     from uer_ds.textfile import load_json
 
     path = Path(path)
+    from_uer = False
     if path.is_dir() and is_checkpoint_dir(path):  # a training checkpoint (or one of its tags): gather it
         ckpt, _ = read_uer_ds(path)
     elif path.is_dir():
@@ -90,13 +94,54 @@ def load_any_model(path: PathLike, config_path: Optional[PathLike] = None):
         ckpt, _ = read_hf(path, hf_type)
     elif path.is_file():
         ckpt, _ = read_uer(path, config_path)
+        from_uer = True
     else:
         raise FileNotFoundError(f"load_model_path '{path}': no such file or directory")
     model = build_model(ckpt.config, device="meta").to_empty(device="cpu")
     model.init_weights()
     load_state_dict_checked(model, {k: v.float() for k, v in ckpt.state.items()}, str(path), strict=True)
+    if from_uer and uer_layer_norm:
+        use_uer_layer_norm(model)
     return model.eval()
 
 
+# key prefixes of Hugging Face checkpoints (pytorch_model.bin / model.safetensors of BERT, RoBERTa, ALBERT, GPT-2)
+HF_PREFIXES = ("bert.", "roberta.", "albert.", "transformer.h.", "transformer.wte.", "cls.predictions.",
+               "embeddings.word_embeddings.", "encoder.layer.", "h.0.", "wte.")
+
+
+def format_hint(state: dict, path: PathLike) -> str:
+    """A sentence for a mismatch error: what to run when `state` is another format's checkpoint."""
+    if any(k.startswith(HF_PREFIXES) for k in state):
+        return (f" {path} looks like a Hugging Face checkpoint: convert it first with `uer-ds convert --from hf "
+                "--to uer_ds --model bert|roberta|albert|gpt2 --input DIR --output OUT`")
+    return (" (a checkpoint of another format converts with `uer-ds convert --from hf|uer|tencentpretrain --to "
+            "uer_ds`; UER-py/TencentPretrain files load directly)")
+
+
+def read_pretrained_state(path: PathLike, cfg) -> tuple[dict, list[str]]:
+    """--pretrained_model_path's weights by uer_ds key, and report lines: what engine.checkpoint's
+    read_pretrained reads (model and checkpoint directories, .safetensors/.bin), with a UER-py or
+    TencentPretrain state dict (any layout UER-py has used) converted in memory for model config `cfg`
+    (its pre-training targets that the file has; fine-tuning heads and other keys are reported)."""
+    from uer_ds.convert.uer import TARGETS, convert_uer_state, looks_like_uer
+    from uer_ds.engine.checkpoint import read_pretrained
+
+    state = read_pretrained(path)
+    if not looks_like_uer(state):
+        return state, []
+    targets = tuple(t for t in cfg.target if t in TARGETS)
+    tie = cfg.tie_weights and any(t in ("mlm", "lm") for t in targets)
+    ckpt, report = convert_uer_state(state, cfg.replace(target=targets, tie_weights=tie), str(path))
+    notes = [f"{report.notes[0]}: converted {report.converted} tensors to uer_ds's names in memory"
+             " (`uer-ds convert --from uer --to uer_ds` writes them once)"]
+    notes += report.notes[1:]
+    if report.unused_input:
+        shown = ", ".join(report.unused_input[:8]) + (" ..." if len(report.unused_input) > 8 else "")
+        notes.append(f"keys of {path} not used ({len(report.unused_input)}): {shown}")
+    return ckpt.state, notes
+
+
 __all__ = ["CONVERSIONS", "MODEL_FAMILIES", "READERS", "WRITERS", "Checkpoint", "Report", "convert",
-           "convert_hf_to_uer_ds", "load_any_model"]
+           "convert_hf_to_uer_ds", "format_hint",
+           "load_any_model", "read_pretrained_state"]

@@ -36,6 +36,7 @@ import torch
 from uer_ds.config import ModelConfig
 from uer_ds.convert.rules import Checkpoint, Report, Rule, expected_shapes, new_file, to_ours, to_theirs
 from uer_ds.convert.weights import read_weight_file
+from uer_ds.models.layers import LayerNorm
 
 PathLike = Union[str, os.PathLike]
 
@@ -52,6 +53,24 @@ _LEGACY = {"embedding.word.embedding.": "embedding.word_embedding.",
 LAYOUTS = ("current", "legacy")
 WORD_KEY = {"current": "embedding.word.embedding.weight", "legacy": "embedding.word_embedding.weight"}
 TARGETS = ("mlm", "sp", "lm")  # the heads whose UER names the tables know
+# encoders whose UER-py module tree is ours (UER-py's `lstm --bidirectional` is our bilstm; its own
+# "bilstm", two one-way stacks under encoder.rnn_forward / rnn_backward, is another model)
+ENCODERS = ("transformer", "lstm", "gru", "bilstm", "bigru")
+# keys only UER-py/TencentPretrain files have (ours name LayerNorm weight/bias, attention query/key/...)
+UER_MARKERS = (".gamma", ".beta", ".linear_layers.", ".final_linear.", "embedding.word_embedding.",
+               "output_layer_1.", "output_layers_1.", "crf.start_transitions")
+# UER-py's fine-tuning heads (finetune/run_*.py) -> the uer_ds task heads with the same layers:
+# kind -> {their key prefix: our key prefix inside the head (target.<head>.)}
+UER_HEADS: dict[str, dict[str, str]] = {
+    # run_classifier.py, run_dbqa.py, run_classifier_multi_label.py: pooling -> output_layer_1 -> tanh ->
+    # output_layer_2
+    "classifier": {"output_layer_1.": "linear_1.", "output_layer_2.": "linear_2."},
+    # run_ner.py: output_layer per token; with --crf_target, torchcrf's CRF(batch_first=True)
+    "tagger": {"output_layer.": "output_layer.", "crf.start_transitions": "crf.start",
+               "crf.end_transitions": "crf.end", "crf.transitions": "crf.transitions"},
+    # run_cmrc.py: start and end logits from one linear layer
+    "span": {"output_layer.": "output_layer."},
+}
 
 
 def uer_key(ours: str, norms: set[str], shared: bool, layout: str) -> str:
@@ -72,14 +91,13 @@ def uer_key(ours: str, norms: set[str], shared: bool, layout: str) -> str:
 
 
 def uer_table(cfg: ModelConfig, layout: str) -> tuple[list[Rule], dict[str, str]]:
-    """(rules, {tied UER key: the UER key it repeats}) for a transformer model config."""
+    """(rules, {tied UER key: the UER key it repeats}) for a model config (encoders in ENCODERS)."""
     from uer_ds.models import build_model
     from uer_ds.models.io import aliased_keys
-    from uer_ds.models.layers import LayerNorm
 
-    if cfg.encoder != "transformer" or any(t not in TARGETS for t in cfg.target):
-        raise ValueError(f"UER tables cover transformer encoders with targets {', '.join(TARGETS)}; the config has "
-                         f"encoder '{cfg.encoder}', targets {list(cfg.target)}")
+    if cfg.encoder not in ENCODERS or any(t not in TARGETS for t in cfg.target):
+        raise ValueError(f"UER tables cover encoders {', '.join(ENCODERS)} with targets {', '.join(TARGETS)}; the "
+                         f"config has encoder '{cfg.encoder}', targets {list(cfg.target)}")
     model = build_model(cfg, device="meta")
     norms = {name for name, module in model.named_modules() if isinstance(module, LayerNorm)}
     aliases = aliased_keys(model)
@@ -114,35 +132,100 @@ def _drop_absent_targets(cfg: ModelConfig, state: dict, layout: str, report: Rep
         else:
             report.notes.append(f"the config's target '{target}' has no weights in the checkpoint: converted "
                                 "without it")
-    return cfg.replace(target=tuple(keep)) if len(keep) != len(cfg.target) else cfg
+    if len(keep) == len(cfg.target):
+        return cfg
+    tied_left = any(t in ("mlm", "lm", "bilm") for t in keep)  # tie_weights means nothing without them
+    return cfg.replace(target=tuple(keep), tie_weights=cfg.tie_weights and tied_left)
 
 
-def read_uer(input_path: PathLike, config_path: Optional[PathLike], fmt: str = "uer") -> tuple[Checkpoint, Report]:
-    """A UER-py/TencentPretrain state dict file + its UER JSON model config -> (checkpoint, report)."""
+def looks_like_uer(state: dict[str, torch.Tensor]) -> bool:
+    """True for a UER-py/TencentPretrain state dict (LayerNorm gamma/beta, attention linear_layers, the
+    legacy embedding names, UER-py's fine-tuning heads); False for uer_ds's own keys."""
+    return any(marker in key for key in state for marker in UER_MARKERS)
+
+
+def _check_encoder_layout(state: dict[str, torch.Tensor], source: str) -> None:
+    if any(k.startswith(("encoder.rnn_forward.", "encoder.rnn_backward.")) for k in state):
+        raise ValueError(f"{source}: UER-py's bilstm/bigru encoder (two one-way stacks, encoder.rnn_forward / "
+                         "rnn_backward) has no uer_ds counterpart; uer_ds's bilstm is one bidirectional LSTM, UER-py's "
+                         "`--encoder lstm --bidirectional`")
+
+
+def convert_uer_state(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str,
+                      fmt: str = "uer") -> tuple[Checkpoint, Report]:
+    """A UER-py/TencentPretrain state dict (either layout) for model config `cfg` -> our checkpoint.
+
+    vocab_size 0 is taken from the word embedding; a target of `cfg` without weights in the file is
+    dropped (and reported); keys the table does not use are listed in the report (fine-tuning heads,
+    other targets).  Raises naming missing keys and shape mismatches.
+    """
+    layout = detect_layout(state, source)
+    _check_encoder_layout(state, source)
+    if cfg.vocab_size == 0:
+        cfg = cfg.replace(vocab_size=state[WORD_KEY[layout]].shape[0])
+    report = Report(notes=[f"read {fmt} checkpoint, {layout} layout"])
+    cfg = _drop_absent_targets(cfg, state, layout, report)
+    rules, tied = uer_table(cfg, layout)
+    ours, _, used = to_ours(state, rules, expected_shapes(cfg), source)
+    for alias, canonical in tied.items():
+        if alias in state:
+            if not torch.equal(state[alias], state[canonical]):
+                raise ValueError(f"{source}: the config ties weights (tie_weights true) but '{alias}' differs from "
+                                 f"'{canonical}'; set tie_weights to false in the model config")
+            used.add(alias)
+    report.converted = len(ours)
+    report.unused_input = sorted(k for k in state if k not in used)
+    return Checkpoint(cfg, ours), report
+
+
+def uer_head_state(state: dict[str, torch.Tensor], kind: str, head: str) -> dict[str, torch.Tensor]:
+    """A UER-py fine-tuning head's tensors under our names (`target.<head>.*`); {} when absent."""
+    out = {}
+    for theirs, ours in UER_HEADS[kind].items():
+        for key, tensor in state.items():
+            if key == theirs or (theirs.endswith(".") and key.startswith(theirs)):
+                out[f"target.{head}.{ours}{key[len(theirs):]}"] = tensor
+    return out
+
+
+def read_uer(input_path: PathLike, config_path: Optional[Union[PathLike, ModelConfig]],
+             fmt: str = "uer") -> tuple[Checkpoint, Report]:
+    """A UER-py/TencentPretrain state dict file + its UER JSON model config (a path, or a ModelConfig
+    already merged with command-line flags) -> (checkpoint, report)."""
     if config_path is None:
         raise ValueError(f"--from {fmt} needs --config_path: the checkpoint file holds no model config "
                          "(give the UER JSON config it was trained with, or a shipped name such as bert/base)")
     path = Path(input_path)
     if path.is_dir():
         raise ValueError(f"--input {path}: a directory; --from {fmt} reads a state dict file (model.bin)")
-    state = read_weight_file(path)
-    layout = detect_layout(state, str(path))
-    cfg = ModelConfig.from_json(config_path)
-    if cfg.vocab_size == 0:
-        cfg = cfg.replace(vocab_size=state[WORD_KEY[layout]].shape[0])
-    report = Report(notes=[f"read {fmt} checkpoint, {layout} layout"])
-    cfg = _drop_absent_targets(cfg, state, layout, report)
-    rules, tied = uer_table(cfg, layout)
-    ours, _, used = to_ours(state, rules, expected_shapes(cfg), str(path))
-    for alias, canonical in tied.items():
-        if alias in state:
-            if not torch.equal(state[alias], state[canonical]):
-                raise ValueError(f"{path}: the config ties weights (tie_weights true) but '{alias}' differs from "
-                                 f"'{canonical}'; set tie_weights to false in {config_path}")
-            used.add(alias)
-    report.converted = len(ours)
-    report.unused_input = sorted(k for k in state if k not in used)
-    return Checkpoint(cfg, ours), report
+    cfg = config_path if isinstance(config_path, ModelConfig) else ModelConfig.from_json(config_path)
+    return convert_uer_state(read_weight_file(path), cfg, str(path), fmt)
+
+
+# ---- computing as UER-py does ----------------------------------------------------------------------
+class UerLayerNorm(LayerNorm):
+    """UER-py's and TencentPretrain's LayerNorm (uer/layers/layer_norm.py, `normal`):
+    y = weight * (x - mean) / (std + eps) + bias, with std the unbiased (n - 1) standard deviation, where
+    uer_ds (and Hugging Face) divide by sqrt(biased variance + eps).  Same parameters; (..., H) -> (..., H)."""
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if residual is not None:
+            x = x + residual
+        centred = x - x.mean(-1, keepdim=True)
+        return self.weight * centred / (x.std(-1, keepdim=True) + self.eps) + self.bias
+
+
+def use_uer_layer_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap every LayerNorm of `model` for UerLayerNorm (sharing its parameters), so a UER-py checkpoint
+    gives UER-py's outputs (within float rounding) instead of moving by ~1/(2 x hidden_size).  For
+    inference; training keeps the standard (fusable) LayerNorm."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is LayerNorm:
+                swapped = UerLayerNorm.__new__(UerLayerNorm)
+                swapped.__dict__.update(child.__dict__)  # same parameters, eps and kernel switch
+                setattr(parent, name, swapped)
+    return model
 
 
 def uer_config_path(output: Path) -> Path:

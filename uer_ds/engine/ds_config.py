@@ -43,21 +43,15 @@ def load_ds_config(path: Union[str, os.PathLike]) -> tuple[dict, str]:
     return values, str(resolved)
 
 
-def job_ds_config(name: Optional[str], model_config: Any, seq_length: int,
-                  pipeline_stages: int = 1) -> tuple[dict, str, Optional[str]]:
-    """(config, source, note): `name` loaded (a file or shipped name), or without one the default for
-    this job (note says which and why): `pipeline` with --pipeline_stages, else
-    `uer_ds.engine.plan.default_ds_config` for the job's process count (WORLD_SIZE, set by launchers)."""
-    if name is not None:
-        return (*load_ds_config(name), None)
+def default_ds_config_name(model_config: Any, world: int, seq_length: int, pipeline_stages: int = 1) -> tuple[str, str]:
+    """The shipped ds_config a job takes without --deepspeed_config, and why: `pipeline` with
+    --pipeline_stages, else `uer_ds.engine.plan.default_ds_config` for the job's process count (one: zero0;
+    several: the planner's ZeRO stage)."""
     if pipeline_stages > 1:
-        chosen, why = "pipeline", f"--pipeline_stages {pipeline_stages}"
-    else:
-        from uer_ds.engine.plan import default_ds_config
+        return "pipeline", f"--pipeline_stages {pipeline_stages}"
+    from uer_ds.engine.plan import default_ds_config
 
-        chosen, why = default_ds_config(model_config, int(os.environ.get("WORLD_SIZE", "1")), seq_length)
-    config, source = load_ds_config(chosen)
-    return config, source, f"--deepspeed_config not given: {chosen} ({why})"
+    return default_ds_config(model_config, world, seq_length)
 
 
 def zero_stage(ds: dict) -> int:

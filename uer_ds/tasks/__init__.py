@@ -7,18 +7,20 @@ from uer_ds.tasks.data import Example, TaskDataError
 from uer_ds.tasks.dbqa import DbqaTask
 from uer_ds.tasks.model import TaskModel, load_task_model, select_pretrained
 from uer_ds.tasks.mrc import CmrcTask
+from uer_ds.tasks.multi_label import MultiLabelClassifierTask
 from uer_ds.tasks.multiple_choice import C3Task
 from uer_ds.tasks.ner import NerTask
 
 TASKS: dict[str, Task] = {
     "classifier": ClassifierTask(),
     "mt_classifier": MtClassifierTask(),
+    "multi_label_classifier": MultiLabelClassifierTask(),
     "ner": NerTask(),
     "cmrc": CmrcTask(),
     "c3": C3Task(),
     "dbqa": DbqaTask(),
 }
 
-__all__ = ["TASKS", "ClassifierHead", "ClassifierTask", "Example", "MtClassifierTask", "Task", "TaskData",
-           "TaskDataError", "TaskModel", "load_task_model", "predict_outputs", "select_pretrained",
-           "soft_target_result"]
+__all__ = ["TASKS", "ClassifierHead", "ClassifierTask", "Example", "MtClassifierTask", "MultiLabelClassifierTask",
+           "Task", "TaskData", "TaskDataError", "TaskModel", "load_task_model", "predict_outputs",
+           "select_pretrained", "soft_target_result"]

@@ -40,6 +40,7 @@ class Task:
     help = ""
     metrics: tuple[str, ...] = ("accuracy",)  # --metric choices; the first is the default
     higher_is_better = True
+    uer_head: Optional[str] = None  # the kind of UER-py head (uer_ds.convert.uer.UER_HEADS) this task reads
 
     # ---- command line ---------------------------------------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,15 @@ class Task:
 
         label = batch["tgt"].get("label")
         return count_predictions(label) if label is not None else int(batch["src"].shape[0])
+
+    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+        """The head spec of a model fine-tuned by UER-py (a .bin: no task.json), from the task's inference
+        flags (UER-py's) and the head's tensors under our names (`target.<task name>.*`)."""
+        raise ValueError(f"models fine-tuned by UER-py load for other tasks, not '{self.name}'")
+
+    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
+        """UER-py's inference flags that describe the head (--label2id_path, ...): given values must
+        agree with the saved model's `spec`; raises naming both."""
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -22,8 +23,8 @@ from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
 from uer_ds.models.targets.cls import ClsTarget
 from uer_ds.tasks.base import Task, TaskData
-from uer_ds.tasks.data import (Example, TaskDataError, encode_texts, pad, parse_floats, parse_label, read_tsv,
-                               text_column)
+from uer_ds.tasks.data import (Example, TaskDataError, encode_texts, headerless_columns, pad, parse_floats, parse_label,
+                               read_label_names, read_tsv, text_column)
 from uer_ds.tasks.metrics import classification_metrics, format_classification
 from uer_ds.tokenizers import Tokenizer
 
@@ -40,13 +41,40 @@ def soft_target_result(logits: torch.Tensor, labels: torch.Tensor, soft: Optiona
     return hard._replace(loss=alpha * mse + (1.0 - alpha) * hard.loss)
 
 
+def uer_pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
+    """UER-py's pooling (uer/utils/misc.py), for models UER-py fine-tuned: the hidden states are multiplied
+    by the segment id before pooling, so in a sentence pair the second segment (id 2) counts twice in
+    mean and last, and mean divides by the sum of segment ids; max adds (seg - 1) * 2**63 - 1, which
+    masks padding and, in a pair, lifts every second-segment value to about 9.2e18 (UER-py's models
+    with max pooling over pairs see constant features; this reproduces their predictions).  Equal to
+    `pool` for single texts.  (B, T, H) -> (B, H)."""
+    weight = seg.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1): 0 padding, 1 or 2
+    scaled = hidden * weight
+    if pooling == "mean":
+        return scaled.sum(dim=1) / weight.sum(dim=1)
+    if pooling == "max":
+        return (scaled + (weight - 1) * float(sys.maxsize)).max(dim=1).values
+    if pooling == "last":
+        last = (seg != 0).sum(dim=1) - 1  # (B,)
+        return scaled[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return scaled[:, 0]
+
+
 class ClassifierHead(ClsTarget):
     """pooling -> linear (hidden -> hidden) -> tanh -> linear (hidden -> labels_num): UER-py's
-    classifier head, the pre-training `cls` target's layers.  (B, T, H) -> logits (B, labels_num)."""
+    classifier head, the pre-training `cls` target's layers.  (B, T, H) -> logits (B, labels_num).
+    uer_pooling: pool as UER-py does (see uer_pool), for models fine-tuned by UER-py."""
 
-    def __init__(self, cfg: ModelConfig, labels_num: int, pooling: str, soft_alpha: float = 0.5) -> None:
+    def __init__(self, cfg: ModelConfig, labels_num: int, pooling: str, soft_alpha: float = 0.5,
+                 uer_pooling: bool = False) -> None:
         super().__init__(cfg.replace(labels_num=labels_num, pooling=pooling))
         self.soft_alpha = soft_alpha
+        self.uer_pooling = uer_pooling
+
+    def logits(self, hidden: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:  # -> (B, labels_num)
+        if not self.uer_pooling:
+            return super().logits(hidden, seg)
+        return self.linear_2(torch.tanh(self.linear_1(uer_pool(hidden, seg, self.pooling))))
 
     def forward(self, hidden: torch.Tensor, tgt: dict, seg: torch.Tensor) -> TargetResult:
         """tgt: {"label": (B,), optional "soft": (B, labels_num)}."""
@@ -74,7 +102,18 @@ class ClassifierTask(Task):
     name = "classifier"
     help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
     metrics = ("accuracy", "macro_f1")
-    reads_models_of = ("classifier", "mt_classifier")  # `infer classifier --head NAME` serves multi-task models
+    # `infer classifier --head NAME` serves multi-task models; UER-py infers DBQA with run_classifier_infer.py
+    reads_models_of = ("classifier", "mt_classifier", "dbqa")
+    uer_head = "classifier"
+
+    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+        """run_classifier.py's head: labels_num from its output layer, pooling from the config/flags,
+        UER-py's pooling arithmetic."""
+        weight = head.get(f"target.{self.name}.linear_2.weight")
+        if weight is None:
+            raise ValueError(f"{args.load_model_path}: no output_layer_2.weight: not a model of UER-py's "
+                             "run_classifier.py")
+        return {"labels_num": int(weight.shape[0]), "pooling": cfg.pooling, "soft": False, "uer_pooling": True}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_split_arguments(parser)
@@ -84,6 +123,17 @@ class ClassifierTask(Task):
                                 "loss = soft_alpha * MSE(logits) + (1 - soft_alpha) * CE")
         group.add_argument("--soft_alpha", type=float, default=0.5, help="weight of the soft-target MSE (default 0.5)")
         self._shared_arguments(group)
+        self._label_arguments(group)
+
+    @staticmethod
+    def _label_arguments(group, infer: bool = False) -> None:
+        """PaddleNLP's text classification files: label names and no header row."""
+        group.add_argument("--label_path", help="label names, one per line (PaddleNLP's label.txt): the label column "
+                                                "holds names, predictions are written with them"
+                                                + (" (checked against the model)" if infer else ""))
+        group.add_argument("--no_header", action="store_true", default=None,
+                           help="files without a header row, columns text_a[<TAB>text_b]<TAB>label (PaddleNLP's "
+                                "order)" + ("; default: as the model was fine-tuned" if infer else ""))
 
     def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("classifier")
@@ -95,18 +145,34 @@ class ClassifierTask(Task):
                            help="add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)")
         group.add_argument("--head", help="multi-task models: the head (dataset name) to predict with "
                                           "(default: the first)")
+        self._label_arguments(group, infer=True)
+
+    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
+        if getattr(args, "label_path", None):
+            names = read_label_names(args.label_path)
+            if names != spec.get("label_names"):
+                raise ValueError(f"--label_path {args.label_path} has labels {names} but the model in {source} has "
+                                 f"{spec.get('label_names') or 'label ids, no names'}")
 
     def _shared_arguments(self, group) -> None:
         group.add_argument("--top_k", type=int, default=2, help="also report top-k accuracy (default 2; 1: off)")
 
     # ---- data -----------------------------------------------------------------------------------
+    @staticmethod
+    def columns(path: str, spec: dict, labelled: bool, args: Optional[argparse.Namespace]) -> Optional[list[str]]:
+        """None for a file with a header row; the columns of a header-less one (--no_header)."""
+        no_header = getattr(args, "no_header", None) if args is not None else None
+        if not (spec.get("no_header") if no_header is None else no_header):
+            return None
+        return headerless_columns(path, labelled, spec.get("pair"))
+
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
              args: Optional[argparse.Namespace] = None) -> list[Example]:
         soft = labelled and bool(args is not None and getattr(args, "soft_targets", False) and spec.get("soft"))
         required = ["label", "text_a"] if labelled else ["text_a"]
         if soft:
             required.append("logits")
-        header, rows = read_tsv(path, required, optional=["text_b"])
+        header, rows = read_tsv(path, required, optional=["text_b"], columns=self.columns(path, spec, labelled, args))
         pair = "text_b" in header
         if "pair" in spec and pair != spec["pair"]:
             raise TaskDataError(f"{path}:1: header {header}: the model classifies "
@@ -117,27 +183,50 @@ class ClassifierTask(Task):
         for row in rows:
             texts = [text_column(row, "text_a")] + ([text_column(row, "text_b")] if pair else [])
             src, seg = encode_texts(tokenizer, texts, seq_length)
-            label = parse_label(row, labels_num) if labelled else None
+            label = self.parse_gold(row, labels_num, spec.get("label_names")) if labelled else None
             extra = {"soft": parse_floats(row, "logits", labels_num)} if soft else {}
             examples.append(Example(row.where, {k: row.values[k] for k in ("text_a", "text_b") if k in row.values},
                                     src, seg, label, extra))
         return examples
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+    @staticmethod
+    def parse_gold(row, labels_num: Optional[int], names: Optional[list[str]]) -> Any:
+        return parse_label(row, labels_num, names=names)
+
+    def label_spec(self, args: argparse.Namespace, cfg: ModelConfig) -> dict:
+        """What every head of this task records about its labels and files: the label count (--labels_num,
+        else the names of --label_path, else counted from the training set), names, header-less files."""
         labels_num = getattr(args, "labels_num", None)  # a model-config flag: present only when given
         if labels_num is not None and int(labels_num) <= 0:
             raise ValueError(f"--labels_num has value {labels_num}: must be positive")
-        spec = {"labels_num": None if labels_num is None else int(labels_num), "pooling": cfg.pooling,
-                "soft": bool(args.soft_targets)}
-        if args.soft_targets and spec["labels_num"] is None:
+        names = read_label_names(args.label_path) if getattr(args, "label_path", None) else None
+        if names is not None and labels_num is not None and int(labels_num) != len(names):
+            raise ValueError(f"--labels_num {labels_num} disagrees with --label_path {args.label_path} "
+                             f"({len(names)} names)")
+        spec = {"labels_num": len(names) if names else (None if labels_num is None else int(labels_num)),
+                "pooling": cfg.pooling, "soft": bool(getattr(args, "soft_targets", False))}
+        if names:
+            spec["label_names"] = names
+        if getattr(args, "no_header", None):
+            spec["no_header"] = True
+        return spec
+
+    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+        spec = self.label_spec(args, cfg)
+        if getattr(args, "soft_targets", False) and spec["labels_num"] is None:
             spec["labels_num"] = _count_labels(args.train_path)
         train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
         if spec["labels_num"] is None:
-            spec["labels_num"] = max(e.tgt for e in train) + 1
+            spec["labels_num"] = self.count_labels(train)
         spec["pair"] = "text_b" in train[0].text
-        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True)
-        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True) if args.test_path else None
-        return TaskData({"classifier": spec}, [train], [dev], [test])
+        plain = argparse.Namespace(**{**vars(args), "soft_targets": False})  # dev and test have no teacher logits
+        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True, plain)
+        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True, plain) if args.test_path else None
+        return TaskData({self.name: spec}, [train], [dev], [test])
+
+    @staticmethod
+    def count_labels(examples: list[Example]) -> int:
+        return max(e.tgt for e in examples) + 1
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         tgt: dict[str, Any] = {"task": head}
@@ -159,14 +248,16 @@ class ClassifierTask(Task):
         for name, spec in heads.items():
             if spec["pooling"] not in POOLINGS:
                 raise ValueError(f"head '{name}': pooling '{spec['pooling']}' must be one of {', '.join(POOLINGS)}")
-            out[name] = ClassifierHead(cfg, int(spec["labels_num"]), spec["pooling"], alpha)
+            out[name] = ClassifierHead(cfg, int(spec["labels_num"]), spec["pooling"], alpha,
+                                       uer_pooling=bool(spec.get("uer_pooling")))
         return out
 
     # ---- evaluation and output ------------------------------------------------------------------
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
                  args: argparse.Namespace) -> dict:
         gold = np.array([e.tgt for e in examples], dtype=np.int64)
-        return classification_metrics(gold, np.stack(outputs), top_k=getattr(args, "top_k", None))
+        metrics = classification_metrics(gold, np.stack(outputs), top_k=getattr(args, "top_k", None))
+        return _named(metrics, spec.get("label_names"))
 
     def format_report(self, metrics: dict, title: str) -> str:
         return format_classification(metrics, title)
@@ -174,12 +265,13 @@ class ClassifierTask(Task):
     def bad_cases(self, examples: Sequence[Example], outputs: Sequence[Any],
                   spec: dict) -> tuple[list[str], list[list[str]]]:
         texts = ["text_a", "text_b"] if spec.get("pair") else ["text_a"]
+        name = label_namer(spec)
         probs = softmax(np.stack(outputs))
         rows = []
         for example, prob in zip(examples, probs):
             pred = int(prob.argmax())
             if pred != example.tgt:
-                rows.append([example.source, str(example.tgt), str(pred), f"{prob[pred]:.4f}",
+                rows.append([example.source, name(example.tgt), name(pred), f"{prob[pred]:.4f}",
                              *(example.text[t] for t in texts)])
         return ["source", "gold", "predicted", "confidence", *texts], rows
 
@@ -187,21 +279,42 @@ class ClassifierTask(Task):
                           args: argparse.Namespace, header: bool) -> None:
         logits = np.stack(outputs)
         probs = softmax(logits)
+        name = label_namer(spec)
         k = min(int(getattr(args, "top_k", 1) or 1), logits.shape[1])
-        if header:
-            names = ["label"] + (["logits"] if args.output_logits else []) + (["prob"] if args.output_prob else [])
-            names += ["top_k_labels", "top_k_probs"] if k > 1 else []
-            handle.write("\t".join(names) + "\n")
+        if header and not _headerless_output(args, spec):
+            columns = ["label"] + (["logits"] if args.output_logits else []) + (["prob"] if args.output_prob else [])
+            columns += ["top_k_labels", "top_k_probs"] if k > 1 else []
+            handle.write("\t".join(columns) + "\n")
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         for row_logits, row_probs, top in zip(logits, probs, order):
-            cells = [str(int(top[0]))]
+            cells = [name(int(top[0]))]
             if args.output_logits:
                 cells.append(" ".join(f"{v:.6g}" for v in row_logits))
             if args.output_prob:
                 cells.append(" ".join(f"{v:.6g}" for v in row_probs))
             if k > 1:
-                cells += [" ".join(str(int(i)) for i in top), " ".join(f"{row_probs[i]:.6g}" for i in top)]
+                cells += [" ".join(name(int(i)) for i in top), " ".join(f"{row_probs[i]:.6g}" for i in top)]
             handle.write("\t".join(cells) + "\n")
+
+
+def label_namer(spec: dict):
+    """id -> the text written for it: its --label_path name, else the id."""
+    names = spec.get("label_names")
+    return (lambda i: names[i]) if names else str
+
+
+def _named(metrics: dict, names: Optional[list[str]]) -> dict:
+    """Per-class rows labelled with their names (when the model has them)."""
+    if names:
+        for row in metrics["per_class"]:
+            row["label"] = names[row["label"]]
+    return metrics
+
+
+def _headerless_output(args: argparse.Namespace, spec: dict) -> bool:
+    """Predictions for a header-less input (PaddleNLP's flow) are written without a header too."""
+    flag = getattr(args, "no_header", None)
+    return bool(spec.get("no_header") if flag is None else flag)
 
 
 def _count_labels(path: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
-from uer_ds.textfile import TextFileError, is_blank, read_lines, split_fields, split_tokens
+from uer_ds.textfile import TextFileError, is_blank, read_lines, split_fields, split_tokens, strip_blank
 from uer_ds.tokenizers import Tokenizer
 
 
@@ -60,20 +60,22 @@ class TsvRow:
         return TaskDataError(f"{self.where}: {message}")
 
 
-def read_tsv(path: str, required: Sequence[str], optional: Sequence[str] = ()) -> tuple[list[str], list[TsvRow]]:
+def read_tsv(path: str, required: Sequence[str], optional: Sequence[str] = (),
+             columns: Optional[Sequence[str]] = None) -> tuple[list[str], list[TsvRow]]:
     """Header + rows of a UER-py TSV file; every row must have as many columns as the header.
 
     required: columns that must be in the header; optional: columns the task understands when
     present.  Other columns are kept in each row's values (a prediction file's extra columns).
+    columns: the file has no header row (PaddleNLP's files) and these name its columns.
     """
-    try:
-        lines = read_lines(path, "data file")
-    except TextFileError as err:
-        raise task_file_error(err) from None
-    if not lines:
-        raise TaskDataError(f"{path}:1: empty file: expected a header row naming the columns "
-                            f"({', '.join(required)})")
-    header = split_fields(lines[0])
+    lines = _task_lines(path)
+    if columns is None:
+        if not lines:
+            raise TaskDataError(f"{path}:1: empty file: expected a header row naming the columns "
+                                f"({', '.join(required)})")
+        header, first = split_fields(lines[0]), 2
+    else:
+        header, first = list(columns), 1
     missing = [c for c in required if c not in header]
     if missing:
         raise TaskDataError(f"{path}:1: header {header} lacks column(s) {missing}: the header row must name "
@@ -81,22 +83,76 @@ def read_tsv(path: str, required: Sequence[str], optional: Sequence[str] = ()) -
     if len(set(header)) != len(header):
         raise TaskDataError(f"{path}:1: header {header} names a column twice")
     rows = []
-    for number, line in enumerate(lines[1:], start=2):
+    for number, line in enumerate(lines[first - 1:], start=first):
         if is_blank(line):
-            raise TaskDataError(f"{path}:{number}: empty line: every line after the header is one example")
+            raise TaskDataError(f"{path}:{number}: empty line: every line{' after the header' if first == 2 else ''} "
+                                "is one example")
         values = split_fields(line)
         if len(values) != len(header):
-            raise TaskDataError(f"{path}:{number}: {len(values)} column(s), the header has {len(header)} "
-                                f"({', '.join(header)}): columns are separated by one tab")
+            what = "the header has" if columns is None else "expected (--no_header:"
+            raise TaskDataError(f"{path}:{number}: {len(values)} column(s), {what} {len(header)} "
+                                f"({', '.join(header)}){')' if columns is not None else ''}: columns are separated "
+                                "by one tab")
         rows.append(TsvRow(str(path), number, dict(zip(header, values))))
     if not rows:
-        raise TaskDataError(f"{path}: no examples after the header row")
+        raise TaskDataError(f"{path}: no examples{' after the header row' if columns is None else ''}")
     return header, rows
 
 
-def parse_label(row: TsvRow, labels_num: Optional[int], column: str = "label") -> int:
-    """A class id in [0, labels_num) (any id >= 0 when labels_num is None)."""
-    text = row.values[column].strip()
+def _task_lines(path: str) -> list[str]:
+    """The file's lines by uer_ds.textfile's rules, its errors as TaskDataError."""
+    try:
+        return read_lines(path, "data file")
+    except TextFileError as err:
+        raise task_file_error(err) from None
+
+
+def headerless_columns(path: str, labelled: bool, pair: Optional[bool]) -> list[str]:
+    """The columns of a file without a header row, in PaddleNLP's order: `text_a[<TAB>text_b]<TAB>label`
+    (labelled), `text_a[<TAB>text_b]` (input to predict; a trailing label column is allowed and ignored).
+    pair: whether the model classifies pairs (None: decide from the column count, labelled files)."""
+    lines = _task_lines(path)
+    if not lines:
+        raise TaskDataError(f"{path}:1: empty file")
+    count = len(split_fields(lines[0]))
+    texts = ["text_a", "text_b"] if pair else ["text_a"]
+    if labelled:
+        if pair is None:
+            texts = ["text_a", "text_b"] if count >= 3 else ["text_a"]
+        if count != len(texts) + 1:
+            raise TaskDataError(f"{path}:1: {count} column(s); without a header (--no_header) a labelled file has "
+                                f"{' '.join(texts)} label, tab-separated")
+        return texts + ["label"]
+    if count not in (len(texts), len(texts) + 1):
+        raise TaskDataError(f"{path}:1: {count} column(s); without a header (--no_header) the model reads "
+                            f"{' '.join(texts)} (a label column after them is ignored)")
+    return texts + (["label"] if count > len(texts) else [])
+
+
+def read_label_names(path: str) -> list[str]:
+    """Label names, one per line, the line number - 1 is the id (PaddleNLP's label.txt)."""
+    lines = _task_lines(path)
+    if not lines:
+        raise TaskDataError(f"--label_path {path}: empty file: one label name per line")
+    for number, name in enumerate(lines, start=1):
+        if is_blank(name) or "\t" in name or "," in name:
+            raise TaskDataError(f"{path}:{number}: label name {name!r}: must be non-empty, without tabs or commas")
+        if name in lines[: number - 1]:
+            raise TaskDataError(f"{path}:{number}: label name '{name}' appears twice (first on line "
+                                f"{lines.index(name) + 1})")
+    return lines
+
+
+def parse_label(row: TsvRow, labels_num: Optional[int], column: str = "label",
+                names: Optional[Sequence[str]] = None) -> int:
+    """A class id in [0, labels_num) (any id >= 0 when labels_num is None); with `names` (--label_path)
+    the column holds a label name, whose id is its line in that file."""
+    text = strip_blank(row.values[column])
+    if names is not None:
+        if text not in names:
+            shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+            raise row.error(f"{column} '{text}' is not one of the --label_path names ({shown})")
+        return list(names).index(text)
     try:
         label = int(text)
     except ValueError:
@@ -180,15 +236,22 @@ def epoch_plan(sizes: Sequence[int], batch_size: int, world: int, seed: int, epo
 
 
 def train_batches(datasets: Sequence[Sequence[Example]], collate: Callable[[list[Example], int], dict],
-                  batch_size: int, accumulation_steps: int, rank: int, world: int, seed: int) -> Iterator[dict]:
+                  batch_size: int, accumulation_steps: int, rank: int, world: int, seed: int,
+                  skip: int = 0) -> Iterator[dict]:
     """Endless micro-batches for this rank, epoch after epoch (see epoch_plan).  An epoch keeps a
-    multiple of accumulation_steps micro-batches, so every epoch ends on an optimizer step."""
+    multiple of accumulation_steps micro-batches, so every epoch ends on an optimizer step.  `skip`
+    micro-batches are passed over without being built (a resumed run's already trained ones)."""
     epoch = 0
     while True:
         plan = epoch_plan([len(d) for d in datasets], batch_size, world, seed, epoch)
         plan = plan[: len(plan) // accumulation_steps * accumulation_steps]
-        for d, parts in plan:
+        if skip >= len(plan):
+            skip -= len(plan)
+            epoch += 1
+            continue
+        for d, parts in plan[skip:]:
             yield collate([datasets[d][i] for i in parts[rank]], d)
+        skip = 0
         epoch += 1
 
 
@@ -216,5 +279,6 @@ def eval_batches(examples: Sequence[Example], batch_size: int, rank: int, world:
     return [b if b else [fill] for b in batches]
 
 
-__all__ = ["Example", "TaskDataError", "TsvRow", "encode_texts", "epoch_plan", "eval_batches", "pad", "parse_floats",
-           "parse_label", "read_tsv", "steps_per_epoch", "text_column", "train_batches"]
+__all__ = ["Example", "TaskDataError", "TsvRow", "encode_texts", "epoch_plan", "eval_batches", "headerless_columns",
+           "pad", "parse_floats", "parse_label", "read_label_names", "read_tsv", "steps_per_epoch", "text_column",
+           "train_batches"]

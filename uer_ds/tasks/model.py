@@ -114,8 +114,11 @@ def select_pretrained(state: dict[str, torch.Tensor], model: TaskModel, source: 
         detail = (f"missing keys {body_missing[:8]}{' ...' if len(body_missing) > 8 else ''}; "
                   f"unexpected keys {body_unexpected[:8]}{' ...' if len(body_unexpected) > 8 else ''}")
         if not allow_partial:
+            from uer_ds.convert import format_hint
+
             raise ValueError(f"{source}: the embedding/encoder does not match the model config ({detail}). Check "
-                             "--config_path against the pre-trained model, or pass --allow_partial_load")
+                             "--config_path against the pre-trained model, or pass --allow_partial_load."
+                             + format_hint(state, source))
         notes.append(f"partial load (--allow_partial_load): {detail}")
     loaded_body = sum(1 for k in load if not k.startswith(HEAD_PREFIX))
     notes.append(f"loaded {loaded_body} embedding/encoder tensors from {source}")

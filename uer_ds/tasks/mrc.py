@@ -231,7 +231,7 @@ class CmrcTask(Task):
     # ---- data -----------------------------------------------------------------------------------
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
              args: Optional[argparse.Namespace] = None) -> list[Example]:
-        training = args is not None  # the training file: questions without a located answer are skipped
+        training = labelled and args is not None  # the training file: questions without a located answer are skipped
         require_offsets(tokenizer)
         special = tokenizer.require_special("cls", "sep")
         examples, skipped, lost, contexts, moved = [], [], [], {}, []

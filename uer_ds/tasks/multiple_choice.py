@@ -121,11 +121,20 @@ class C3Task(Task):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_split_arguments(parser)
+        self.add_infer_arguments(parser)
+
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--max_choices_num", type=int, default=None,
+                            help="UER-py's padded option count: checked as the most options a question may have "
+                                 "(uer_ds pads each batch to its own most)")
 
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
              args: Optional[argparse.Namespace] = None) -> list[Example]:
         examples, contexts = [], {}
+        most = getattr(args, "max_choices_num", None) if args is not None else None
         for q in read_c3(path, labelled):
+            if most is not None and len(q["choices"]) > most:
+                raise ValueError(f"{q['where']}: {len(q['choices'])} options, more than --max_choices_num {most}")
             if q["context"] not in contexts:
                 contexts = {q["context"]: tokenizer.encode(q["context"])}
             context, question = contexts[q["context"]], tokenizer.encode(q["question"])
@@ -137,7 +146,7 @@ class C3Task(Task):
 
     def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
         spec = {"pooling": cfg.pooling}
-        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
+        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True, args)  # noqa: E731
         return TaskData({"c3": spec}, [read(args.train_path)], [read(args.dev_path)],
                         [read(args.test_path) if args.test_path else None])
 

@@ -126,10 +126,48 @@ def encode_words(tokenizer: Tokenizer, words: Sequence[str], seq_length: int) ->
     return src + [special["sep"]], first
 
 
+UER_PAD_TAG = "[PAD]"  # UER-py's run_ner.py appends this tag to label2id (its padding label)
+
+
 class NerTask(Task):
     name = "ner"
     help = "named entity recognition: tag each token (BIO), softmax or --crf (UER-py run_ner)"
     metrics = ("f1", "precision", "recall", "tag_accuracy")
+    uer_head = "tagger"
+
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("ner")
+        group.add_argument("--label2id_path", help="UER-py's label2id JSON: checked against the model's tags; "
+                                                   "required for a model fine-tuned by UER-py (.bin)")
+        group.add_argument("--crf", "--crf_target", dest="crf", action="store_true", default=None,
+                           help="the model has a CRF layer: checked against the model (UER-py's --crf_target)")
+
+    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+        """run_ner.py's tagger: label2id's tags plus UER-py's [PAD] tag, a CRF when the file has one, and
+        UER-py's input layout (space-separated tokens looked up whole, no [CLS]/[SEP])."""
+        if not args.label2id_path:
+            raise ValueError(f"{args.load_model_path}: a model fine-tuned by UER-py holds no tag names: give "
+                             "--label2id_path, as UER-py's run_ner_infer.py takes it")
+        labels = read_label2id(args.label2id_path) + [UER_PAD_TAG]
+        rows = head[f"target.{self.name}.output_layer.weight"].shape[0]
+        if rows != len(labels):
+            raise ValueError(f"--label2id_path {args.label2id_path} has {len(labels) - 1} tags (+ UER-py's [PAD]: "
+                             f"{len(labels)}) but the model in {args.load_model_path} has {rows} outputs")
+        crf = f"target.{self.name}.crf.transitions" in head
+        if args.crf is not None and args.crf != crf:
+            raise ValueError(f"--crf_target is given but the model in {args.load_model_path} has "
+                             f"{'a' if crf else 'no'} CRF layer")
+        return {"labels": labels, "crf": crf, "layout": "uer"}
+
+    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
+        if getattr(args, "label2id_path", None):
+            labels = read_label2id(args.label2id_path)
+            if labels != list(spec["labels"]):
+                raise ValueError(f"--label2id_path {args.label2id_path} has tags {labels} but the model in {source} "
+                                 f"has {list(spec['labels'])}: give the label2id it was fine-tuned with")
+        if getattr(args, "crf", None) is not None and bool(args.crf) != bool(spec["crf"]):
+            raise ValueError(f"--crf_target is given but the model in {source} has "
+                             f"{'a' if spec['crf'] else 'no'} CRF layer")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_split_arguments(parser)
@@ -145,6 +183,8 @@ class NerTask(Task):
             raise ValueError(f"--seq_length {seq_length}: NER needs at least 3 ([CLS], a token, [SEP])")
         tag_ids = {tag: i for i, tag in enumerate(spec["labels"])}
         _, rows = read_tsv(path, ["text_a", "label"] if labelled else ["text_a"])
+        if spec.get("layout") == "uer":
+            return self._read_uer_layout(rows, tokenizer, seq_length, tag_ids if labelled else None)
         examples, cut = [], 0
         for row in rows:
             words = split_tokens(text_column(row, "text_a"))
@@ -169,6 +209,20 @@ class NerTask(Task):
         if cut:
             note(f"{path}: {cut} of {len(rows)} sentence(s) longer than --seq_length {seq_length}: their last tokens "
                  "are predicted 'O'")
+        return examples
+
+    @staticmethod
+    def _read_uer_layout(rows, tokenizer: Tokenizer, seq_length: int, tag_ids: Optional[dict]) -> list[Example]:
+        """UER-py's run_ner.py input: text_a split on single spaces, each token looked up whole in the
+        vocabulary ([UNK] if absent), no [CLS]/[SEP], cut at seq_length; a tag per token."""
+        examples = []
+        for row in rows:
+            tokens = text_column(row, "text_a").strip().split(" ")
+            src = tokenizer.convert_tokens_to_ids(tokens)[:seq_length]
+            tags = row.values["label"].split(" ") if tag_ids is not None else None
+            labels = [tag_ids[t] for t in tags][:seq_length] if tags is not None else None
+            examples.append(Example(row.where, {"text_a": row.values["text_a"]}, src, [1] * len(src), labels,
+                                    {"first": list(range(len(src))), "words": len(tokens), "tags": tags}))
         return examples
 
     def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:

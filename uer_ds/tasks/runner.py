@@ -27,20 +27,28 @@ REPORT_FILE = "report.json"
 
 
 # ---- arguments -----------------------------------------------------------------------------------
+UER_OUTPUT_MODEL_PATH = "models/finetuned_model.bin"  # UER-py's default --output_model_path (here a directory)
+UER_SEQ_LENGTH = 128  # UER-py's default --seq_length
+
+
 def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
-    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
+    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments
+    from uer_ds.compat import add_accepted_flags
     from uer_ds.config import add_train_config_arguments
 
     task.add_arguments(parser)
     group = parser.add_argument_group("fine-tuning")
     group.add_argument("--pretrained_model_path",
                        help="pre-trained weights (a model directory, a uer_ds checkpoint directory or one of its "
-                            "global_step<N> tags, a .safetensors/.bin file, or a fine-tuned task model); without "
-                            "it the model starts from random weights")
+                            "global_step<N> tags, a .safetensors/.bin file, a UER-py/TencentPretrain .bin -- "
+                            "converted in memory --, or a fine-tuned task model); without it the model starts from "
+                            "random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
-    group.add_argument("--output_model_path", required=True,
-                       help="directory for the best model (config.json, task.json, model.safetensors) and report.json")
+    group.add_argument("--output_model_path", default=UER_OUTPUT_MODEL_PATH,
+                       help="directory for the best model (config.json, task.json, model.safetensors) and "
+                            f"report.json (default {UER_OUTPUT_MODEL_PATH}, UER-py's path; here a directory, which "
+                            "`uer-ds infer --load_model_path` takes)")
     group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
     group.add_argument("--seq_length", type=int, default=128,
                        help="longest input in tokens; longer is cut (default 128)")
@@ -54,6 +62,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     group.add_argument("--metrics_path", help="JSON lines: training reports and each epoch's dev metrics")
     group.add_argument("--tensorboard_dir", help="TensorBoard logs (default: <output_model_path>/tensorboard)")
     group.add_argument("--no_progress", action="store_true", help="no progress bar")
+    from uer_ds.tasks.resume import add_resume_arguments
+
+    add_resume_arguments(group)
     engine = parser.add_argument_group("DeepSpeed engine")
     engine.add_argument("--deepspeed_config",
                         help="DeepSpeed JSON or a shipped name (ds_configs/): zero0..zero3, zero2_offload, "
@@ -64,26 +75,36 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                         help="recompute transformer layer activations in backward (less memory)")
     engine.add_argument("--compile", action="store_true",
                         help="torch.compile the model (DeepSpeed's engine.compile(), inductor)")
-    add_model_arguments(parser)
+    add_uer_engine_arguments(engine)
+    add_model_arguments(parser, model_flag="--pretrained_model_path")
     add_tokenizer_arguments(parser)
     add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
                                batch_size=32, report_steps=100)
+    add_accepted_flags(parser, ("--log_path", "--log_level", "--log_file_level", "--optimizer"))
 
 
 def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
-    from uer_ds.cli.common import add_tokenizer_arguments
+    from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
 
-    parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
+    parser.add_argument("--load_model_path", required=True,
+                        help="a task model directory written by `uer-ds finetune`, or a model fine-tuned by UER-py's "
+                             "finetune/run_*.py (a .bin; give its --config_path and the task's settings, as UER-py's "
+                             "inference scripts take them)")
     parser.add_argument("--test_path", required=True, help="input in the task's format: TSV with a header, or JSON "
                                                             "for cmrc and c3 (labels not needed)")
     parser.add_argument("--prediction_path", required=True, help="output: TSV, or JSON for cmrc and JSON lines for c3 "
                                                                   "(written under a temporary name, then renamed)")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned with)")
-    parser.add_argument("--config_path", help="accepted for UER-py compatibility; the model directory's config is used")
+    parser.add_argument("--seq_length", type=int, help="longest input (default: the one the model was fine-tuned "
+                                                       f"with; {UER_SEQ_LENGTH} for a UER-py .bin, as UER-py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
     add_tokenizer_arguments(parser)
+    own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
+    add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
+    group = parser.add_argument_group("model shape (UER-py's inference scripts repeat it)")
+    group.description = ("with a task model directory, given values must equal the saved model's (an error names "
+                         "both otherwise); with a UER-py .bin they describe the model")
 
 
 def batch_maker(task: Task, head_names: Sequence[str], pad_id: int) -> Callable[[list[Example], int], dict]:
@@ -203,18 +224,29 @@ def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -
 
 
 def finetune(task: Task, args: argparse.Namespace) -> int:
-    from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
+    from uer_ds.cli.common import (deepspeed_config_name, model_config_with_vocab, resolve_config_default,
+                                   tokenizer_from_args)
+    from uer_ds.compat import accepted_notes
     from uer_ds.config import train_config_from_args
-    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
-    from uer_ds.engine.ds_config import job_ds_config
-    from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
+    from uer_ds.engine import build_engine, describe, dist
+    from uer_ds.engine.ds_config import default_ds_config_name, load_ds_config
+    from uer_ds.tasks import resume
+    from uer_ds.train import EarlyStopping, Reporter, train
 
     started = time.perf_counter()
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
+    config_note = resolve_config_default(args, args.pretrained_model_path)
+    notes = ([config_note] if config_note else []) + accepted_notes(args)
     cfg = model_config_with_vocab(args, tokenizer)
     _check_arguments(args, cfg)
+    if args.deepspeed_config is None:  # the default follows the job
+        args.deepspeed_config, why = default_ds_config_name(cfg, int(os.environ.get("WORLD_SIZE", "1")),
+                                                            args.seq_length)
+        notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
+    ds_name, fp16_notes = deepspeed_config_name(args)
+    notes += fp16_notes
     data = task.load(args, tokenizer, cfg)
     info = task_info(task, data, args, tokenizer)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
@@ -226,43 +258,35 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
 
     dist.init_distributed()
     rank0 = dist.is_rank0()
-    pretrained = None
-    if args.pretrained_model_path:
-        with torch.device("meta"):
-            shape_model = make_model()
-        state = ckpt.read_pretrained(args.pretrained_model_path)
-        pretrained, notes = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
-        if rank0:
-            for line in notes:
-                print(f"pretrained: {line}", flush=True)
-    elif rank0:
-        print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
-
     world = dist.world_size()
     sizes = [len(t) for t in data.train]
     per_epoch = steps_per_epoch(sizes, args.batch_size, args.accumulation_steps, world)
     total = per_epoch * args.epochs_num
-    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=total)
-    ds_config, source, note = job_ds_config(args.deepspeed_config, cfg, args.seq_length)
+    resume.check_arguments(args, total)
+    out = Path(args.output_model_path)
+    settings = resume.run_settings(task.name, data.heads, args, world, total)
+    if args.resume:
+        resume.read_resume_point(out, settings, body_config(cfg))
+    elif rank0 and resume.clear_old_checkpoint(out):
+        notes.append(f"note: removed the earlier run's checkpoint in {out / resume.CHECKPOINT_DIR} (--resume "
+                     "continues a run instead)")
+    if rank0:
+        for line in notes:
+            print(line, flush=True)
+    dist.barrier()
+    pretrained = _pretrained_body(args, cfg, make_model) if not args.resume else None
+
+    every = args.save_checkpoint_steps
+    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
+    ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
                           activation_checkpointing=args.activation_checkpointing)
-    if note and rank0:
-        print(note, flush=True)
     if args.compile:
         engine.compile()
     rank, world = engine.data_parallel_rank, engine.data_parallel_size
     heads = dict(data.heads)
-    if rank0:
-        print(f"uer-ds finetune {task.name}: {describe(engine)}; {sum(sizes)} training examples "
-              f"({', '.join(f'{n}: {s}' for n, s in zip(heads, sizes))}); {args.epochs_num} epoch(s) x "
-              f"{per_epoch} steps = {total} steps", flush=True)
-
-    out = Path(args.output_model_path)
-    batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps, rank, world, args.seed)
-    reporter = Reporter(tuple(heads), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"), total, 0,
-                        show_progress=not args.no_progress)
-    history: list[dict] = []
-    best: dict[str, Any] = {}
+    progress = resume.FinetuneProgress(engine, out, settings, per_epoch, every)
+    history, best = progress.history, progress.best
 
     def run_dev(step: int) -> dict:
         t0 = time.perf_counter()
@@ -286,15 +310,58 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
         best.update(step=step, metrics=metrics, outputs=best["outputs_candidate"])
         dist.barrier()
 
-    evaluation = Evaluation(per_epoch, run_dev, EarlyStopping(args.metric, args.patience), keep_best)
-    train(engine, batches, train_cfg, 0, reporter, lambda step: None, evaluation=evaluation)
+    evaluation = resume.epoch_evaluation(per_epoch, total, run_dev, EarlyStopping(args.metric, args.patience),
+                                         keep_best, progress)
+    start = progress.restore() if args.resume else 0
+    if rank0:
+        print(f"uer-ds finetune {task.name}: {describe(engine)}; {sum(sizes)} training examples "
+              f"({', '.join(f'{n}: {s}' for n, s in zip(heads, sizes))}); {args.epochs_num} epoch(s) x "
+              f"{per_epoch} steps = {total} steps" + (f"; resumed after step {start}" if args.resume else ""),
+              flush=True)
+    batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps, rank, world, args.seed,
+                            skip=start * args.accumulation_steps)
+    reporter = Reporter(tuple(heads), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"), total, start,
+                        show_progress=not args.no_progress)
+    if evaluation.stopping.should_stop:  # the saved run had already stopped early
+        evaluation.stopped_at = start
+        reporter.close()
+    else:
+        train(engine, batches, train_cfg, start, reporter, progress.save_between_epochs, evaluation=evaluation,
+              stop_after=args.stop_after_steps)
     train_seconds = time.perf_counter() - started
-
+    stopped_at = args.stop_after_steps
+    if stopped_at is not None and stopped_at < total and evaluation.stopped_at is None:
+        if rank0:
+            print(f"stopped after step {stopped_at} of {total}; checkpoint in {out / resume.CHECKPOINT_DIR}; continue "
+                  "with the same command and --resume", flush=True)
+        dist.barrier()
+        return 0
     if rank0:
         _finish(task, args, data, heads, collate, out, history, best, evaluation, total, per_epoch, train_seconds,
                 started)
     dist.barrier()
     return 0
+
+
+def _pretrained_body(args: argparse.Namespace, cfg, make_model) -> Optional[dict]:
+    """The embedding/encoder weights of --pretrained_model_path (any format, UER-py's converted in
+    memory), checked against the task model; report lines printed on rank 0."""
+    from uer_ds.engine import dist
+
+    if not args.pretrained_model_path:
+        if dist.is_rank0():
+            print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
+        return None
+    from uer_ds.convert import read_pretrained_state
+
+    with torch.device("meta"):
+        shape_model = make_model()
+    state, notes = read_pretrained_state(args.pretrained_model_path, cfg)
+    pretrained, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
+    if dist.is_rank0():
+        for line in notes + more:
+            print(f"pretrained: {line}", flush=True)
+    return pretrained
 
 
 def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, history: list, best: dict,
@@ -305,8 +372,22 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
     if evaluation.stopped_at is not None:
         echo(f"early stopping after epoch {-(-evaluation.stopped_at // per_epoch)}: no better dev {args.metric} for "
              f"{args.patience} epoch(s)")
+    loaded: list = []
+
+    def best_model_forward():
+        """The best model, reloaded from the output directory (once)."""
+        if not loaded:
+            model, _ = load_task_model(out, lambda c, i: task.build_heads(c, i["heads"]), device=dist.device())
+            loaded.append(module_forward(model, dist.device()))
+        return loaded[0]
+
     if args.bad_case_path:
-        rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, best["outputs"])
+        outputs = best.get("outputs")
+        if outputs is None:  # a resumed run whose best epoch came before the interruption
+            size = args.eval_batch_size or args.batch_size
+            outputs = [predict_examples(best_model_forward(), dev, index, collate, size)
+                       for index, dev in enumerate(data.dev)]
+        rows_written = _write_bad_cases(task, args.bad_case_path, data, heads, outputs)
         echo(f"wrote {rows_written} bad case(s) of the best model on dev to {args.bad_case_path}")
     best_epoch = -(-best["step"] // per_epoch)
     report = {"task": task.name, "epochs": history,
@@ -314,8 +395,7 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
               "stopped_early": evaluation.stopped_at is not None, "total_steps": total, "steps_per_epoch": per_epoch,
               "train_seconds": round(train_seconds, 2)}
     if any(t is not None for t in data.test):
-        model, _ = load_task_model(out, lambda c, i: task.build_heads(c, i["heads"]), device=dist.device())
-        forward = module_forward(model, dist.device())
+        forward = best_model_forward()
         per_head = {}
         for index, name in enumerate(heads):  # the head's index in the model, whichever heads have a test set
             if data.test[index] is None:
@@ -372,26 +452,97 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     return tokenizer
 
 
+def _saved_task_model(task: Task, args: argparse.Namespace, device: torch.device):
+    """(model, task info, tokenizer) of a task model directory; the model-shape flags given must agree."""
+    from uer_ds.cli.common import check_model_flags
+
+    info = read_info_checked(args.load_model_path, task)
+    tokenizer = _infer_tokenizer(args, info)
+    spec = info["heads"][_head_name(args, info)]
+    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
+    head_values = {k: spec[k] for k in ("pooling", "labels_num") if k in spec}
+    cfg = check_model_flags(args, model.config, args.load_model_path, head_values)
+    task.check_infer_flags(args, spec, args.load_model_path)
+    if cfg.kernels != model.config.kernels:  # --kernels: another implementation of the same weights
+        model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c.replace(kernels=cfg.kernels),
+                                                                                        i["heads"]), device=device)
+    return model, info, tokenizer
+
+
+def _uer_task_model(task: Task, args: argparse.Namespace, device: torch.device):
+    """(model, task info, tokenizer) of a model fine-tuned by UER-py's finetune/run_*.py: a .bin state dict
+    with UER-py's names, the model config from --config_path (default: beside the file, else bert/base)
+    and the flags, the head's settings from the task's flags (--labels_num, --label2id_path, ...), as
+    UER-py's inference scripts take them.  Converted in memory; computed with UER-py's LayerNorm, so
+    the outputs are UER-py's."""
+    from uer_ds.cli.common import model_config_with_vocab, resolve_config_default, tokenizer_from_args
+    from uer_ds.convert.uer import UER_HEADS, convert_uer_state, looks_like_uer, uer_head_state, use_uer_layer_norm
+    from uer_ds.convert.weights import read_weight_file
+    from uer_ds.models.io import load_state_dict_checked
+
+    path = args.load_model_path
+    tokenizer = tokenizer_from_args(args)
+    if tokenizer is None:
+        raise ValueError("give the vocabulary the model was fine-tuned with: --vocab_path (or --spm_model_path)")
+    kind = getattr(task, "uer_head", None)
+    if kind is None:
+        raise ValueError(f"{path}: a file, not a task model directory; UER-py checkpoints load for "
+                         f"{', '.join(_uer_tasks())}, not '{task.name}' (convert its body with `uer-ds convert` and "
+                         "fine-tune here)")
+    resolve_config_default(args, path)
+    cfg = model_config_with_vocab(args, tokenizer)
+    state = read_weight_file(path)
+    if not looks_like_uer(state):
+        raise ValueError(f"{path}: a weight file without UER-py's key names; give a task model directory written by "
+                         "`uer-ds finetune`, or a model fine-tuned by UER-py's finetune/run_*.py")
+    head = uer_head_state(state, kind, task.name)
+    if not head:
+        raise ValueError(f"{path} has no {task.name} head (UER-py's {', '.join(UER_HEADS[kind])}): was it "
+                         f"fine-tuned by UER-py's run_{task.name}.py?")
+    spec = task.uer_spec(args, cfg, head)
+    body, _ = convert_uer_state(state, body_config(cfg), path)
+    with torch.device("meta"):
+        model = TaskModel(cfg, task.build_heads(cfg, {task.name: spec}))
+    model = model.to_empty(device=device)
+    model.init_weights()
+    load_state_dict_checked(model, {**body.state, **head}, path, strict=True)
+    info = {"task": task.name, "heads": {task.name: spec}, "seq_length": args.seq_length or UER_SEQ_LENGTH}
+    return use_uer_layer_norm(model).eval(), info, tokenizer
+
+
+def _uer_tasks() -> list[str]:
+    from uer_ds.tasks import TASKS
+
+    return [name for name, t in TASKS.items() if getattr(t, "uer_head", None)]
+
+
+def _head_name(args: argparse.Namespace, info: dict) -> str:
+    names = list(info["heads"])
+    head_name = getattr(args, "head", None) or names[0]
+    if head_name not in info["heads"]:
+        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    return head_name
+
+
 def infer(task: Task, args: argparse.Namespace) -> int:
     from uer_ds.engine import dist
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch_size has value {args.batch_size}: must be positive")
-    info = read_info_checked(args.load_model_path, task)
-    tokenizer = _infer_tokenizer(args, info)
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if Path(args.load_model_path).is_file():
+        model, info, tokenizer = _uer_task_model(task, args, device)
+    else:
+        model, info, tokenizer = _saved_task_model(task, args, device)
     names = list(info["heads"])
-    head_name = getattr(args, "head", None) or names[0]
-    if head_name not in info["heads"]:
-        raise ValueError(f"--head '{head_name}': the model's heads are {names}")
+    head_name = _head_name(args, info)
     spec = info["heads"][head_name]
     labels_num = getattr(args, "labels_num", None)
     if labels_num is not None and labels_num != spec.get("labels_num"):
         raise ValueError(f"--labels_num {labels_num} disagrees with the model in {args.load_model_path} "
                          f"({spec.get('labels_num')} labels)")
     seq_length = args.seq_length or info["seq_length"]
-    examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False)
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
+    examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False, args=args)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
     outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),

@@ -33,22 +33,31 @@ def _word_id(tokenizer: Tokenizer, word: str, where: str) -> int:
 
 
 def top_by_cosine(query: torch.Tensor, candidates: torch.Tensor, exclude: int, topn: int) -> list[tuple[int, float]]:
-    """Indices and similarities of the topn rows of candidates (N, H) nearest to query (H,)."""
+    """Indices and similarities of the topn rows of candidates (N, H) nearest to query (H,); the row
+    `exclude` (the query word itself; -1: none) is never listed."""
     sims = F.cosine_similarity(query.float().unsqueeze(0), candidates.float(), dim=-1)  # (N,)
-    sims[exclude] = float("-inf")
-    top = sims.topk(min(topn, len(sims) - 1))
+    if exclude >= 0:
+        sims[exclude] = float("-inf")
+    top = sims.topk(min(topn, len(sims) - (exclude >= 0)))
     return list(zip(top.indices.tolist(), top.values.tolist()))
 
 
 @torch.no_grad()
-def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[str, str]], topn: int = 10) -> list[Neighbours]:
-    """words: (where, word), where naming the input line ("file:line") for errors."""
+def nearest_independent(model, tokenizer: Tokenizer, words: list[tuple[str, str]], topn: int = 10,
+                        candidates: Optional[Sequence[str]] = None) -> list[Neighbours]:
+    """words: (where, word), where naming the input line ("file:line") for errors; candidates: the words
+    to rank (default: the whole vocabulary)."""
     table = model.embedding.word_embedding().weight  # (V, E)
+    if candidates is None:
+        cand_ids = torch.arange(table.shape[0])
+    else:
+        cand_ids = torch.tensor([_word_id(tokenizer, w, "candidate vocabulary") for w in candidates])
     out = []
     for where, word in words:
         word_id = _word_id(tokenizer, word, where)
-        found = top_by_cosine(table[word_id], table, word_id, topn)
-        out.append(Neighbours(word, None, [(tokenizer.vocab.id_to_token[i], s) for i, s in found]))
+        position = (cand_ids == word_id).nonzero()
+        found = top_by_cosine(table[word_id], table[cand_ids], int(position[0]) if len(position) else -1, topn)
+        out.append(Neighbours(word, None, [(tokenizer.vocab.id_to_token[int(cand_ids[i])], s) for i, s in found]))
     return out
 
 
