@@ -136,24 +136,32 @@ def task_batch(name: str, argv: list[str]):
 
 
 TASK_ARGS = {
-    "classifier": lambda: ["--train_path", str(CORPORA / "reviews_cls" / "train.tsv"),
-                           "--dev_path", str(CORPORA / "reviews_cls" / "dev.tsv"), "--pooling", "mean"],
-    "ner": lambda: ["--train_path", str(shared("datasets/test_data/msra_ner/train.tsv")),
-                    "--dev_path", str(shared("datasets/test_data/msra_ner/dev.tsv")),
-                    "--label2id_path", str(shared("datasets/msra_ner/label2id.json"))],
-    "ner_crf": lambda: TASK_ARGS["ner"]() + ["--crf"],
-    "cmrc": lambda: ["--train_path", str(shared("datasets/test_data/cmrc/train.json")),
-                     "--dev_path", str(shared("datasets/test_data/cmrc/dev.json"))],
-    "c3": lambda: ["--train_path", str(shared("datasets/c3/dev.json")),
-                   "--dev_path", str(shared("datasets/c3/dev.json"))],
-    "dbqa": lambda: ["--train_path", str(CORPORA / "dbqa" / "train.tsv"),
-                     "--dev_path", str(CORPORA / "dbqa" / "dev.tsv")],
+    "classifier": lambda tmp: ["--train_path", str(CORPORA / "reviews_cls" / "train.tsv"),
+                               "--dev_path", str(CORPORA / "reviews_cls" / "dev.tsv"), "--pooling", "mean"],
+    "ner": lambda tmp: ["--train_path", str(shared("datasets/test_data/msra_ner/train.tsv")),
+                        "--dev_path", str(shared("datasets/test_data/msra_ner/dev.tsv")),
+                        "--label2id_path", str(shared("datasets/msra_ner/label2id.json"))],
+    "ner_crf": lambda tmp: TASK_ARGS["ner"](tmp) + ["--crf"],
+    "cmrc": lambda tmp: ["--train_path", str(shared("datasets/test_data/cmrc/train.json")),
+                         "--dev_path", str(shared("datasets/test_data/cmrc/dev.json"))],
+    "c3": lambda tmp: ["--train_path", str(shared("datasets/c3/dev.json")),
+                       "--dev_path", str(shared("datasets/c3/dev.json"))],
+    "dbqa": lambda tmp: ["--train_path", str(CORPORA / "dbqa" / "train.tsv"),
+                         "--dev_path", str(CORPORA / "dbqa" / "dev.tsv")],
+    "multi_label_classifier": lambda tmp: ["--train_path", str(multi_label_file(tmp)),
+                                           "--dev_path", str(multi_label_file(tmp))],
 }
 
 
+def multi_label_file(tmp) -> str:
+    path = tmp / "multi_label.tsv"
+    path.write_text("label\ttext_a\n0,2\t很好看的书\n1\t一般\n\t没有标签\n2,1,0\t情节精彩\n", encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize("case", list(TASK_ARGS))
-def test_task_heads_train_without_host_reads_and_compile_whole(case):
-    model, batch = task_batch(case.removesuffix("_crf"), TASK_ARGS[case]())
+def test_task_heads_train_without_host_reads_and_compile_whole(case, tmp_path):
+    model, batch = task_batch(case.removesuffix("_crf"), TASK_ARGS[case](tmp_path))
     counter = counted_step(model, batch, batch["tgt"])
     found = {k: v for phase in counter.ops.values() for k, v in phase.items() if syncs({k: v})}
     assert found == {}, f"{case}: device->host reads in a training step: {found}"

@@ -17,6 +17,7 @@ from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 from uer_ds.config import ModelConfig
 from uer_ds.models.targets.base import IGNORE_INDEX
 from uer_ds.tasks import TASKS, TaskDataError, TaskModel
+from uer_ds.tasks.data import Example
 from uer_ds.tasks.ner import encode_words, read_label2id
 from uer_ds.tasks.scoring import entity_metrics, get_entities
 from uer_ds.tokenizers import BertTokenizer, Vocab, build_tokenizer
@@ -212,3 +213,15 @@ def test_tagger_loss_and_prediction_by_formula(crf):
             assert predicted[b][word_mask[b]].tolist() == best.tolist()
     assert result.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert result.denominator.item() == 6
+    # the collate function's host-found word positions (word_index/word_valid: no device read) give the
+    # same loss and, scattered back through that index, the same predictions at every word
+    examples = [Example(f"x:{b}", {}, src[b][: int(seg[b].sum())].tolist(), [1] * int(seg[b].sum()),
+                        labels[b][: int(seg[b].sum())].tolist(), {"first": word_mask[b].nonzero().flatten().tolist()})
+                for b in range(2)]
+    batch = TASKS["ner"].collate(examples, 0, 0)
+    assert torch.equal(batch["src"], src * seg) and batch["tgt"]["word_index"].shape == (2, 4)
+    assert model(batch["src"], batch["tgt"], batch["seg"]).loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with torch.no_grad():
+        again = model(batch["src"], {k: v for k, v in batch["tgt"].items() if k != "label"}, batch["seg"],
+                      predict=True)
+    assert again[word_mask].tolist() == predicted[word_mask].tolist()

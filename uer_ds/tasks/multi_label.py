@@ -105,7 +105,7 @@ class MultiLabelClassifierTask(ClassifierTask):
         return max((max(e.tgt) for e in examples if e.tgt), default=0) + 1
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
-        tgt: dict[str, Any] = {"task": torch.tensor([head], dtype=torch.long)}
+        tgt: dict[str, Any] = {"task": head}
         if examples[0].tgt is not None:
             labels_num = examples[0].extra["labels_num"]
             label = torch.zeros(len(examples), labels_num)

@@ -235,12 +235,17 @@ class NerTask(Task):
         src = pad([e.src for e in examples], pad_id)
         word_mask = torch.zeros(src.shape, dtype=torch.bool)
         width = max(1, max(len(e.extra["first"]) for e in examples))
-        word_index = torch.zeros((len(examples), width), dtype=torch.long)  # first pieces, packed to the front
+        # first pieces packed to the front, then the other positions (distinct, as compress does: predict
+        # scatters the decoded path back through this index, so no two slots may name one position)
+        word_index = torch.zeros((len(examples), width), dtype=torch.long)
         word_valid = torch.zeros((len(examples), width), dtype=torch.bool)
         for i, e in enumerate(examples):
-            word_mask[i, e.extra["first"]] = True
-            word_index[i, : len(e.extra["first"])] = torch.as_tensor(e.extra["first"], dtype=torch.long)
-            word_valid[i, : len(e.extra["first"])] = True
+            first = e.extra["first"]
+            word_mask[i, first] = True
+            taken = set(first)
+            rest = [p for p in range(src.shape[1]) if p not in taken][: width - len(first)]
+            word_index[i] = torch.as_tensor(list(first) + rest, dtype=torch.long)
+            word_valid[i, : len(first)] = True
         tgt: dict[str, Any] = {"task": head, "word_mask": word_mask, "word_index": word_index, "word_valid": word_valid}
         if examples[0].tgt is not None:
             tgt["label"] = pad([e.tgt for e in examples], IGNORE_INDEX)
