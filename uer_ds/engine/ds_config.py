@@ -10,10 +10,9 @@ errors before DeepSpeed starts.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from uer_ds.config import TrainConfig
 from uer_ds.textfile import load_json

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,8 +22,8 @@ from uer_ds.engine import checkpoint as ckpt
 from uer_ds.engine import dist
 from uer_ds.engine.ds_config import (build_ds_config, describe_precision, offloads_optimizer, offloads_params,
                                      precision, zero_stage)
-from uer_ds.models.model import init_module
 from uer_ds.data.batch import batch_info
+from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
 
 
@@ -88,15 +88,6 @@ def count_batch(stats: StepStats, batch: dict) -> None:
         info = batch_info(batch["seg"], {})
     stats.tokens += info.tokens
     stats.samples += info.samples
-
-
-def _check_finite(result: TargetResult, step: int) -> None:
-    """Raise when a loss is NaN/inf: reads the loss back, so it is for tests and tools; the training step
-    keeps `bad_step` on the device instead (Reporter.report raises)."""
-    loss = float(result.loss.detach())
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss} at step {step} on rank {dist.rank()}: training "
-                                 "stopped. Lower --learning_rate, raise --warmup, or use bf16 instead of fp16")
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
