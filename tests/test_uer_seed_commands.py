@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,11 @@ def uer(command: str, ws: Path) -> None:
     """Run one seed command; a launch of several processes (--world_size N > 1) in a subprocess."""
     argv = translate(command, ws)
     if "--world_size" in argv and argv[argv.index("--world_size") + 1] != "1":
+        # a fresh job: in-process commands before it made this process a job of one (RANK, WORLD_SIZE, ...)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")}
         done = subprocess.run([sys.executable, "-m", "uer_ds", *argv], cwd=ws, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=600, env=env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return
     assert main(argv) == 0, command
