@@ -234,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
         world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
         args.deepspeed_config, why = default_ds_config_name(cfg, world, int(dataset.meta["seq_length"]),
                                                             args.pipeline_stages)
-        notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
+        if args.deepspeed_config != "zero0":  # one process: no ZeRO, as the engine line says
+            notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
     ds_name, fp16_notes = deepspeed_config_name(args)
     notes += fp16_notes
     ds_config, source = load_ds_config(ds_name)  # bad input fails here, before any process starts

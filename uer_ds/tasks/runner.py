@@ -244,7 +244,8 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     if args.deepspeed_config is None:  # the default follows the job
         args.deepspeed_config, why = default_ds_config_name(cfg, int(os.environ.get("WORLD_SIZE", "1")),
                                                             args.seq_length)
-        notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
+        if args.deepspeed_config != "zero0":  # one process: no ZeRO, as the engine line says
+            notes.append(f"--deepspeed_config not given: {args.deepspeed_config} ({why})")
     ds_name, fp16_notes = deepspeed_config_name(args)
     notes += fp16_notes
     data = task.load(args, tokenizer, cfg)
