@@ -161,7 +161,9 @@ def test_readme_quickstart_two_processes(tmp_path, ws, monkeypatch):
     # today's README: --world_size 8 --gpu_ranks 0 1 2 3 4 5 6 7, here 2 processes
     import shutil
 
-    shutil.copytree(ws / "models", tmp_path / "models")
+    # the inputs only: the single-device quickstart may have left its runs in ws/models
+    shutil.copytree(ws / "models", tmp_path / "models",
+                    ignore=shutil.ignore_patterns("book_review_model.bin", "finetuned_model.bin"))
     _quickstart(tmp_path, monkeypatch, "python3 pretrain.py --dataset_path dataset.pt --vocab_path "
                                        "models/google_zh_vocab.txt --pretrained_model_path models/google_zh_model.bin "
                                        "--config_path models/bert_tiny_config.json --output_model_path "
