@@ -37,7 +37,7 @@ class ModelConfig:
 
     embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos (or dual)",
                                        default=("word", "pos", "seg"))
-    encoder: str = _help("encoder: transformer, lstm, gru, bilstm, bigru, gatedcnn, dual", default="transformer")
+    encoder: str = _help("encoder", default="transformer")
     target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls", default=("mlm", "sp"))
     vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
     emb_size: int = _help("embedding width", default=768)
@@ -57,8 +57,9 @@ class ModelConfig:
     parameter_sharing: bool = _help("ALBERT: one transformer layer applied layers_num times", default=False)
     tie_weights: bool = _help("tie the MLM/LM output matrix to the word embedding", default=False)
     has_lmtarget_bias: bool = _help("bias on the LM output layer", default=False)
-    kernel_size: int = _help("gatedcnn convolution width", default=4)
+    kernel_size: int = _help("convolution width of cnn, rcnn, crnn and gatedcnn", default=4)
     block_size: int = _help("gatedcnn layers per residual block", default=2)
+    synt_type: str = _help("synt encoder: the synthesizer (Tay et al., 2020)", default="dense")
     labels_num: int = _help("classes of the cls target", default=2)
     pooling: str = _help("cls pooling: first, last, mean, max", default="first")
     data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
@@ -194,7 +195,7 @@ def _positive(cfg: ModelConfig, *keys: str) -> None:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    from uer_ds.models.registry import ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, TARGETS
+    from uer_ds.models.registry import ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SYNTHESIZERS, TARGETS
 
     for name in cfg.embedding:
         _choice("embedding", name, tuple(EMBEDDINGS))
@@ -211,6 +212,7 @@ def _validate(cfg: ModelConfig) -> None:
     _choice("pooling", cfg.pooling, POOLINGS)
     _choice("kernels", cfg.kernels, KERNEL_CHOICES)
     _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
+    _choice("synt_type", cfg.synt_type, tuple(SYNTHESIZERS))
     _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
     if cfg.vocab_size < 0:
         raise ValueError(f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 (0: from the vocabulary)")
@@ -232,17 +234,24 @@ def _validate(cfg: ModelConfig) -> None:
             if getattr(cfg, key):
                 raise ValueError(f"key '{key}' is true: only the transformer encoder supports it "
                                  f"(encoder is '{cfg.encoder}')")
-    if cfg.encoder in ("bilstm", "bigru") and cfg.hidden_size % 2:
+    bidirectional = getattr(ENCODERS[cfg.encoder], "bidirectional", False)
+    if bidirectional and cfg.hidden_size % 2:
         raise ValueError(f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' splits it "
                          "between two directions, so it must be even")
+    if cfg.encoder in ("gatedcnn", "cnn", "rcnn", "crnn"):
+        _positive(cfg, "kernel_size")
     if cfg.encoder == "gatedcnn":
-        _positive(cfg, "kernel_size", "block_size")
+        _positive(cfg, "block_size")
         if (cfg.layers_num - 1) % cfg.block_size:
             raise ValueError(f"key 'layers_num' has value {cfg.layers_num}: gatedcnn needs layers_num - 1 "
                              f"divisible by block_size ({cfg.block_size})")
-    if "bilm" in cfg.target and cfg.encoder not in ("bilstm", "bigru"):
-        raise ValueError(f"key 'target' has 'bilm': it needs a bidirectional encoder (bilstm, bigru), "
+    if cfg.encoder in ("attn", "synt"):
+        _validate_attention(cfg)
+    if "bilm" in cfg.target and not bidirectional:
+        legal = [name for name, cls in ENCODERS.items() if getattr(cls, "bidirectional", False)]
+        raise ValueError(f"key 'target' has 'bilm': it needs a bidirectional encoder ({', '.join(legal)}), "
                          f"not '{cfg.encoder}'")
+    _validate_direction(cfg, ENCODERS)
     if cfg.tie_weights:
         _validate_tie(cfg)
 
@@ -255,6 +264,43 @@ def _validate_transformer(cfg: ModelConfig) -> None:
     if not cfg.factorized_embedding_parameterization and cfg.emb_size != cfg.hidden_size:
         raise ValueError(f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size ({cfg.hidden_size}) "
                          "unless factorized_embedding_parameterization is true")
+
+
+def _validate_attention(cfg: ModelConfig) -> None:
+    """attn and synt: heads split hidden_size; no emb -> hidden projection."""
+    _positive(cfg, "heads_num")
+    if cfg.encoder == "synt":
+        _positive(cfg, "feedforward_size")
+    if cfg.hidden_size % cfg.heads_num:
+        raise ValueError(f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size ({cfg.hidden_size})")
+    if cfg.emb_size != cfg.hidden_size:
+        raise ValueError(f"key 'emb_size' has value {cfg.emb_size}: encoder '{cfg.encoder}' needs it equal to "
+                         f"hidden_size ({cfg.hidden_size})")
+
+
+def is_causal(cfg: ModelConfig) -> bool:
+    """Whether each position of the encoder sees only itself and earlier positions: the encoder class's
+    `causal` attribute, or, where it has none (transformer, attn, synt), the config's mask."""
+    from uer_ds.models.registry import ENCODERS
+
+    causal = getattr(ENCODERS[cfg.encoder], "causal", None)
+    return cfg.mask == "causal" if causal is None else bool(causal)
+
+
+def _validate_direction(cfg: ModelConfig, encoders: Mapping[str, Any]) -> None:
+    """Targets that read what the encoder cannot give: lm needs a causal encoder; sp, and cls with
+    `first` pooling, read position 0, which under a causal encoder sees only [CLS]."""
+    causal = is_causal(cfg)
+    seen = "sees only earlier positions" if causal else "sees both sides"
+    if "lm" in cfg.target and not causal:
+        legal = [n for n, c in encoders.items() if getattr(c, "causal", None) is True]
+        raise ValueError(f"key 'target' has 'lm', which predicts each next token: it needs a causal encoder "
+                         f"({', '.join(legal)}, or transformer/attn/synt with mask 'causal'); encoder "
+                         f"'{cfg.encoder}'{'' if cfg.encoder == 'dual' else ' with mask ' + repr(cfg.mask)} {seen}")
+    if causal and ("sp" in cfg.target or ("cls" in cfg.target and cfg.pooling == "first")):
+        what = "'sp'" if "sp" in cfg.target else "'cls' with pooling 'first'"
+        raise ValueError(f"key 'target' has {what}, which reads position 0: encoder '{cfg.encoder}' is causal, so "
+                         "position 0 sees only [CLS] (use a bidirectional encoder; for cls, pooling mean, max or last)")
 
 
 def _validate_tie(cfg: ModelConfig) -> None:
@@ -303,11 +349,23 @@ def add_model_config_arguments(parser: argparse.ArgumentParser) -> None:
         if get_origin(hint) is Union:
             continue  # stream configs come from the JSON only
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if f.name in _REGISTRY_KEYS:
+            kwargs["help"] += ": " + ", ".join(_registry_names(f.name))
         if get_origin(hint) is tuple:
             kwargs.update(nargs="+", metavar="NAME")
         elif hint is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         group.add_argument(f"--{f.name}", **kwargs)
+
+
+_REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS"}
+
+
+def _registry_names(key: str) -> list[str]:
+    """The legal values of a key whose names come from a registry (for --help)."""
+    from uer_ds.models import registry
+
+    return list(getattr(registry, _REGISTRY_KEYS[key]))
 
 
 def model_config_from_args(args: argparse.Namespace, **extra: Any) -> ModelConfig:

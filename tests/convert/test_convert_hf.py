@@ -168,9 +168,9 @@ def test_output_must_be_new_and_is_never_partial(bert_dir, tmp_path):
 
 
 def test_targets_without_a_hugging_face_class(tmp_path):
-    cfg = ModelConfig.from_json("bert/tiny", {"vocab_size": 50, "target": ["mlm", "lm"]})
+    cfg = ModelConfig.from_json("bert/tiny", {"vocab_size": 50, "target": ["mlm", "cls"]})
     save_model(build_model(cfg), tmp_path / "ours")
-    with pytest.raises(ValueError, match=r"targets \['mlm', 'lm'\] have no Hugging Face class"):
+    with pytest.raises(ValueError, match=r"targets \['mlm', 'cls'\] have no Hugging Face class"):
         convert("uer_ds", "hf", tmp_path / "ours", tmp_path / "hf", "bert")
     assert not (tmp_path / "hf").exists()
 

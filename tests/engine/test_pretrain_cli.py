@@ -115,7 +115,7 @@ def test_pretrain_saves_resumes_and_exports(dataset, tmp_path):
 
 
 def test_user_errors_are_named_before_training(dataset, tmp_path):
-    out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm"))
+    out = run(pretrain_args(dataset, tmp_path / "x", "--target", "lm", "--data_processor", "lm", "--mask", "causal"))
     assert out.returncode == 1 and "does not match the dataset" in out.stdout and "'bert'" in out.stdout
     out = run(pretrain_args(dataset, tmp_path / "x", "--deepspeed_config",
                             str(ROOT.parent / "shared" / "data" / "models" / "deepspeed_config.json"))) \

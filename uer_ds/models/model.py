@@ -96,6 +96,8 @@ def init_module(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=INIT_STD)
     elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
         module.reset_parameters()
+    elif hasattr(module, "reset_own_parameters"):  # a module with a bare nn.Parameter of its own
+        module.reset_own_parameters()
 
 
 def build_model(cfg: ModelConfig, device: Optional[Union[str, torch.device]] = None) -> Model:
