@@ -60,6 +60,11 @@ class ModelConfig:
     kernel_size: int = _help("convolution width of cnn, rcnn, crnn and gatedcnn", default=4)
     block_size: int = _help("gatedcnn layers per residual block", default=2)
     synt_type: str = _help("synt encoder: the synthesizer (Tay et al., 2020)", default="dense")
+    subword_type: str = _help("encode each word from its characters too, added to its embedding: none or char "
+                              "(needs --sub_vocab_path and --tokenizer word)", default="none")
+    sub_vocab_size: int = _help("character vocabulary size; 0 means: take it from --sub_vocab_path", default=0)
+    subencoder: str = _help("subword encoder", default="avg")
+    sub_layers_num: int = _help("subencoder layers (lstm, gru)", default=2)
     labels_num: int = _help("classes of the cls target", default=2)
     pooling: str = _help("cls pooling: first, last, mean, max", default="first")
     data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
@@ -195,7 +200,8 @@ def _positive(cfg: ModelConfig, *keys: str) -> None:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    from uer_ds.models.registry import ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SYNTHESIZERS, TARGETS
+    from uer_ds.models.registry import (ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SUBENCODERS, SYNTHESIZERS,
+                                        TARGETS)
 
     for name in cfg.embedding:
         _choice("embedding", name, tuple(EMBEDDINGS))
@@ -213,6 +219,7 @@ def _validate(cfg: ModelConfig) -> None:
     _choice("kernels", cfg.kernels, KERNEL_CHOICES)
     _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
     _choice("synt_type", cfg.synt_type, tuple(SYNTHESIZERS))
+    _validate_subword(cfg, SUBENCODERS)
     _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
     if cfg.vocab_size < 0:
         raise ValueError(f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 (0: from the vocabulary)")
@@ -264,6 +271,22 @@ def _validate_transformer(cfg: ModelConfig) -> None:
     if not cfg.factorized_embedding_parameterization and cfg.emb_size != cfg.hidden_size:
         raise ValueError(f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size ({cfg.hidden_size}) "
                          "unless factorized_embedding_parameterization is true")
+
+
+def _validate_subword(cfg: ModelConfig, subencoders: Mapping[str, Any]) -> None:
+    from uer_ds.tokenizers.subword import SUBWORD_TYPES
+
+    _choice("subword_type", cfg.subword_type, SUBWORD_TYPES)
+    _choice("subencoder", cfg.subencoder, tuple(subencoders))
+    _positive(cfg, "sub_layers_num")
+    if cfg.sub_vocab_size < 0:
+        raise ValueError(f"key 'sub_vocab_size' has value {cfg.sub_vocab_size}: must be >= 0 (0: from the "
+                         "sub-vocabulary)")
+    if cfg.subword_type != "none" and cfg.subencoder == "cnn":
+        _positive(cfg, "kernel_size")
+    if cfg.subword_type != "none" and ("dual" in cfg.embedding or cfg.encoder == "dual"):
+        raise ValueError(f"key 'subword_type' has value '{cfg.subword_type}': dual (siamese) models take no "
+                         "subword features")
 
 
 def _validate_attention(cfg: ModelConfig) -> None:
@@ -358,7 +381,7 @@ def add_model_config_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{f.name}", **kwargs)
 
 
-_REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS"}
+_REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS", "subencoder": "SUBENCODERS"}
 
 
 def _registry_names(key: str) -> list[str]:

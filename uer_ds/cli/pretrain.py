@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
     add_engine_arguments(parser)
     add_model_arguments(parser)
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
     add_train_config_arguments(parser)
 
 
@@ -68,13 +68,22 @@ def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args
                              f"{dataset_path} was built with ({theirs})")
 
 
-def _model_config(args: argparse.Namespace, meta: dict) -> ModelConfig:
+def _model_config(args: argparse.Namespace, meta: dict, subwords=None) -> ModelConfig:
+    from uer_ds.cli.common import with_sub_vocab
+
     cfg = model_config_from_args(args)
     vocab_size = int(meta["vocab_size"])
     if cfg.vocab_size not in (0, vocab_size):
         raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the dataset's "
                          f"vocabulary ({vocab_size})")
-    return cfg.replace(vocab_size=vocab_size)
+    cfg = with_sub_vocab(cfg.replace(vocab_size=vocab_size), subwords)
+    if cfg.subword_type != "none" and subwords is None:
+        raise ValueError(f"subword_type '{cfg.subword_type}' needs the character vocabulary: give --sub_vocab_path "
+                         "(and --vocab_path, --tokenizer word)")
+    if cfg.subword_type != "none" and args.pipeline_stages > 1:
+        raise ValueError("subword features with --pipeline_stages > 1: the pipeline's first stage receives only "
+                         "src and seg, not the character ids; train with --pipeline_stages 1")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
-    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
-    cfg = _model_config(args, dataset.meta)
+    subwords = getattr(tokenizer_from_args(args), "subwords", None) if args.sub_vocab_path else None
+    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
+    cfg = _model_config(args, dataset.meta, subwords)
     _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
     if args.resume:

@@ -21,12 +21,15 @@ class PretrainDataset(torch.utils.data.Dataset):
     same batches.  ds.meta is OUT.json (data_processor, seq_length, tokenizer identity, vocab_size,
     special_ids, options, counts).  ds.collate is `collate` with this dataset's pad id.
 
+    subwords (a SubwordTable of the dataset's vocabulary): each instance's tgt also gets "sub" (T, C),
+    the character ids of its (masked) tokens, for models with subword features.
+
     set_epoch(e) before iterating an epoch.  A DataLoader's workers get a copy of the dataset when
     an epoch's iterator starts, so do not use persistent_workers with dynamic masking.
     """
 
     def __init__(self, prefix: PathLike, seed: Optional[int] = None, epoch: int = 0,
-                 dynamic_masking: Optional[bool] = None) -> None:
+                 dynamic_masking: Optional[bool] = None, subwords=None) -> None:
         self.prefix = dataset_prefix(prefix)
         self.data = MMapDataset(self.prefix)
         self.meta = load_metadata(self.prefix)
@@ -40,6 +43,11 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.seed = int(options.get("seed", 7) if seed is None else seed)
         dynamic = bool(options.get("dynamic_masking")) if dynamic_masking is None else dynamic_masking
         self.builder = BUILDERS[processor](self.data, self.meta, self.seed, dynamic)
+        if subwords is not None:
+            if subwords.vocab_size != int(self.meta["vocab_size"]):
+                raise ValueError(f"{self.prefix}: the dataset's vocabulary has {self.meta['vocab_size']} entries, the "
+                                 f"subword table's {subwords.vocab_size}: give the vocabulary it was built with")
+            self.builder.subwords = subwords
         self.epoch = epoch
         self.collate = functools.partial(collate, pad_id=self.pad_id)
 

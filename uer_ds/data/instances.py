@@ -39,6 +39,7 @@ class Builder:
     """Shared state: the data, seq_length, special ids, the masker (for masking processors)."""
 
     masks = False
+    subwords = None  # a SubwordTable: add tgt["sub"], the tokens' character ids (subword features)
 
     def __init__(self, data: MMapDataset, meta: dict, seed: int, dynamic_masking: bool) -> None:
         self.data, self.T, self.seed, self.dynamic = data, int(meta["seq_length"]), seed, dynamic_masking
@@ -46,9 +47,14 @@ class Builder:
         self.pad, self.cls, self.sep = ids["pad"], ids["cls"], ids["sep"]
         options = meta["options"]
         self.dup = int(options.get("dup_factor", 1)) if self.masks else 1
-        self.whole_word = bool(options.get("whole_word_masking")) and self.masks
+        # knowledge masking (ERNIE): the word starts are unit starts; an instance is masked by units with
+        # probability knowledge_masking_prob, else by tokens
+        self.knowledge_prob = float(options.get("knowledge_masking_prob", 0.5)) \
+            if options.get("masking", "none") != "none" and self.masks else None
+        self.whole_word = (bool(options.get("whole_word_masking")) or self.knowledge_prob is not None) and self.masks
         if self.whole_word and not data.has_word_starts:
-            raise ValueError(f"{data.idx_path}: whole_word_masking is set but the index has no word boundaries")
+            raise ValueError(f"{data.idx_path}: whole-word or knowledge masking is set but the index has no word "
+                             "boundaries")
         self.masker = None
         if self.masks:
             span = options.get("span_geo_prob") if options.get("span_masking") else None
@@ -85,7 +91,10 @@ class Builder:
         if self.masker is not None:
             rng = np.random.default_rng([self.seed, STREAM_MASK, index, epoch if self.dynamic else 0])
             candidates = (seg > 0) & (src != self.cls) & (src != self.sep) & (src != self.pad)
-            src, tgt["mlm"] = self.masker(src, candidates, rng, ws)
+            units = None if self.knowledge_prob is None else bool(rng.random() < self.knowledge_prob)
+            src, tgt["mlm"] = self.masker(src, candidates, rng, ws, whole_word=units)
+        if self.subwords is not None:
+            tgt["sub"] = self.subwords.rows(src)  # after masking: a masked word has [MASK]'s characters
         return self._pad(src, seg, tgt)
 
     def _pad(self, src: np.ndarray, seg: np.ndarray, tgt: dict) -> dict:

@@ -59,6 +59,10 @@ class PreprocessOptions:
     span_masking: bool = False
     span_geo_prob: float = 0.2
     span_max_length: int = 10
+    masking: str = "none"           # ERNIE's knowledge masking: word, phrase or entity units (knowledge.py)
+    segmenter: str = "jieba"        # knowledge masking: the word segmenter
+    lexicon_path: Optional[str] = None  # knowledge masking: entities/phrases kept as units, one per line
+    knowledge_masking_prob: float = 0.5  # share of instances masked by units; the rest by basic token masking
     seed: int = 7
 
     def validate(self) -> None:
@@ -82,6 +86,34 @@ class PreprocessOptions:
         if self.span_masking and not (0.0 < self.span_geo_prob <= 1.0 and self.span_max_length >= 1):
             raise ValueError(f"span masking needs 0 < span_geo_prob <= 1 (has {self.span_geo_prob}) and "
                              f"span_max_length >= 1 (has {self.span_max_length})")
+        self._validate_knowledge()
+
+    def _validate_knowledge(self) -> None:
+        from uer_ds.data.knowledge import KNOWLEDGE_UNITS
+        from uer_ds.tokenizers.segment import SEGMENTERS
+
+        legal = ("none",) + tuple(KNOWLEDGE_UNITS)
+        if self.masking not in legal:
+            raise ValueError(f"masking has value '{self.masking}': must be one of {', '.join(legal)}")
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"segmenter has value '{self.segmenter}': must be one of {', '.join(SEGMENTERS)}")
+        if self.masking == "none":
+            if self.lexicon_path is not None:
+                raise ValueError("lexicon_path is given but masking is 'none': the lexicon serves knowledge masking "
+                                 "(--masking word|phrase|entity)")
+            return
+        if self.data_processor not in MASKING_PROCESSORS:
+            raise ValueError(f"masking applies to targets {', '.join(MASKING_PROCESSORS)}, not {self.data_processor}")
+        if self.whole_word_masking or self.span_masking:
+            raise ValueError(f"masking '{self.masking}' masks whole units itself: leave out whole_word_masking and "
+                             "span_masking")
+        if not 0.0 <= self.knowledge_masking_prob <= 1.0:
+            raise ValueError(f"knowledge_masking_prob has value {self.knowledge_masking_prob}: must be in [0, 1]")
+
+    @property
+    def word_starts(self) -> bool:
+        """Whether the dataset records unit starts: whole words, or knowledge units."""
+        return self.whole_word_masking or self.masking != "none"
 
     @property
     def required_specials(self) -> tuple[str, ...]:
@@ -162,7 +194,34 @@ class PythonEncoder:
                 "new_doc": new_doc, **stats}
 
 
-def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False):
+class KnowledgeEncoder(PythonEncoder):
+    """PythonEncoder whose word starts are the starts of knowledge-masking units (knowledge.py)."""
+
+    def __init__(self, tokenizer: Tokenizer, options: PreprocessOptions) -> None:
+        from uer_ds.data.knowledge import Lexicon
+        from uer_ds.tokenizers.segment import build_segmenter, read_lexicon
+
+        super().__init__(tokenizer)
+        self.level = options.masking
+        entries = read_lexicon(options.lexicon_path) if options.lexicon_path is not None else None
+        self.segmenter = build_segmenter(options.segmenter)
+        self.lexicon = Lexicon(entries) if entries else None
+
+    def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
+        from uer_ds.data.knowledge import units
+
+        ids, starts = [], []
+        for a, b in units(text, self.level, self.segmenter, self.lexicon):
+            piece = self.tokenizer.encode(text[a:b])
+            ids += piece
+            starts += [1] + [0] * (len(piece) - 1) if piece else []
+        return ids, (starts if want_ws else [])
+
+
+def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
+                 options: Optional[PreprocessOptions] = None):
+    if options is not None and options.masking != "none":
+        return KnowledgeEncoder(tokenizer, options)
     if native.supports(tokenizer):
         return native.native_encoder(tokenizer)
     if whole_word_masking and tokenizer.kind != "spm":
@@ -363,7 +422,7 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     size = corpus.stat().st_size
     if size == 0:
         raise ValueError(f"{corpus}: the corpus is empty (0 bytes)")
-    encoder = make_encoder(tokenizer, options.whole_word_masking)
+    encoder = make_encoder(tokenizer, options.whole_word_masking, options)
     corpus_format = MODE_NAMES[options.data_processor]
     prefix = dataset_prefix(dataset_path)
     out_dir = os.path.dirname(os.path.abspath(prefix))
@@ -376,10 +435,10 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     try:
         _WORKER.clear()
         code = dtype_code_for(tokenizer.vocab_size)
-        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.whole_word_masking else 0)
+        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0)
         run_id = secrets.randbits(63)
         _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
-                       word_starts=options.whole_word_masking,
+                       word_starts=options.word_starts,
                        bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
         from tqdm import tqdm
 

@@ -60,7 +60,7 @@ class TaskModel(Model):
         return int(tgt["task"].reshape(-1)[0])
 
     def forward(self, src, tgt: Optional[Mapping[str, Any]], seg, predict: bool = False):
-        hidden = self.encode(src, seg)
+        hidden = self.encode(src, seg, None if tgt is None else tgt.get("sub"))
         name = self.head_names[self.head_index(tgt)]
         head = self.target[name]
         if predict:

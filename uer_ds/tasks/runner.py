@@ -61,7 +61,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     engine.add_argument("--activation_checkpointing", action="store_true",
                         help="recompute transformer layer activations in backward (less memory)")
     add_model_arguments(parser)
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
     add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
                                batch_size=32, report_steps=100)
 
@@ -79,7 +79,7 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     parser.add_argument("--config_path", help="accepted for UER-py compatibility; the model directory's config is used")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
 
 
 # ---- prediction ----------------------------------------------------------------------------------
@@ -179,11 +179,21 @@ def _check_arguments(args: argparse.Namespace, cfg) -> None:
 def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -> dict:
     """What task.json records: enough to rebuild the heads and the input pipeline at inference."""
     lower = None if args.do_lower_case is None else args.do_lower_case == "true"
+    sub_vocab_path = getattr(args, "sub_vocab_path", None)
     return {"task": task.name, "heads": data.heads, "seq_length": args.seq_length,
             "tokenizer": {"kind": args.tokenizer, "do_lower_case": lower,
                           "vocab_path": os.path.abspath(args.vocab_path) if args.vocab_path else None,
                           "spm_model_path": os.path.abspath(args.spm_model_path) if args.spm_model_path else None,
+                          "sub_vocab_path": os.path.abspath(sub_vocab_path) if sub_vocab_path else None,
                           **tokenizer.identity()}}
+
+
+def batch_maker(task: Task, tokenizer, pad_id: int) -> Callable[[list[Example], int], dict]:
+    """task.collate, then (subword features) each word's character ids and in-vocabulary src, on the host."""
+    table = getattr(tokenizer, "subwords", None)
+    if table is None:
+        return lambda examples, head: task.collate(examples, head, pad_id)
+    return lambda examples, head: table.complete(task.collate(examples, head, pad_id))
 
 
 def finetune(task: Task, args: argparse.Namespace) -> int:
@@ -202,8 +212,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     info = task_info(task, data, args, tokenizer)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
-    def collate(examples: list[Example], head: int) -> dict:
-        return task.collate(examples, head, pad_id)
+    collate = batch_maker(task, tokenizer, pad_id)
 
     def make_model() -> TaskModel:
         return TaskModel(cfg, task.build_heads(cfg, data.heads, args))
@@ -345,6 +354,16 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     lower = recorded.get("do_lower_case") if args.do_lower_case is None else args.do_lower_case == "true"
     kind = recorded.get("kind", args.tokenizer) if args.tokenizer == "bert" else args.tokenizer
     tokenizer = build_tokenizer(kind, vocab_path, spm_path, do_lower_case=lower)
+    sub_vocab_path = getattr(args, "sub_vocab_path", None) or recorded.get("sub_vocab_path")
+    if recorded.get("sub_vocab_sha256") and sub_vocab_path is None:
+        raise ValueError("the model encodes words from their characters: give its --sub_vocab_path")
+    if recorded.get("sub_vocab_sha256"):
+        from uer_ds.cli.common import attach_subwords
+
+        attach_subwords(tokenizer, sub_vocab_path)
+        if tokenizer.subwords.identity()["sub_vocab_sha256"] != recorded["sub_vocab_sha256"]:
+            raise ValueError(f"the sub-vocabulary given ({sub_vocab_path}) is not the one the model was fine-tuned "
+                             f"with (sha256 {recorded['sub_vocab_sha256'][:12]}...)")
     if tokenizer.identity().get("vocab_sha256") != recorded.get("vocab_sha256"):
         raise ValueError(f"the vocabulary given ({vocab_path or spm_path}) is not the one the model was fine-tuned "
                          f"with (sha256 {recorded.get('vocab_sha256', '?')[:12]}..., "
@@ -375,7 +394,7 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
     outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
-                               lambda ex, h: task.collate(ex, h, pad_id), args.batch_size,
+                               batch_maker(task, tokenizer, pad_id), args.batch_size,
                                desc=None if args.no_progress else "predict")
     target = Path(args.prediction_path)
     target.parent.mkdir(parents=True, exist_ok=True)

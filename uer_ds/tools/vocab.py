@@ -3,7 +3,9 @@
 wordpiece: the `tokenizers` library's BERT WordPiece trainer (BERT's normalisation: lower case,
 Chinese characters split, accents stripped); sentencepiece: the `sentencepiece` trainer (unigram or
 bpe); char / space: every character / whitespace field with at least min_count occurrences, most
-frequent first (UER-py's build_vocab).  All put BERT's special tokens first: [PAD] = 0, [UNK] = 1,
+frequent first (UER-py's build_vocab); word: every word of the `word` tokenizer (jieba's segmentation
+of Chinese, white-space fields otherwise), counted the same way; space counts a corpus segmented
+beforehand (words joined by spaces).  All put BERT's special tokens first: [PAD] = 0, [UNK] = 1,
 [CLS] = 2, [SEP] = 3, [MASK] = 4 (SentencePiece: as its pad / unk / bos / eos pieces and a user
 symbol), so uer_ds's tokenizers find them.
 """
@@ -22,7 +24,7 @@ from uer_ds.tokenizers import Vocab
 
 PathLike = Union[str, os.PathLike]
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-KINDS = ("wordpiece", "sentencepiece", "char", "space")
+KINDS = ("wordpiece", "sentencepiece", "char", "space", "word")
 
 
 def _corpus(paths: Sequence[PathLike]) -> list[str]:
@@ -79,12 +81,18 @@ def build_sentencepiece(corpus: Sequence[PathLike], output_prefix: PathLike, voc
 def build_counted(corpus: Sequence[PathLike], output: PathLike, kind: str, min_count: int = 1,
                   lowercase: bool = False) -> int:
     counts: Counter = Counter()
+    if kind == "word":
+        from uer_ds.tokenizers.word import default_segmenter, segment_words
+
+        segmenter = default_segmenter()
     for path in _corpus(corpus):
         with open(path, encoding="utf-8") as f:
             for line in tqdm(f, desc=f"counting {Path(path).name}", disable=None):
                 line = line.lower() if lowercase else line
                 if kind == "char":
                     counts.update(ch for ch in line if not ch.isspace())
+                elif kind == "word":
+                    counts.update(w for w, _, _ in segment_words(line, segmenter))
                 else:
                     counts.update(line.split())
     kept = [token for token, n in counts.most_common() if n >= min_count and token not in SPECIALS]
