@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-features": ("uer_ds.cli.extract_features", "last-layer or pooled vectors per line -> .npy / .pt"),
     "generate": ("uer_ds.cli.generate", "continue text with a GPT-style model (greedy, top-k, top-p; KV cache)"),
     "nearest-words": ("uer_ds.cli.nearest_words", "nearest words by cosine, from embeddings or hidden states"),
+    "extract-embeddings": ("uer_ds.cli.extract_embeddings",
+                           "the word embedding matrix with its vocabulary -> text (word2vec format) or .npy"),
+    "check-model": ("uer_ds.cli.check_model", "list a checkpoint's tensors and the model configs they fit"),
+    "adapt-vocab": ("uer_ds.cli.adapt_vocab",
+                    "carry a model's embedding/output rows over to a new vocabulary (new tokens initialised)"),
 }
 # `uer-ds --help` lists the commands in these groups, each starting at its first command
 SECTIONS = {"preprocess": "data, training, inference", "model": "inspect, plan, measure",

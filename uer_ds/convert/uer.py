@@ -125,20 +125,25 @@ def read_uer(input_path: PathLike, config_path: Optional[PathLike], fmt: str = "
     path = Path(input_path)
     if path.is_dir():
         raise ValueError(f"--input {path}: a directory; --from {fmt} reads a state dict file (model.bin)")
-    state = read_weight_file(path)
-    layout = detect_layout(state, str(path))
-    cfg = ModelConfig.from_json(config_path)
+    return uer_state_to_ours(read_weight_file(path), ModelConfig.from_json(config_path), str(path), fmt,
+                             str(config_path))
+
+
+def uer_state_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str, fmt: str = "uer",
+                      config_name: str = "the config") -> tuple[Checkpoint, Report]:
+    """read_uer on a state dict already in memory (`uer-ds check-model` tries several configs on one)."""
+    layout = detect_layout(state, source)
     if cfg.vocab_size == 0:
         cfg = cfg.replace(vocab_size=state[WORD_KEY[layout]].shape[0])
     report = Report(notes=[f"read {fmt} checkpoint, {layout} layout"])
     cfg = _drop_absent_targets(cfg, state, layout, report)
     rules, tied = uer_table(cfg, layout)
-    ours, _, used = to_ours(state, rules, expected_shapes(cfg), str(path))
+    ours, _, used = to_ours(state, rules, expected_shapes(cfg), source)
     for alias, canonical in tied.items():
         if alias in state:
             if not torch.equal(state[alias], state[canonical]):
-                raise ValueError(f"{path}: the config ties weights (tie_weights true) but '{alias}' differs from "
-                                 f"'{canonical}'; set tie_weights to false in {config_path}")
+                raise ValueError(f"{source}: the config ties weights (tie_weights true) but '{alias}' differs from "
+                                 f"'{canonical}'; set tie_weights to false in {config_name}")
             used.add(alias)
     report.converted = len(ours)
     report.unused_input = sorted(k for k in state if k not in used)
