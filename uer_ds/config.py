@@ -38,7 +38,7 @@ class ModelConfig:
     embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos (or dual)",
                                        default=("word", "pos", "seg"))
     encoder: str = _help("encoder", default="transformer")
-    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls", default=("mlm", "sp"))
+    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s", default=("mlm", "sp"))
     vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
     emb_size: int = _help("embedding width", default=768)
     hidden_size: int = _help("encoder width", default=768)
@@ -328,11 +328,11 @@ def _validate_direction(cfg: ModelConfig, encoders: Mapping[str, Any]) -> None:
 
 def _validate_tie(cfg: ModelConfig) -> None:
     output_width = {"mlm": cfg.emb_size if cfg.factorized_embedding_parameterization else cfg.hidden_size,
-                    "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2}
+                    "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2, "s2s": cfg.hidden_size}
     tied = [t for t in cfg.target if t in output_width]
     if not tied:
         raise ValueError(f"key 'tie_weights' is true: target {list(cfg.target)} has no output over the "
-                         "vocabulary (mlm, lm, bilm) to tie")
+                         "vocabulary (mlm, lm, bilm, s2s) to tie")
     for name in tied:
         if output_width[name] != cfg.emb_size:
             raise ValueError(f"key 'tie_weights' is true: the {name} output width ({output_width[name]}) must "

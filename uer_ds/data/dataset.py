@@ -49,7 +49,9 @@ class PretrainDataset(torch.utils.data.Dataset):
                                  f"subword table's {subwords.vocab_size}: give the vocabulary it was built with")
             self.builder.subwords = subwords
         self.epoch = epoch
-        self.collate = functools.partial(collate, pad_id=self.pad_id)
+        # s2s: the decoder's steps are as long as the target, not the source: keep every position
+        pad_to = int(self.meta["seq_length"]) if processor == "s2s" else None
+        self.collate = functools.partial(collate, pad_id=self.pad_id, pad_to=pad_to)
 
     @property
     def pad_id(self) -> int:

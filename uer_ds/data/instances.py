@@ -8,6 +8,7 @@ padded with the pad id; seg 0 = padding, 1 = first segment, 2 = second).  Labels
   bilm  (T, 2) (next token, previous token); [SEP] after a document's last token, [CLS] before its
                first; -100 on padding
   cls   ()     the line's label
+  s2s   (T, 2) (decoder input, label): [CLS] target and target [SEP], -100 on padding
 
 Layouts (as UER-py unless said):
   mlm   each document as [CLS] doc [SEP], cut into windows of T (with full_sentences the documents
@@ -17,6 +18,7 @@ Layouts (as UER-py unless said):
   bilm  the document's tokens in windows of T
   bert / albert   [CLS] A [SEP] B [SEP] from the pair index (pairs.py); dup_factor copies
   cls   [CLS] a [SEP] (b [SEP]), longest-first truncated to T
+  s2s   [CLS] source [SEP] cut to T; the target cut to T - 1 tokens
 
 Randomness: every instance draws from generators seeded by (seed, stream, index[, epoch]), so an
 instance depends only on them: resuming reproduces batches.  Static masking (the default) gives
@@ -110,7 +112,7 @@ class Builder:
                 out_tgt[name] = value
             else:
                 padded = np.full((T,) + value.shape[1:], IGNORE_INDEX, np.int64)
-                padded[:n] = value
+                padded[:len(value)] = value  # as long as src, except s2s's decoder steps
                 out_tgt[name] = padded
         return {"src": out_src, "seg": out_seg, "tgt": out_tgt}
 
@@ -243,6 +245,22 @@ class ClsBuilder(Builder):
         return src, seg, None, {"cls": int(self.data.labels[base])}
 
 
+class S2sBuilder(Builder):
+    """A source<TAB>target line: src = [CLS] source [SEP]; the decoder reads [CLS] target and predicts
+    target [SEP] (teacher forcing, one position ahead)."""
+
+    def _count(self) -> int:
+        return self.data.num_documents
+
+    def _build(self, base, copy, index):
+        first = int(self.data.doc_idx[base])
+        source = np.asarray(self.data[first], np.int64)[: self.T - 2]
+        target = np.asarray(self.data[first + 1], np.int64)[: self.T - 1]
+        src = np.concatenate([[self.cls], source, [self.sep]])
+        steps = np.stack([np.concatenate([[self.cls], target]), np.concatenate([target, [self.sep]])], axis=1)
+        return src, np.ones(len(src), np.int64), None, {"s2s": steps}  # steps: as long as the target, not src
+
+
 def truncation_counts(la: int, lb: int, budget: int) -> tuple[int, int]:
     """Tokens to cut from a and b so that la + lb <= budget, one at a time from the longer (b on a
     tie), as BERT's truncate_seq_pair."""
@@ -321,4 +339,4 @@ class SopBuilder(PairBuilder):
 
 
 BUILDERS = {"mlm": MlmBuilder, "lm": LmBuilder, "bilm": BilmBuilder, "cls": ClsBuilder, "bert": PairBuilder,
-            "albert": SopBuilder}
+            "albert": SopBuilder, "s2s": S2sBuilder}

@@ -9,6 +9,7 @@ Corpus formats (as UER-py), chosen by the data processor:
   lines (mlm, lm, bilm)  one document per line; blank lines are skipped
   bert  (bert, albert)   one sentence per line, blank lines between documents
   cls                    label<TAB>text_a[<TAB>text_b]; the label a non-negative integer
+  s2s                    source<TAB>target (sequence to sequence; Python only: no C path)
 A UTF-8 byte-order mark at the start and CRLF line ends are accepted.  Lines that hold text but
 give no token (only control characters, say) are skipped and counted.
 """
@@ -38,8 +39,10 @@ from uer_ds.tokenizers import Tokenizer
 
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
 BOM = b"\xef\xbb\xbf"
-MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines"}
-MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS}
+MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines",
+              "s2s": "s2s"}
+MODE_S2S = 100  # a corpus format of the Python encoder only (the C extension's modes are 0-2)
+MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS, "s2s": MODE_S2S}
 MASKING_PROCESSORS = ("mlm", "bert", "albert")
 MIN_SEQ_LENGTH = {"bert": 5, "albert": 5}  # [CLS] a [SEP] b [SEP] with a and b non-empty
 META_FORMAT = "uer_ds.mmap_dataset"
@@ -159,6 +162,16 @@ class PythonEncoder:
             if not text.strip():
                 stats["blank_lines"] += 1
                 new_doc = True
+            elif mode == MODE_S2S:
+                fields = text.split("\t")
+                if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                    raise CorpusError("an s2s line must be source<TAB>target, both non-empty", base_offset + pos,
+                                      f"{len(fields)} tab-separated field(s)")
+                for i, field in enumerate(fields):
+                    field_ids, _ = self._encode(field, False)
+                    ids += field_ids
+                    lengths.append(len(field_ids))
+                    starts.append(int(i == 0))
             elif mode == native.MODE_CLS:
                 fields = text.split("\t")
                 if len(fields) not in (2, 3):
@@ -222,6 +235,8 @@ def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
                  options: Optional[PreprocessOptions] = None):
     if options is not None and options.masking != "none":
         return KnowledgeEncoder(tokenizer, options)
+    if options is not None and MODE_NAMES[options.data_processor] == "s2s":
+        return PythonEncoder(tokenizer)
     if native.supports(tokenizer):
         return native.native_encoder(tokenizer)
     if whole_word_masking and tokenizer.kind != "spm":
