@@ -317,9 +317,11 @@ def _validate_direction(cfg: ModelConfig, encoders: Mapping[str, Any]) -> None:
     seen = "sees only earlier positions" if causal else "sees both sides"
     if "lm" in cfg.target and not causal:
         legal = [n for n, c in encoders.items() if getattr(c, "causal", None) is True]
+        masked = [n for n, c in encoders.items() if getattr(c, "causal", None) is None]
+        by_mask = getattr(encoders[cfg.encoder], "causal", None) is None
         raise ValueError(f"key 'target' has 'lm', which predicts each next token: it needs a causal encoder "
-                         f"({', '.join(legal)}, or transformer/attn/synt with mask 'causal'); encoder "
-                         f"'{cfg.encoder}'{'' if cfg.encoder == 'dual' else ' with mask ' + repr(cfg.mask)} {seen}")
+                         f"({', '.join(legal)}, or {'/'.join(masked)} with mask 'causal'); encoder "
+                         f"'{cfg.encoder}'{' with mask ' + repr(cfg.mask) if by_mask else ''} {seen}")
     if causal and ("sp" in cfg.target or ("cls" in cfg.target and cfg.pooling == "first")):
         what = "'sp'" if "sp" in cfg.target else "'cls' with pooling 'first'"
         raise ValueError(f"key 'target' has {what}, which reads position 0: encoder '{cfg.encoder}' is causal, so "

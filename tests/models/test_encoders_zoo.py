@@ -182,8 +182,7 @@ def test_forward_traces_without_graph_breaks(case):
 @pytest.mark.parametrize("changes, message", [
     ({"encoder": "bilstm", "target": ["lm"]}, r"'lm', which predicts each next token: it needs a causal encoder "
                                               r"\(lstm, gru, gatedcnn, cnn, rcnn, crnn, or transformer/attn/synt "
-                                              r"with mask 'causal'\); encoder 'bilstm' with mask 'fully_visible' sees "
-                                              r"both sides"),
+                                              r"with mask 'causal'\); encoder 'bilstm' sees both sides"),
     ({"encoder": "attn", "target": ["lm"]}, r"encoder 'attn' with mask 'fully_visible' sees both sides"),
     ({"encoder": "transformer", "target": ["lm"]}, r"encoder 'transformer' with mask 'fully_visible'"),
     ({"encoder": "cnn", "target": ["mlm", "sp"]}, r"'sp', which reads position 0: encoder 'cnn' is causal"),

@@ -113,3 +113,21 @@ def test_adapt_vocab_refuses_the_wrong_old_vocabulary(tiny, tmp_path):
               "--output_model_path", tmp_path / "out")
     assert out.returncode == 1 and "the model's vocab_size is 417 but" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_adapt_vocab_covers_every_vocabulary_sized_tensor_of_an_s2s_model():
+    from uer_ds.tools.adapt_vocab import adapt_vocab, vocabulary_keys
+
+    old = Vocab([f"t{i}" for i in range(20)], source="old")
+    new = Vocab([f"t{i}" for i in range(10, 30)], source="new")
+    cfg = ModelConfig.from_dict({"vocab_size": 20, "emb_size": 8, "hidden_size": 8, "layers_num": 1, "encoder": "lstm",
+                                 "embedding": ["word"], "target": ["s2s"], "data_processor": "s2s",
+                                 "has_lmtarget_bias": True})
+    model = build_model(cfg)
+    sized = {k for k, v in model.state_dict().items() if v.shape[0] == 20}
+    assert set(vocabulary_keys(model)) == sized == {"embedding.word.embedding.weight", "target.s2s.embedding.weight",
+                                                     "target.s2s.output_layer.weight", "target.s2s.output_layer.bias"}
+    adapted, counts = adapt_vocab(model, old, new)
+    assert counts == {"kept": 10, "new": 10, "dropped": 10}
+    for key in sized:
+        assert torch.equal(adapted.state_dict()[key][:10], model.state_dict()[key][10:])

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output_model_path)
     if output.exists() and not (output.is_dir() and (is_model_dir(output) or not any(output.iterdir()))):
         raise FileExistsError(f"--output_model_path {output}: exists and is not a model directory; give a new path")
+    if (Path(args.load_model_path) / "task.json").is_file():
+        raise ValueError(f"{args.load_model_path}: a fine-tuned task model; adapt the pre-trained model it came from, "
+                         "then fine-tune it with the new vocabulary")
     model = load_any_model(args.load_model_path, args.config_path)
     adapted, counts = adapt_vocab(model, Vocab.load(args.vocab_path), Vocab.load(args.new_vocab_path), args.seed)
     save_model(adapted, output)

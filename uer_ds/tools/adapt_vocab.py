@@ -1,7 +1,7 @@
 """Carry a model over to a new vocabulary (UER-py's scripts/dynamic_vocab_adapter.py).
 
-Every parameter indexed by the vocabulary (the word embedding, and the MLM/LM/BiLM output projection
-with its bias) gets one row per token of the new vocabulary: the old row where the token is in the old
+Every parameter indexed by the vocabulary (the word embedding, the MLM/LM/BiLM output projection with
+its bias, and whatever else a head lists in `vocabulary_parameters`: the s2s decoder's embedding) gets one row per token of the new vocabulary: the old row where the token is in the old
 vocabulary (found by its text, so ids may move), a fresh one otherwise (N(0, 0.02), biases 0, the
 model's own initialisation).  Everything else is copied; vocab_size in the config becomes the new size.
 """
@@ -25,13 +25,13 @@ def vocabulary_keys(model: Model) -> list[str]:
     for name, module in model.named_modules():
         if isinstance(module, WordEmbedding):
             keys.append(f"{name}.embedding.weight")
+    own = model.state_dict()
     for head_name, head in model.target.items():
+        names = getattr(head, "vocabulary_parameters", None)  # a head that says which of its tensors they are
         tied = getattr(head, "tied_parameter", None)
-        if tied:
-            keys.append(f"target.{head_name}.{tied}")
-            bias = f"target.{head_name}.{tied.rsplit('.', 1)[0]}.bias"
-            if bias in model.state_dict():
-                keys.append(bias)
+        if names is None and tied:  # else: the output projection (tied_parameter) and its bias
+            names = (tied, f"{tied.rsplit('.', 1)[0]}.bias")
+        keys += [f"target.{head_name}.{n}" for n in names or () if f"target.{head_name}.{n}" in own]
     return keys
 
 

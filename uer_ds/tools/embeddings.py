@@ -2,8 +2,9 @@
 
 text: word2vec's text format, the first line "<rows> <width>", then one "<token> <v_1> ... <v_width>"
 line per vocabulary entry in id order, each value with 9 significant digits (float32 round-trips
-exactly).  npy: the (rows, width) float32 matrix as OUT.npy and the tokens, one per line in id order,
-as OUT.vocab.txt.  Files are written whole (temporary names, then renamed).
+exactly); white space inside a token is written as \\uXXXX.  npy: the (rows, width) float32 matrix as
+OUT.npy and the tokens, one per line in id order, as OUT.vocab.txt.  Files are written whole
+(temporary names, then renamed).
 """
 from __future__ import annotations
 
@@ -18,6 +19,30 @@ from uer_ds.tokenizers import Tokenizer
 
 PathLike = Union[str, os.PathLike]
 FORMATS = ("text", "npy")
+
+
+def text_token(token: str) -> str:
+    """The token as the text format writes it: white space inside it (Chinese BERT's vocabulary holds
+    U+2028) escaped as \\uXXXX, so that splitting a line at white space finds the token whole."""
+    return "".join(f"\\u{ord(ch):04x}" if ch.isspace() else ch for ch in token)
+
+
+def load_task_or_model(path: PathLike, tokenizer: Tokenizer, config_path=None):
+    """load_model_for, and fine-tuned task model directories too (their heads rebuilt from task.json)."""
+    from uer_ds.tasks.model import TASK_FILE
+    from uer_ds.tools.common import load_model_for
+
+    if not (Path(path) / TASK_FILE).is_file():
+        return load_model_for(path, tokenizer, config_path)
+    from uer_ds.tasks import TASKS
+    from uer_ds.tasks.model import load_task_model
+
+    model, info = load_task_model(path, lambda cfg, info: TASKS[info["task"]].build_heads(cfg, info["heads"]))
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"{path}: the model's vocab_size is {model.config.vocab_size} but the vocabulary "
+                         f"{tokenizer.vocab.source} has {tokenizer.vocab_size} entries; give the vocabulary it was "
+                         "trained with")
+    return model
 
 
 def embedding_matrix(model) -> np.ndarray:
@@ -41,13 +66,12 @@ def write_embeddings(matrix: np.ndarray, tokenizer: Tokenizer, output: PathLike,
         with new_file(files[1], overwrite=True) as tmp:
             tmp.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
         return files
-    bad = next((t for t in tokens if not t or any(ch.isspace() for ch in t)), None)
-    if bad is not None:
-        raise ValueError(f"{tokenizer.vocab.source}: token {bad!r} is empty or holds white space, which the text "
-                         "format cannot separate; use --format npy")
+    if "" in tokens:
+        raise ValueError(f"{tokenizer.vocab.source}: line {tokens.index('') + 1} is an empty token, which the text "
+                         "format cannot hold; use --format npy")
     with new_file(output, overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(f"{matrix.shape[0]} {matrix.shape[1]}\n")
             for token, row in zip(tokens, matrix):
-                f.write(token + " " + " ".join(format(float(v), ".9g") for v in row) + "\n")
+                f.write(text_token(token) + " " + " ".join(format(float(v), ".9g") for v in row) + "\n")
     return [output]

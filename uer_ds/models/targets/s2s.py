@@ -20,6 +20,7 @@ from uer_ds.models.targets.base import TargetResult, classification_result
 
 class S2sTarget(nn.Module):
     tied_parameter = "output_layer.weight"
+    vocabulary_parameters = ("embedding.weight", "output_layer.weight", "output_layer.bias")  # for adapt-vocab
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
