@@ -81,7 +81,8 @@ def test_sentencepiece_tokenizer_equals_the_library():
 
 
 def test_build_tokenizer_errors(tmp_path):
-    with pytest.raises(ValueError, match="tokenizer has value 'wordpiece': must be one of bert, char, space, word, spm"):
+    with pytest.raises(ValueError,
+                       match="tokenizer has value 'wordpiece': must be one of bert, char, space, word, spm"):
         build_tokenizer("wordpiece", vocab_path="x")
     with pytest.raises(FileNotFoundError, match="vocab_path '.*nope.txt': no such file"):
         build_tokenizer("bert", vocab_path=tmp_path / "nope.txt")

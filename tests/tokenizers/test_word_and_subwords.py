@@ -30,7 +30,8 @@ def real_lines(limit: int = 400) -> list[str]:
 @pytest.fixture(scope="module")
 def word_vocab(tmp_path_factory):
     path = tmp_path_factory.mktemp("v") / "words.txt"
-    path.write_text("\n".join(SPECIALS + ["这", "本书", "非常", "好看", "。", "北京", "hello,"]) + "\n", encoding="utf-8")
+    words = ["这", "本书", "非常", "好看", "。", "北京", "hello,"]
+    path.write_text("\n".join(SPECIALS + words) + "\n", encoding="utf-8")
     return path
 
 

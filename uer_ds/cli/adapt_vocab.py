@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uer_ds model directory or checkpoint, Hugging Face directory, or UER-py/TencentPretrain "
                              ".bin (with --config_path)")
     parser.add_argument("--config_path", default=None, help="UER JSON model config (needed for a .bin model)")
-    parser.add_argument("--vocab_path", "--old_vocab_path", required=True, help="the vocabulary the model was trained with")
+    parser.add_argument("--vocab_path", "--old_vocab_path", required=True,
+                        help="the vocabulary the model was trained with")
     parser.add_argument("--new_vocab_path", required=True, help="the vocabulary to adapt the model to")
     parser.add_argument("--output_model_path", "--new_model_path", required=True,
                         help="output: a uer_ds model directory (config.json + model.safetensors)")

@@ -1,9 +1,10 @@
 """Carry a model over to a new vocabulary (UER-py's scripts/dynamic_vocab_adapter.py).
 
 Every parameter indexed by the vocabulary (the word embedding, the MLM/LM/BiLM output projection with
-its bias, and whatever else a head lists in `vocabulary_parameters`: the s2s decoder's embedding) gets one row per token of the new vocabulary: the old row where the token is in the old
-vocabulary (found by its text, so ids may move), a fresh one otherwise (N(0, 0.02), biases 0, the
-model's own initialisation).  Everything else is copied; vocab_size in the config becomes the new size.
+its bias, and whatever else a head lists in `vocabulary_parameters`: the s2s decoder's embedding) gets
+one row per token of the new vocabulary: the old row where the token is in the old vocabulary (found
+by its text, so ids may move), a fresh one otherwise (N(0, 0.02), biases 0, the model's own
+initialisation).  Everything else is copied; vocab_size in the config becomes the new size.
 """
 from __future__ import annotations
 

@@ -192,7 +192,8 @@ def format_report(path: PathLike, contents: Contents, fits: list[Fit], limit: in
     if len(fits) == 1 and not fits[0].ok:
         problems = fits[0].problems
         lines.append(f"does not fit {fits[0].config} ({len(problems)} problem(s)):")
-        lines += [f"  {p}" for p in problems[:20]] + ([f"  ... {len(problems) - 20} more"] if len(problems) > 20 else [])
+        lines += [f"  {p}" for p in problems[:20]]
+        lines += [f"  ... {len(problems) - 20} more"] if len(problems) > 20 else []
     elif not good and contents.scheme == "uer_ds":
         best = min(fits, key=lambda f: len(f.problems))
         lines.append(f"fits none of the {len(fits)} shipped configs; the closest, {best.config}:")

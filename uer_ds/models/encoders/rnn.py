@@ -47,7 +47,8 @@ class _WithinLength:
     """forward(x, index) of a bidirectional nn.LSTM / nn.GRU that reverses within lengths (mixin)."""
 
     def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
-        params = [getattr(self, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        params = [getattr(self, f"{name}_l{layer}{suffix}") for name in names]
         h0 = x.new_zeros(1, x.shape[0], self.hidden_size)  # (1, B, h)
         if self.mode == "LSTM":
             return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
