@@ -49,6 +49,8 @@ class SubwordTable:
         self.unk_id = vocab.get(unk_token)
         self.oov_words: list[str] = []
         self._oov_ids: dict[str, int] = {}
+        self._oov_rows: list[np.ndarray] = []
+        self._oov_table: Optional[np.ndarray] = None  # np.stack(_oov_rows), rebuilt after a new word
         self.rows_table = np.stack([self.chars(t) for t in vocab.id_to_token])  # (V, width)
 
     @property
@@ -79,7 +81,8 @@ class SubwordTable:
         if word not in self._oov_ids:
             self._oov_ids[word] = len(self.vocab) + len(self.oov_words)
             self.oov_words.append(word)
-            self.rows_table = np.concatenate([self.rows_table, self.chars(word)[None]])
+            self._oov_rows.append(self.chars(word))
+            self._oov_table = None
         return self._oov_ids[word]
 
     def word_of(self, i: int) -> str:
@@ -87,7 +90,16 @@ class SubwordTable:
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """ids (...) int (vocabulary or extended ids) -> character ids (..., width) int64."""
-        return self.rows_table[np.asarray(ids, dtype=np.int64)]
+        ids = np.asarray(ids, dtype=np.int64)
+        known = ids < len(self.vocab)
+        if known.all():
+            return self.rows_table[ids]
+        if self._oov_table is None:
+            self._oov_table = np.stack(self._oov_rows)
+        out = np.empty(ids.shape + (self.width,), np.int64)
+        out[known] = self.rows_table[ids[known]]
+        out[~known] = self._oov_table[ids[~known] - len(self.vocab)]
+        return out
 
     def in_vocab(self, ids: np.ndarray) -> np.ndarray:
         """ids with every extended id replaced by [UNK] (what the word embedding can look up)."""
