@@ -31,6 +31,7 @@ setup(
         "tensorboard>=2.14",
         "tqdm>=4.60",
         "tokenizers>=0.15",  # uer-ds build-vocab --kind wordpiece
+        "jieba>=0.42",  # --tokenizer word and knowledge masking: Chinese word segmentation
     ],
     extras_require={
         "test": [

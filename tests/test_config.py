@@ -82,7 +82,7 @@ def test_invalid_values_name_key_value_and_rule(overrides, pattern, tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--encoder", "lstmx"], "--encoder has value 'lstmx': must be one of transformer, lstm, gru, bilstm, bigru, "
-                             "gatedcnn, dual; UER-py's names: bert, gpt, gpt2"),
+                             "gatedcnn, cnn, rcnn, crnn, attn, synt, dual; UER-py's names: bert, gpt, gpt2"),
     (["--heads_num", "5"], "--heads_num has value 5: it must divide hidden_size (128)"),
     (["--layers_num", "two"], "--layers_num has value 'two': must be int"),
     (["--target", "lm"], "--target has 'lm' but the transformer's mask is 'fully_visible': every position would see "
@@ -129,12 +129,15 @@ def test_uer_py_aliases_resolve_on_the_command_line(flags, expected):
 
 @pytest.mark.parametrize("encoder, bidirectional", [("lstm", "bilstm"), ("gru", "bigru")])
 def test_bidirectional_turns_recurrent_encoders_into_their_two_way_forms(encoder, bidirectional, tmp_path):
-    cfg = model_config_from_args(_parse(["--config_path", "rnn/lstm", "--encoder", encoder, "--bidirectional"]))
+    # rnn/lstm's target is lm, which a two-way encoder cannot serve: ELMo's bilm (UER-py's recipe)
+    cfg = model_config_from_args(_parse(["--config_path", "rnn/lstm", "--encoder", encoder, "--bidirectional",
+                                         "--target", "bilm", "--tie_weights", "false"]))
     assert cfg.encoder == bidirectional
     assert model_config_from_args(_parse(["--config_path", "rnn/lstm", "--bidirectional", "false"])).encoder == "lstm"
     # in a JSON file too, and with the JSON's encoder
     path = tmp_path / "c.json"
-    path.write_text(json.dumps(ModelConfig.from_json("rnn/lstm").to_dict() | {"bidirectional": True}))
+    path.write_text(json.dumps(ModelConfig.from_json("rnn/lstm").to_dict() | {"bidirectional": True,
+                                                                             "target": ["bilm"], "tie_weights": False}))
     assert ModelConfig.from_json(path).encoder == "bilstm"
 
 

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Mapping, Optional, Sequence, Union, get_origin, get_type_hints
 
 from uer_ds.textfile import load_json
 
@@ -39,8 +39,8 @@ class ModelConfig:
 
     embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos (or dual)",
                                        default=("word", "pos", "seg"))
-    encoder: str = _help("encoder: transformer, lstm, gru, bilstm, bigru, gatedcnn, dual", default="transformer")
-    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls", default=("mlm", "sp"))
+    encoder: str = _help("encoder", default="transformer")
+    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s", default=("mlm", "sp"))
     vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
     emb_size: int = _help("embedding width", default=768)
     hidden_size: int = _help("encoder width", default=768)
@@ -59,8 +59,14 @@ class ModelConfig:
     parameter_sharing: bool = _help("ALBERT: one transformer layer applied layers_num times", default=False)
     tie_weights: bool = _help("tie the MLM/LM output matrix to the word embedding", default=False)
     has_lmtarget_bias: bool = _help("bias on the LM output layer", default=False)
-    kernel_size: int = _help("gatedcnn convolution width", default=4)
+    kernel_size: int = _help("convolution width of cnn, rcnn, crnn and gatedcnn", default=4)
     block_size: int = _help("gatedcnn layers per residual block", default=2)
+    synt_type: str = _help("synt encoder: the synthesizer (Tay et al., 2020)", default="dense")
+    subword_type: str = _help("encode each word from its characters too, added to its embedding: none or char "
+                              "(needs --sub_vocab_path and --tokenizer word)", default="none")
+    sub_vocab_size: int = _help("character vocabulary size; 0 means: take it from --sub_vocab_path", default=0)
+    subencoder: str = _help("subword encoder", default="avg")
+    sub_layers_num: int = _help("subencoder layers (lstm, gru)", default=2)
     labels_num: int = _help("classes of the cls target", default=2)
     pooling: str = _help("cls pooling: first, last, mean, max", default="first")
     data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
@@ -239,7 +245,8 @@ def _positive(cfg: ModelConfig, *keys: str) -> None:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    from uer_ds.models.registry import ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, TARGETS
+    from uer_ds.models.registry import (ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SUBENCODERS, SYNTHESIZERS,
+                                        TARGETS)
 
     for name in cfg.embedding:
         _choice("embedding", name, tuple(EMBEDDINGS))
@@ -256,6 +263,8 @@ def _validate(cfg: ModelConfig) -> None:
     _choice("pooling", cfg.pooling, POOLINGS)
     _choice("kernels", cfg.kernels, KERNEL_CHOICES)
     _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
+    _choice("synt_type", cfg.synt_type, tuple(SYNTHESIZERS))
+    _validate_subword(cfg, SUBENCODERS)
     _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
     if cfg.vocab_size < 0:
         raise ConfigError("vocab_size", f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 "
@@ -279,17 +288,24 @@ def _validate(cfg: ModelConfig) -> None:
             if getattr(cfg, key):
                 raise ConfigError(key, f"key '{key}' is true: only the transformer encoder supports it "
                                        f"(encoder is '{cfg.encoder}')")
-    if cfg.encoder in ("bilstm", "bigru") and cfg.hidden_size % 2:
+    bidirectional = getattr(ENCODERS[cfg.encoder], "bidirectional", False)
+    if bidirectional and cfg.hidden_size % 2:
         raise ConfigError("hidden_size", f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' "
                                          "splits it between two directions, so it must be even")
+    if cfg.encoder in ("gatedcnn", "cnn", "rcnn", "crnn"):
+        _positive(cfg, "kernel_size")
     if cfg.encoder == "gatedcnn":
-        _positive(cfg, "kernel_size", "block_size")
+        _positive(cfg, "block_size")
         if (cfg.layers_num - 1) % cfg.block_size:
             raise ConfigError("layers_num", f"key 'layers_num' has value {cfg.layers_num}: gatedcnn needs "
                                             f"layers_num - 1 divisible by block_size ({cfg.block_size})")
-    if "bilm" in cfg.target and cfg.encoder not in ("bilstm", "bigru"):
-        raise ConfigError("target", f"key 'target' has 'bilm': it needs a bidirectional encoder (bilstm, bigru), "
+    if cfg.encoder in ("attn", "synt"):
+        _validate_attention(cfg)
+    if "bilm" in cfg.target and not bidirectional:
+        legal = [name for name, cls in ENCODERS.items() if getattr(cls, "bidirectional", False)]
+        raise ConfigError("target", f"key 'target' has 'bilm': it needs a bidirectional encoder ({', '.join(legal)}), "
                                     f"not '{cfg.encoder}'")
+    _validate_direction(cfg, ENCODERS)
     if cfg.tie_weights:
         _validate_tie(cfg)
 
@@ -310,13 +326,69 @@ def _validate_transformer(cfg: ModelConfig) -> None:
                                       f"({cfg.hidden_size}) unless factorized_embedding_parameterization is true")
 
 
+def _validate_subword(cfg: ModelConfig, subencoders: Mapping[str, Any]) -> None:
+    from uer_ds.tokenizers.subword import SUBWORD_TYPES
+
+    _choice("subword_type", cfg.subword_type, SUBWORD_TYPES)
+    _choice("subencoder", cfg.subencoder, tuple(subencoders))
+    _positive(cfg, "sub_layers_num")
+    if cfg.sub_vocab_size < 0:
+        raise ConfigError("sub_vocab_size", f"key 'sub_vocab_size' has value {cfg.sub_vocab_size}: must be >= 0 (0: from the "
+                         "sub-vocabulary)")
+    if cfg.subword_type != "none" and cfg.subencoder == "cnn":
+        _positive(cfg, "kernel_size")
+    if cfg.subword_type != "none" and ("dual" in cfg.embedding or cfg.encoder == "dual"):
+        raise ConfigError("subword_type", f"key 'subword_type' has value '{cfg.subword_type}': dual (siamese) models take no "
+                         "subword features")
+
+
+def _validate_attention(cfg: ModelConfig) -> None:
+    """attn and synt: heads split hidden_size; no emb -> hidden projection."""
+    _positive(cfg, "heads_num")
+    if cfg.encoder == "synt":
+        _positive(cfg, "feedforward_size")
+    if cfg.hidden_size % cfg.heads_num:
+        raise ConfigError("heads_num", f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
+                                       f"({cfg.hidden_size})")
+    if cfg.emb_size != cfg.hidden_size:
+        raise ConfigError("emb_size", f"key 'emb_size' has value {cfg.emb_size}: encoder '{cfg.encoder}' needs it equal to "
+                         f"hidden_size ({cfg.hidden_size})")
+
+
+def is_causal(cfg: ModelConfig) -> bool:
+    """Whether each position of the encoder sees only itself and earlier positions: the encoder class's
+    `causal` attribute, or, where it has none (transformer, attn, synt), the config's mask."""
+    from uer_ds.models.registry import ENCODERS
+
+    causal = getattr(ENCODERS[cfg.encoder], "causal", None)
+    return cfg.mask == "causal" if causal is None else bool(causal)
+
+
+def _validate_direction(cfg: ModelConfig, encoders: Mapping[str, Any]) -> None:
+    """Targets that read what the encoder cannot give: lm needs a causal encoder; sp, and cls with
+    `first` pooling, read position 0, which under a causal encoder sees only [CLS]."""
+    causal = is_causal(cfg)
+    seen = "sees only earlier positions" if causal else "sees both sides"
+    if "lm" in cfg.target and not causal:
+        legal = [n for n, c in encoders.items() if getattr(c, "causal", None) is True]
+        masked = [n for n, c in encoders.items() if getattr(c, "causal", None) is None]
+        by_mask = getattr(encoders[cfg.encoder], "causal", None) is None
+        raise ConfigError("target", f"key 'target' has 'lm', which predicts each next token: it needs a causal encoder "
+                         f"({', '.join(legal)}, or {'/'.join(masked)} with mask 'causal'); encoder "
+                         f"'{cfg.encoder}'{' with mask ' + repr(cfg.mask) if by_mask else ''} {seen}")
+    if causal and ("sp" in cfg.target or ("cls" in cfg.target and cfg.pooling == "first")):
+        what = "'sp'" if "sp" in cfg.target else "'cls' with pooling 'first'"
+        raise ConfigError("target", f"key 'target' has {what}, which reads position 0: encoder '{cfg.encoder}' is causal, so "
+                         "position 0 sees only [CLS] (use a bidirectional encoder; for cls, pooling mean, max or last)")
+
+
 def _validate_tie(cfg: ModelConfig) -> None:
     output_width = {"mlm": cfg.emb_size if cfg.factorized_embedding_parameterization else cfg.hidden_size,
-                    "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2}
+                    "lm": cfg.hidden_size, "bilm": cfg.hidden_size // 2, "s2s": cfg.hidden_size}
     tied = [t for t in cfg.target if t in output_width]
     if not tied:
-        raise ConfigError("tie_weights", f"key 'tie_weights' is true: target {list(cfg.target)} has no output over the "
-                         "vocabulary (mlm, lm, bilm) to tie")
+        raise ConfigError("tie_weights", f"key 'tie_weights' is true: target {list(cfg.target)} has no output over "
+                                         "the vocabulary (mlm, lm, bilm, s2s) to tie")
     for name in tied:
         if output_width[name] != cfg.emb_size:
             raise ConfigError("tie_weights", f"key 'tie_weights' is true: the {name} output width "
@@ -363,6 +435,8 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
         if get_origin(hint) is Union or f.name in exclude:
             continue  # stream configs come from the JSON only
         text = f.metadata.get("help")
+        if f.name in _REGISTRY_KEYS:
+            text += ": " + ", ".join(_registry_names(f.name))
         if alias_names(f.name):
             text += f" (UER-py's names: {', '.join(alias_names(f.name))})"
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text}
@@ -374,6 +448,16 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
     group.add_argument("--bidirectional", nargs="?", const="true", metavar="BOOL", default=argparse.SUPPRESS,
                        help="UER-py's recurrent encoders in both directions: "
                             + ", ".join(f"{k} -> {v}" for k, v in BIDIRECTIONAL.items() if k != v))
+
+
+_REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS", "subencoder": "SUBENCODERS"}
+
+
+def _registry_names(key: str) -> list[str]:
+    """The legal values of a key whose names come from a registry (for --help)."""
+    from uer_ds.models import registry
+
+    return list(getattr(registry, _REGISTRY_KEYS[key]))
 
 
 def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:

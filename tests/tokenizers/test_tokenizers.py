@@ -83,7 +83,8 @@ def test_sentencepiece_tokenizer_equals_the_library():
 
 
 def test_build_tokenizer_errors(tmp_path):
-    with pytest.raises(ValueError, match="tokenizer has value 'wordpiece': must be one of bert, char, space, spm"):
+    with pytest.raises(ValueError,
+                       match="tokenizer has value 'wordpiece': must be one of bert, char, space, word, spm"):
         build_tokenizer("wordpiece", vocab_path="x")
     with pytest.raises(FileNotFoundError, match="vocab_path '.*nope.txt': no such file"):
         build_tokenizer("bert", vocab_path=tmp_path / "nope.txt")
@@ -97,7 +98,7 @@ def test_build_tokenizer_errors(tmp_path):
     latin1.write_bytes(b"[PAD]\n[UNK]\ncaf\xe9\n")
     with pytest.raises(ValueError, match=r"latin1.txt:3: invalid UTF-8 at byte 15"):
         build_tokenizer("bert", vocab_path=latin1)
-    assert set(TOKENIZERS) == {"bert", "char", "space", "spm"}
+    assert set(TOKENIZERS) == {"bert", "char", "space", "word", "spm"}
 
 
 @pytest.mark.data

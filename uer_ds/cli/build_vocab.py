@@ -11,7 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output_path", required=True,
                         help="vocabulary file; for sentencepiece the model prefix (writes PREFIX.model, PREFIX.vocab)")
     parser.add_argument("--kind", choices=KINDS, default="wordpiece",
-                        help="wordpiece (tokenizers), sentencepiece, char or space (UER-py's counting)")
+                        help="wordpiece (tokenizers), sentencepiece, char, space (UER-py's counting) or word (jieba's "
+                             "words, counted: the vocabulary of --tokenizer word)")
     parser.add_argument("--vocab_size", type=int, default=21128, help="wordpiece / sentencepiece size (default 21128)")
     parser.add_argument("--min_count", type=int, default=1, help="least occurrences to keep a token (default 1)")
     parser.add_argument("--spm_model_type", choices=("unigram", "bpe"), default="unigram")

@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="summary")
     summary = sub.add_parser("summary", help="parameter counts by component")
     add_model_arguments(summary)
-    add_tokenizer_arguments(summary)
+    add_tokenizer_arguments(summary, subwords=True)
 
 
 def run(args: argparse.Namespace) -> int:

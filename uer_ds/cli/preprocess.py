@@ -40,6 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"span masking: geometric p (default {d.span_geo_prob})")
     parser.add_argument("--span_max_length", type=int, default=d.span_max_length,
                         help=f"span masking: longest span (default {d.span_max_length})")
+    from uer_ds.data.knowledge import KNOWLEDGE_UNITS
+    from uer_ds.tokenizers.segment import SEGMENTERS
+
+    knowledge = parser.add_argument_group("knowledge masking (ERNIE 1.0)")
+    knowledge.add_argument("--masking", default=d.masking, choices=("none",) + tuple(KNOWLEDGE_UNITS),
+                           help="mask whole units: the segmenter's words, phrases (noun-phrase chunks) or named "
+                                "entities, plus --lexicon_path entries; mixed with basic token masking by "
+                                "--knowledge_masking_prob (default none)")
+    knowledge.add_argument("--segmenter", default=d.segmenter, choices=tuple(SEGMENTERS),
+                           help=f"word segmenter of the units (default {d.segmenter})")
+    knowledge.add_argument("--lexicon_path", help="entities/phrases masked as units wherever they occur, one per line")
+    knowledge.add_argument("--knowledge_masking_prob", type=float, default=d.knowledge_masking_prob,
+                           help="share of instances masked by units; the others get basic token masking "
+                                f"(default {d.knowledge_masking_prob})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the instances (default {d.seed})")
     parser.add_argument("--docs_buffer_size", type=int, default=None,
                         help="accepted for UER-py compatibility; unused (every document is in the pool)")
@@ -57,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         data_processor=args.data_processor, seq_length=args.seq_length, dup_factor=args.dup_factor,
         short_seq_prob=args.short_seq_prob, full_sentences=args.full_sentences, dynamic_masking=args.dynamic_masking,
         whole_word_masking=args.whole_word_masking, span_masking=args.span_masking, span_geo_prob=args.span_geo_prob,
-        span_max_length=args.span_max_length, seed=args.seed)
+        span_max_length=args.span_max_length, masking=args.masking, segmenter=args.segmenter,
+        lexicon_path=os.path.abspath(args.lexicon_path) if args.lexicon_path else None,
+        knowledge_masking_prob=args.knowledge_masking_prob, seed=args.seed)
     meta = preprocess(args.corpus_path, args.dataset_path, tokenizer, options, processes_num=args.processes_num,
                       progress=not args.no_progress)
     c = meta["counts"]

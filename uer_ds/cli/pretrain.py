@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
     add_launch_arguments(parser)
     add_model_arguments(parser, model_flag="--pretrained_model_path")
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
     add_train_config_arguments(parser)
     add_masking_arguments(parser)
     add_accepted_flags(parser, ("--instances_buffer_size", "--log_path", "--log_level", "--log_file_level",
@@ -115,13 +115,22 @@ def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args
                              f"{dataset_path} was built with ({theirs})")
 
 
-def _model_config(args: argparse.Namespace, meta: dict) -> ModelConfig:
+def _model_config(args: argparse.Namespace, meta: dict, subwords=None) -> ModelConfig:
+    from uer_ds.cli.common import with_sub_vocab
+
     cfg = model_config_from_args(args)
     vocab_size = int(meta["vocab_size"])
     if cfg.vocab_size not in (0, vocab_size):
         raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the dataset's "
                          f"vocabulary ({vocab_size})")
-    return cfg.replace(vocab_size=vocab_size)
+    cfg = with_sub_vocab(cfg.replace(vocab_size=vocab_size), subwords)
+    if cfg.subword_type != "none" and subwords is None:
+        raise ValueError(f"subword_type '{cfg.subword_type}' needs the character vocabulary: give --sub_vocab_path "
+                         "(and --vocab_path, --tokenizer word)")
+    if cfg.subword_type != "none" and args.pipeline_stages > 1:
+        raise ValueError("subword features with --pipeline_stages > 1: the pipeline's first stage receives only "
+                         "src and seg, not the character ids; train with --pipeline_stages 1")
+    return cfg
 
 
 def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse.Namespace) -> tuple[str, bool]:
@@ -227,9 +236,10 @@ def run(args: argparse.Namespace) -> int:
                          f"({train_cfg.total_steps})]")
     config_note = resolve_config_default(args, args.output_model_path if args.resume else args.pretrained_model_path)
     notes = [config_note] if config_note else []
-    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed)
+    subwords = getattr(tokenizer_from_args(args), "subwords", None) if args.sub_vocab_path else None
+    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
     notes += _apply_masking_flags(dataset, args)
-    cfg = _model_config(args, dataset.meta)
+    cfg = _model_config(args, dataset.meta, subwords)
     if args.deepspeed_config is None:  # the default follows the job
         world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
         args.deepspeed_config, why = default_ds_config_name(cfg, world, int(dataset.meta["seq_length"]),

@@ -110,5 +110,5 @@ def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = 
     for name, per_instance in (picked or {}).items():
         if name in tgt:
             tgt[name] = pick_positions(tgt[name], B * per_instance)
-    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items()})
+    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items() if name != "sub"})
     return {"src": src, "seg": seg, "tgt": tgt, "info": info}

@@ -21,12 +21,15 @@ class PretrainDataset(torch.utils.data.Dataset):
     special_ids, options, counts).  ds.collate is `collate` with this dataset's pad id (and the
     MLM labels as `Picked` positions, a fixed count per instance).
 
+    subwords (a SubwordTable of the dataset's vocabulary): each instance's tgt also gets "sub" (T, C),
+    the character ids of its (masked) tokens, for models with subword features.
+
     set_epoch(e) before iterating an epoch.  A DataLoader's workers get a copy of the dataset when
     an epoch's iterator starts, so do not use persistent_workers with dynamic masking.
     """
 
     def __init__(self, prefix: PathLike, seed: Optional[int] = None, epoch: int = 0,
-                 dynamic_masking: Optional[bool] = None) -> None:
+                 dynamic_masking: Optional[bool] = None, subwords=None) -> None:
         self.prefix = dataset_prefix(prefix)
         self.data = MMapDataset(self.prefix)
         self.meta = load_metadata(self.prefix)
@@ -40,16 +43,23 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.seed = int(options.get("seed", 7) if seed is None else seed)
         dynamic = bool(options.get("dynamic_masking")) if dynamic_masking is None else dynamic_masking
         self.builder = BUILDERS[processor](self.data, self.meta, self.seed, dynamic)
+        if subwords is not None:
+            if subwords.vocab_size != int(self.meta["vocab_size"]):
+                raise ValueError(f"{self.prefix}: the dataset's vocabulary has {self.meta['vocab_size']} entries, the "
+                                 f"subword table's {subwords.vocab_size}: give the vocabulary it was built with")
+            self.builder.subwords = subwords
         self.epoch = epoch
         # the MLM's masked positions come as a fixed number of rows per instance (static shapes)
         masker = self.builder.masker
         self._picked = {"mlm": masker.count(int(self.meta["seq_length"]))} if masker is not None else None
         self.static_shapes = False
+        # s2s: the decoder's steps are as long as the target, not the source: keep every position
+        self._full_length = processor == "s2s"
 
     def collate(self, instances: list[dict]) -> dict:
         """`collate` with this dataset's pad id and MLM bound; with static_shapes (set for torch.compile)
         every batch is padded to seq_length instead of its longest instance."""
-        pad_to = int(self.meta["seq_length"]) if self.static_shapes else None
+        pad_to = int(self.meta["seq_length"]) if self.static_shapes or self._full_length else None
         return collate(instances, pad_id=self.pad_id, pad_to=pad_to, picked=self._picked)
 
     @property

@@ -8,6 +8,7 @@ padded with the pad id; seg 0 = padding, 1 = first segment, 2 = second).  Labels
   bilm  (T, 2) (next token, previous token); [SEP] after a document's last token, [CLS] before its
                first; -100 on padding
   cls   ()     the line's label
+  s2s   (T, 2) (decoder input, label): [CLS] target and target [SEP], -100 on padding
 
 Layouts (as UER-py unless said):
   mlm   each document as [CLS] doc [SEP], cut into windows of T (with full_sentences the documents
@@ -17,6 +18,7 @@ Layouts (as UER-py unless said):
   bilm  the document's tokens in windows of T
   bert / albert   [CLS] A [SEP] B [SEP] from the pair index (pairs.py); dup_factor copies
   cls   [CLS] a [SEP] (b [SEP]), longest-first truncated to T
+  s2s   [CLS] source [SEP] cut to T; the target cut to T - 1 tokens
 
 Randomness: every instance draws from generators seeded by (seed, stream, index[, epoch]), so an
 instance depends only on them: resuming reproduces batches.  Static masking (the default) gives
@@ -39,6 +41,7 @@ class Builder:
     """Shared state: the data, seq_length, special ids, the masker (for masking processors)."""
 
     masks = False
+    subwords = None  # a SubwordTable: add tgt["sub"], the tokens' character ids (subword features)
 
     def __init__(self, data: MMapDataset, meta: dict, seed: int, dynamic_masking: bool) -> None:
         self.data, self.T, self.seed, self.dynamic = data, int(meta["seq_length"]), seed, dynamic_masking
@@ -46,9 +49,14 @@ class Builder:
         self.pad, self.cls, self.sep = ids["pad"], ids["cls"], ids["sep"]
         options = meta["options"]
         self.dup = int(options.get("dup_factor", 1)) if self.masks else 1
-        self.whole_word = bool(options.get("whole_word_masking")) and self.masks
+        # knowledge masking (ERNIE): the word starts are unit starts; an instance is masked by units with
+        # probability knowledge_masking_prob, else by tokens
+        self.knowledge_prob = float(options.get("knowledge_masking_prob", 0.5)) \
+            if options.get("masking", "none") != "none" and self.masks else None
+        self.whole_word = (bool(options.get("whole_word_masking")) or self.knowledge_prob is not None) and self.masks
         if self.whole_word and not data.has_word_starts:
-            raise ValueError(f"{data.idx_path}: whole_word_masking is set but the index has no word boundaries")
+            raise ValueError(f"{data.idx_path}: whole-word or knowledge masking is set but the index has no word "
+                             "boundaries")
         self.masker = None
         if self.masks:
             span = options.get("span_geo_prob") if options.get("span_masking") else None
@@ -85,7 +93,10 @@ class Builder:
         if self.masker is not None:
             rng = np.random.default_rng([self.seed, STREAM_MASK, index, epoch if self.dynamic else 0])
             candidates = (seg > 0) & (src != self.cls) & (src != self.sep) & (src != self.pad)
-            src, tgt["mlm"] = self.masker(src, candidates, rng, ws)
+            units = None if self.knowledge_prob is None else bool(rng.random() < self.knowledge_prob)
+            src, tgt["mlm"] = self.masker(src, candidates, rng, ws, whole_word=units)
+        if self.subwords is not None:
+            tgt["sub"] = self.subwords.rows(src)  # after masking: a masked word has [MASK]'s characters
         return self._pad(src, seg, tgt)
 
     def _pad(self, src: np.ndarray, seg: np.ndarray, tgt: dict) -> dict:
@@ -101,7 +112,7 @@ class Builder:
                 out_tgt[name] = value
             else:
                 padded = np.full((T,) + value.shape[1:], IGNORE_INDEX, np.int64)
-                padded[:n] = value
+                padded[:len(value)] = value  # as long as src, except s2s's decoder steps
                 out_tgt[name] = padded
         return {"src": out_src, "seg": out_seg, "tgt": out_tgt}
 
@@ -234,6 +245,22 @@ class ClsBuilder(Builder):
         return src, seg, None, {"cls": int(self.data.labels[base])}
 
 
+class S2sBuilder(Builder):
+    """A source<TAB>target line: src = [CLS] source [SEP]; the decoder reads [CLS] target and predicts
+    target [SEP] (teacher forcing, one position ahead)."""
+
+    def _count(self) -> int:
+        return self.data.num_documents
+
+    def _build(self, base, copy, index):
+        first = int(self.data.doc_idx[base])
+        source = np.asarray(self.data[first], np.int64)[: self.T - 2]
+        target = np.asarray(self.data[first + 1], np.int64)[: self.T - 1]
+        src = np.concatenate([[self.cls], source, [self.sep]])
+        steps = np.stack([np.concatenate([[self.cls], target]), np.concatenate([target, [self.sep]])], axis=1)
+        return src, np.ones(len(src), np.int64), None, {"s2s": steps}  # steps: as long as the target, not src
+
+
 def truncation_counts(la: int, lb: int, budget: int) -> tuple[int, int]:
     """Tokens to cut from a and b so that la + lb <= budget, one at a time from the longer (b on a
     tie), as BERT's truncate_seq_pair."""
@@ -312,4 +339,4 @@ class SopBuilder(PairBuilder):
 
 
 BUILDERS = {"mlm": MlmBuilder, "lm": LmBuilder, "bilm": BilmBuilder, "cls": ClsBuilder, "bert": PairBuilder,
-            "albert": SopBuilder}
+            "albert": SopBuilder, "s2s": S2sBuilder}

@@ -8,6 +8,8 @@ Of the candidate positions (not [CLS], [SEP] or padding), round(15 %) (at least 
   span masking        spans of geometric length (p = span_geo_prob, at most span_max_length, within
                       runs of candidates) in random order, skipping overshooting spans (as UER-py);
                       the 80/10/10 choice per span
+  knowledge masking   (ERNIE; units from preprocessing, see knowledge.py) per instance either whole-word
+                      masking over the units or token masking: `whole_word` chosen per call
 Labels: the original id at chosen positions, IGNORE_INDEX (-100) elsewhere.
 """
 from __future__ import annotations
@@ -40,22 +42,24 @@ class Masker:
         return max(1, int(np.floor(self.ratio * candidates + 0.5))) if candidates else 0
 
     def __call__(self, src: np.ndarray, candidates: np.ndarray, rng: np.random.Generator,
-                 word_starts: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+                 word_starts: Optional[np.ndarray] = None, whole_word: Optional[bool] = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """src (T,) int64, candidates (T,) bool, word_starts (T,) bool for whole-word masking
-        -> (masked src, labels), both (T,) int64."""
+        -> (masked src, labels), both (T,) int64.  whole_word: this call's choice (None: the masker's)."""
+        whole_word = self.whole_word if whole_word is None else whole_word
         src = src.copy()
         tgt = np.full(len(src), IGNORE_INDEX, dtype=np.int64)
         positions = np.flatnonzero(candidates)
         k = self.count(len(positions))
         if k == 0:
             return src, tgt
-        if self.whole_word or self.span_lengths is not None:
-            starts, lengths = self._units(positions, candidates, rng, word_starts)
+        if whole_word or self.span_lengths is not None:
+            starts, lengths = self._units(positions, candidates, rng, word_starts, whole_word)
             picked_units = self._pick_units(lengths, k, rng)
             if len(picked_units) == 0:  # every unit is longer than the budget (one long word)
                 return src, tgt
             picked = np.concatenate([np.arange(starts[u], starts[u] + lengths[u]) for u in picked_units])
-            if self.whole_word:
+            if whole_word:
                 choice = rng.random(len(picked))
             else:  # one choice per span
                 choice = np.repeat(rng.random(len(picked_units)), lengths[picked_units])
@@ -69,11 +73,11 @@ class Masker:
         return src, tgt
 
     def _units(self, positions: np.ndarray, candidates: np.ndarray, rng: np.random.Generator,
-               word_starts: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+               word_starts: Optional[np.ndarray], whole_word: bool) -> tuple[np.ndarray, np.ndarray]:
         """(start, length) of the maskable units: words, or geometric spans, inside runs of candidates."""
         run_break = np.ones(len(positions), dtype=bool)
         run_break[1:] = np.diff(positions) != 1
-        if self.whole_word:
+        if whole_word:
             if word_starts is None:
                 raise ValueError("whole-word masking needs word boundaries (preprocess with --whole_word_masking)")
             brk = run_break | word_starts[positions]

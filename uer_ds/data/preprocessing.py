@@ -9,6 +9,7 @@ Corpus formats (as UER-py), chosen by the data processor:
   lines (mlm, lm, bilm)  one document per line; blank lines are skipped
   bert  (bert, albert)   one sentence per line, blank lines between documents
   cls                    label<TAB>text_a[<TAB>text_b]; the label a non-negative integer
+  s2s                    source<TAB>target (sequence to sequence; Python only: no C path)
 A UTF-8 byte-order mark at the start and CRLF line ends are accepted.  Lines that hold text but
 give no token (only control characters, say) are skipped and counted.
 """
@@ -38,8 +39,10 @@ from uer_ds.tokenizers import Tokenizer
 
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
 BOM = b"\xef\xbb\xbf"
-MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines"}
-MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS}
+MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines",
+              "s2s": "s2s"}
+MODE_S2S = 100  # a corpus format of the Python encoder only (the C extension's modes are 0-2)
+MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS, "s2s": MODE_S2S}
 MASKING_PROCESSORS = ("mlm", "bert", "albert")
 MIN_SEQ_LENGTH = {"bert": 5, "albert": 5}  # [CLS] a [SEP] b [SEP] with a and b non-empty
 META_FORMAT = "uer_ds.mmap_dataset"
@@ -59,6 +62,10 @@ class PreprocessOptions:
     span_masking: bool = False
     span_geo_prob: float = 0.2
     span_max_length: int = 10
+    masking: str = "none"           # ERNIE's knowledge masking: word, phrase or entity units (knowledge.py)
+    segmenter: str = "jieba"        # knowledge masking: the word segmenter
+    lexicon_path: Optional[str] = None  # knowledge masking: entities/phrases kept as units, one per line
+    knowledge_masking_prob: float = 0.5  # share of instances masked by units; the rest by basic token masking
     seed: int = 7
 
     def validate(self) -> None:
@@ -82,6 +89,34 @@ class PreprocessOptions:
         if self.span_masking and not (0.0 < self.span_geo_prob <= 1.0 and self.span_max_length >= 1):
             raise ValueError(f"span masking needs 0 < span_geo_prob <= 1 (has {self.span_geo_prob}) and "
                              f"span_max_length >= 1 (has {self.span_max_length})")
+        self._validate_knowledge()
+
+    def _validate_knowledge(self) -> None:
+        from uer_ds.data.knowledge import KNOWLEDGE_UNITS
+        from uer_ds.tokenizers.segment import SEGMENTERS
+
+        legal = ("none",) + tuple(KNOWLEDGE_UNITS)
+        if self.masking not in legal:
+            raise ValueError(f"masking has value '{self.masking}': must be one of {', '.join(legal)}")
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"segmenter has value '{self.segmenter}': must be one of {', '.join(SEGMENTERS)}")
+        if self.masking == "none":
+            if self.lexicon_path is not None:
+                raise ValueError("lexicon_path is given but masking is 'none': the lexicon serves knowledge masking "
+                                 "(--masking word|phrase|entity)")
+            return
+        if self.data_processor not in MASKING_PROCESSORS:
+            raise ValueError(f"masking applies to targets {', '.join(MASKING_PROCESSORS)}, not {self.data_processor}")
+        if self.whole_word_masking or self.span_masking:
+            raise ValueError(f"masking '{self.masking}' masks whole units itself: leave out whole_word_masking and "
+                             "span_masking")
+        if not 0.0 <= self.knowledge_masking_prob <= 1.0:
+            raise ValueError(f"knowledge_masking_prob has value {self.knowledge_masking_prob}: must be in [0, 1]")
+
+    @property
+    def word_starts(self) -> bool:
+        """Whether the dataset records unit starts: whole words, or knowledge units."""
+        return self.whole_word_masking or self.masking != "none"
 
     @property
     def required_specials(self) -> tuple[str, ...]:
@@ -127,6 +162,16 @@ class PythonEncoder:
             if not text.strip():
                 stats["blank_lines"] += 1
                 new_doc = True
+            elif mode == MODE_S2S:
+                fields = text.split("\t")
+                if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                    raise CorpusError("an s2s line must be source<TAB>target, both non-empty", base_offset + pos,
+                                      f"{len(fields)} tab-separated field(s)")
+                for i, field in enumerate(fields):
+                    field_ids, _ = self._encode(field, False)
+                    ids += field_ids
+                    lengths.append(len(field_ids))
+                    starts.append(int(i == 0))
             elif mode == native.MODE_CLS:
                 fields = text.split("\t")
                 if len(fields) not in (2, 3):
@@ -162,7 +207,36 @@ class PythonEncoder:
                 "new_doc": new_doc, **stats}
 
 
-def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False):
+class KnowledgeEncoder(PythonEncoder):
+    """PythonEncoder whose word starts are the starts of knowledge-masking units (knowledge.py)."""
+
+    def __init__(self, tokenizer: Tokenizer, options: PreprocessOptions) -> None:
+        from uer_ds.data.knowledge import Lexicon
+        from uer_ds.tokenizers.segment import build_segmenter, read_lexicon
+
+        super().__init__(tokenizer)
+        self.level = options.masking
+        entries = read_lexicon(options.lexicon_path) if options.lexicon_path is not None else None
+        self.segmenter = build_segmenter(options.segmenter)
+        self.lexicon = Lexicon(entries) if entries else None
+
+    def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
+        from uer_ds.data.knowledge import units
+
+        ids, starts = [], []
+        for a, b in units(text, self.level, self.segmenter, self.lexicon):
+            piece = self.tokenizer.encode(text[a:b])
+            ids += piece
+            starts += [1] + [0] * (len(piece) - 1) if piece else []
+        return ids, (starts if want_ws else [])
+
+
+def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
+                 options: Optional[PreprocessOptions] = None):
+    if options is not None and options.masking != "none":
+        return KnowledgeEncoder(tokenizer, options)
+    if options is not None and MODE_NAMES[options.data_processor] == "s2s":
+        return PythonEncoder(tokenizer)
     if native.supports(tokenizer):
         return native.native_encoder(tokenizer)
     if whole_word_masking and tokenizer.kind != "spm":
@@ -363,7 +437,7 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     size = corpus.stat().st_size
     if size == 0:
         raise ValueError(f"{corpus}: the corpus is empty (0 bytes)")
-    encoder = make_encoder(tokenizer, options.whole_word_masking)
+    encoder = make_encoder(tokenizer, options.whole_word_masking, options)
     corpus_format = MODE_NAMES[options.data_processor]
     prefix = dataset_prefix(dataset_path)
     out_dir = os.path.dirname(os.path.abspath(prefix))
@@ -376,10 +450,10 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     try:
         _WORKER.clear()
         code = dtype_code_for(tokenizer.vocab_size)
-        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.whole_word_masking else 0)
+        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0)
         run_id = secrets.randbits(63)
         _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
-                       word_starts=options.whole_word_masking,
+                       word_starts=options.word_starts,
                        bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
         from tqdm import tqdm
 

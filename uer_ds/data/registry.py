@@ -9,4 +9,5 @@ DATA_PROCESSORS: dict[str, tuple[str, ...]] = {
     "lm": ("lm",),
     "bilm": ("bilm",),
     "cls": ("cls",),
+    "s2s": ("s2s",),           # source<TAB>target lines: an LSTM decoder reads the encoder (UER-py's s2s)
 }

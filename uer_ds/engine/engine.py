@@ -26,6 +26,8 @@ from uer_ds.data.batch import batch_info
 from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
 
+RECURRENT_ENCODERS = ("lstm", "gru", "bilstm", "bigru", "rcnn", "crnn")  # torch.lstm/gru inside
+
 
 # ---- statistics -------------------------------------------------------------------------------
 @dataclass
@@ -234,7 +236,14 @@ class Engine:
         return None  # the default group: every rank holds a replica
 
     def compile(self, backend: Optional[str] = None) -> None:
-        """torch.compile the model through DeepSpeed's `engine.compile()` (inductor unless `backend`)."""
+        """torch.compile the model through DeepSpeed's `engine.compile()` (inductor unless `backend`).
+        A recurrent encoder (lstm, gru, their two-way forms, rcnn, crnn) needs dynamo's `allow_rnn`,
+        else each torch.lstm/gru call is a graph break; it is set for those models."""
+        cfg = self.model_config
+        if cfg is not None and cfg.encoder in RECURRENT_ENCODERS:
+            import torch._dynamo
+
+            torch._dynamo.config.allow_rnn = True
         self.ds.compile(**({"backend": backend} if backend else {}))
 
     def save(self, directory: str, step: int, state: dict) -> Path:

@@ -22,13 +22,17 @@ def _check_vocab(cfg: ModelConfig) -> None:
         if stream.vocab_size <= 0:
             raise ValueError("vocab_size is 0: give a vocabulary (--vocab_path / --spm_model_path), whose size "
                              "sets it, or set vocab_size in the model config")
+        if stream.subword_type != "none" and stream.sub_vocab_size <= 0:
+            raise ValueError(f"sub_vocab_size is 0: subword_type '{stream.subword_type}' needs a character "
+                             "vocabulary (--sub_vocab_path), whose size sets it")
 
 
 class Model(nn.Module):
     """embedding -> encoder -> targets.
 
     `encode(src, seg)` gives the last hidden states (B, T, H); `forward(src, tgt, seg)` the targets'
-    TargetResult.  Segments follow UER-py: seg 0 = padding, 1 = first segment, 2 = second.
+    TargetResult.  Segments follow UER-py: seg 0 = padding, 1 = first segment, 2 = second.  With subword
+    features, tgt["sub"] (B, T, C) carries each word's character ids (an input, not a label).
     Parameters are created in `__init__` and given values in `init_weights()`, so the model can be
     built on the meta device or under deepspeed.zero.Init.
     """
@@ -61,10 +65,13 @@ class Model(nn.Module):
         self.tie_weights()
 
     # ---- computation --------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None) -> torch.Tensor:
+    def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None,
+               sub: Optional[torch.Tensor] = None) -> torch.Tensor:
         """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs.
-        padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may."""
-        return self.encoder(self.embedding(src, seg), seg, padded=padded)
+        padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may.
+        sub: (B, T, C) character ids per word, for subword features (else None)."""
+        emb = self.embedding(src, seg) if sub is None else self.embedding(src, seg, sub)
+        return self.encoder(emb, seg, padded=padded)
 
     def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, Any]],
                 seg: torch.Tensor, padded: Optional[bool] = None) -> TargetResult:
@@ -72,7 +79,7 @@ class Model(nn.Module):
         target's shapes.  padded: as in `encode`."""
         if not len(self.target):
             raise ValueError("this model config has no target; use Model.encode, or set target in the config")
-        hidden = self.encode(src, seg, padded)
+        hidden = self.encode(src, seg, padded, sub=tgt.get("sub") if isinstance(tgt, Mapping) else None)
         if not isinstance(tgt, Mapping):
             if len(self.target) > 1:
                 raise ValueError(f"model has targets {list(self.target)}: give tgt as a dict keyed by target name")
@@ -98,6 +105,8 @@ def init_module(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=INIT_STD)
     elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
         module.reset_parameters()
+    elif hasattr(module, "reset_own_parameters"):  # a module with a bare nn.Parameter of its own
+        module.reset_own_parameters()
 
 
 def build_model(cfg: ModelConfig, device: Optional[Union[str, torch.device]] = None) -> Model:

@@ -65,7 +65,7 @@ class TaskModel(Model):
 
     def forward(self, src, tgt: Optional[Mapping[str, Any]], seg, predict: bool = False,
                 padded: Optional[bool] = None):
-        hidden = self.encode(src, seg, padded)
+        hidden = self.encode(src, seg, padded, sub=None if tgt is None else tgt.get("sub"))
         name = self.head_names[self.head_index(tgt)]
         head = self.target[name]
         if predict:

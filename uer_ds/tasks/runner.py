@@ -77,7 +77,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                         help="torch.compile the model (DeepSpeed's engine.compile(), inductor)")
     add_uer_engine_arguments(engine)
     add_model_arguments(parser, model_flag="--pretrained_model_path")
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
     add_train_config_arguments(parser, exclude=("total_steps", "save_checkpoint_steps"), learning_rate=2e-5,
                                batch_size=32, report_steps=100)
     add_accepted_flags(parser, ("--log_path", "--log_level", "--log_file_level", "--optimizer"))
@@ -99,7 +99,7 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                                                        f"with; {UER_SEQ_LENGTH} for a UER-py .bin, as UER-py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)
     own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
     add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
     group = parser.add_argument_group("model shape (UER-py's inference scripts repeat it)")
@@ -107,12 +107,18 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                          "both otherwise); with a UER-py .bin they describe the model")
 
 
-def batch_maker(task: Task, head_names: Sequence[str], pad_id: int) -> Callable[[list[Example], int], dict]:
+def batch_maker(task: Task, head_names: Sequence[str], pad_id: int,
+                tokenizer=None) -> Callable[[list[Example], int], dict]:
     """collate(examples, head) -> the task's batch with its BatchInfo (what the host knows about it:
-    tokens, padding, the head's prediction count), as the training loop wants it."""
+    tokens, padding, the head's prediction count), as the training loop wants it.  With subword
+    features (the tokenizer's SubwordTable) the batch also gets each word's character ids and an
+    in-vocabulary src, on the host."""
+    table = getattr(tokenizer, "subwords", None)
 
     def collate(examples: list[Example], head: int) -> dict:
         batch = task.collate(examples, head, pad_id)
+        if table is not None:
+            batch = table.complete(batch)
         batch["info"] = batch_info(batch["seg"], {head_names[head]: task.predictions(batch)})
         return batch
 
@@ -216,10 +222,12 @@ def _check_arguments(args: argparse.Namespace, cfg) -> None:
 def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -> dict:
     """What task.json records: enough to rebuild the heads and the input pipeline at inference."""
     lower = None if args.do_lower_case is None else args.do_lower_case == "true"
+    sub_vocab_path = getattr(args, "sub_vocab_path", None)
     return {"task": task.name, "heads": data.heads, "seq_length": args.seq_length,
             "tokenizer": {"kind": args.tokenizer, "do_lower_case": lower,
                           "vocab_path": os.path.abspath(args.vocab_path) if args.vocab_path else None,
                           "spm_model_path": os.path.abspath(args.spm_model_path) if args.spm_model_path else None,
+                          "sub_vocab_path": os.path.abspath(sub_vocab_path) if sub_vocab_path else None,
                           **tokenizer.identity()}}
 
 
@@ -252,7 +260,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     info = task_info(task, data, args, tokenizer)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
-    collate = batch_maker(task, list(data.heads), pad_id)
+    collate = batch_maker(task, list(data.heads), pad_id, tokenizer)
 
     def make_model() -> TaskModel:
         return TaskModel(cfg, task.build_heads(cfg, data.heads, args))
@@ -446,6 +454,16 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     lower = recorded.get("do_lower_case") if args.do_lower_case is None else args.do_lower_case == "true"
     kind = recorded.get("kind", args.tokenizer) if args.tokenizer == "bert" else args.tokenizer
     tokenizer = build_tokenizer(kind, vocab_path, spm_path, do_lower_case=lower)
+    sub_vocab_path = getattr(args, "sub_vocab_path", None) or recorded.get("sub_vocab_path")
+    if recorded.get("sub_vocab_sha256") and sub_vocab_path is None:
+        raise ValueError("the model encodes words from their characters: give its --sub_vocab_path")
+    if recorded.get("sub_vocab_sha256"):
+        from uer_ds.cli.common import attach_subwords
+
+        attach_subwords(tokenizer, sub_vocab_path)
+        if tokenizer.subwords.identity()["sub_vocab_sha256"] != recorded["sub_vocab_sha256"]:
+            raise ValueError(f"the sub-vocabulary given ({sub_vocab_path}) is not the one the model was fine-tuned "
+                             f"with (sha256 {recorded['sub_vocab_sha256'][:12]}...)")
     if tokenizer.identity().get("vocab_sha256") != recorded.get("vocab_sha256"):
         raise ValueError(f"the vocabulary given ({vocab_path or spm_path}) is not the one the model was fine-tuned "
                          f"with (sha256 {recorded.get('vocab_sha256', '?')[:12]}..., "
@@ -547,7 +565,7 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
     outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
-                               lambda ex, h: task.collate(ex, h, pad_id), args.batch_size,
+                               batch_maker(task, names, pad_id, tokenizer), args.batch_size,
                                desc=None if args.no_progress else "predict")
     target = Path(args.prediction_path)
     target.parent.mkdir(parents=True, exist_ok=True)

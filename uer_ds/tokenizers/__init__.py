@@ -10,11 +10,13 @@ from uer_ds.tokenizers.bert import BertTokenizer
 from uer_ds.tokenizers.simple import CharTokenizer, SpaceTokenizer
 from uer_ds.tokenizers.spm import SentencePieceTokenizer
 from uer_ds.tokenizers.vocab import Vocab
+from uer_ds.tokenizers.word import WordTokenizer
 
 TOKENIZERS = {
     "bert": BertTokenizer,
     "char": CharTokenizer,
     "space": SpaceTokenizer,
+    "word": WordTokenizer,
     "spm": SentencePieceTokenizer,
 }
 

@@ -3,7 +3,9 @@
 wordpiece: the `tokenizers` library's BERT WordPiece trainer (BERT's normalisation: lower case,
 Chinese characters split, accents stripped); sentencepiece: the `sentencepiece` trainer (unigram or
 bpe); char / space: every character / whitespace field with at least min_count occurrences, most
-frequent first (UER-py's build_vocab).  All put BERT's special tokens first: [PAD] = 0, [UNK] = 1,
+frequent first (UER-py's build_vocab); word: every word of the `word` tokenizer (jieba's segmentation
+of Chinese, white-space fields otherwise), counted the same way; space counts a corpus segmented
+beforehand (words joined by spaces).  All put BERT's special tokens first: [PAD] = 0, [UNK] = 1,
 [CLS] = 2, [SEP] = 3, [MASK] = 4 (SentencePiece: as its pad / unk / bos / eos pieces and a user
 symbol), so uer_ds's tokenizers find them.
 """
@@ -24,7 +26,7 @@ from uer_ds.tokenizers.simple import char_tokens, space_tokens
 
 PathLike = Union[str, os.PathLike]
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-KINDS = ("wordpiece", "sentencepiece", "char", "space")
+KINDS = ("wordpiece", "sentencepiece", "char", "space", "word")
 
 
 def _corpus(paths: Sequence[PathLike]) -> list[str]:
@@ -80,9 +82,18 @@ def build_sentencepiece(corpus: Sequence[PathLike], output_prefix: PathLike, voc
 
 def build_counted(corpus: Sequence[PathLike], output: PathLike, kind: str, min_count: int = 1,
                   lowercase: bool = False) -> int:
-    """char / space vocabularies: the tokens the char / space tokenizer makes of each corpus line."""
+    """char / space / word vocabularies: the tokens the char / space / word (jieba) tokenizer makes of each
+    corpus line."""
     counts: Counter = Counter()
-    split = char_tokens if kind == "char" else space_tokens
+    if kind == "word":
+        from uer_ds.tokenizers.word import default_segmenter, segment_words
+
+        segmenter = default_segmenter()
+
+        def split(text: str) -> list[str]:
+            return [w for w, _, _ in segment_words(text, segmenter)]
+    else:
+        split = char_tokens if kind == "char" else space_tokens
     for path in _corpus(corpus):
         for _, line in tqdm(iter_lines(path, "corpus_path"), desc=f"counting {Path(path).name}", disable=None):
             counts.update(split(line.lower() if lowercase else line))

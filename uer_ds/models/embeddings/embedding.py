@@ -1,7 +1,7 @@
 """Composite embeddings: the sum of the configured parts, then layer norm and dropout."""
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -11,7 +11,11 @@ from uer_ds.models.layers import LayerNorm
 
 
 class Embedding(nn.Module):
-    """sum(parts) -> LayerNorm (unless remove_embedding_layernorm) -> dropout.  (B, T) -> (B, T, E)."""
+    """sum(parts) -> LayerNorm (unless remove_embedding_layernorm) -> dropout.  (B, T) -> (B, T, E).
+
+    With subword features (subword_type 'char') each word's character encoding is one more part of the
+    sum; its input `sub` (B, T, C) comes with the batch (uer_ds/tokenizers/subword.py).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -20,6 +24,11 @@ class Embedding(nn.Module):
         for name in cfg.embedding:
             self.add_module(name, EMBEDDINGS[name](cfg))
         self.names = tuple(cfg.embedding)
+        self.subword = None
+        if cfg.subword_type != "none":
+            from uer_ds.models.embeddings.subword import SubwordEmbedding
+
+            self.subword = SubwordEmbedding(cfg)
         self.layer_norm = None if cfg.remove_embedding_layernorm else \
             LayerNorm(cfg.emb_size, cfg.layernorm_eps, cfg.kernels)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -27,11 +36,17 @@ class Embedding(nn.Module):
     def word_embedding(self) -> nn.Embedding:
         return self.word.embedding
 
-    def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, seg: torch.Tensor, sub: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """src, seg: (B, T); sub: (B, T, C) character ids, needed (only) with subword features."""
         emb = self.word(src, seg)
         for name in self.names:
             if name != "word":
                 emb = emb + getattr(self, name)(src, seg)
+        if self.subword is not None:
+            if sub is None:
+                raise ValueError("this model adds each word's character encoding (subword_type 'char'): its "
+                                 "batches need tgt['sub'], the (B, T, C) character ids that SubwordTable gives")
+            emb = emb + self.subword(sub)
         if self.layer_norm is not None:
             emb = self.layer_norm(emb)
         return self.dropout(emb)

@@ -10,6 +10,8 @@ from uer_ds.config import ModelConfig
 
 
 class DualEncoder(nn.Module):
+    causal = False  # a siamese body for the classifier, never under a pre-training target
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         from uer_ds.models.encoders import ENCODERS

@@ -27,6 +27,8 @@ class GatedConv(nn.Module):
 class GatedcnnEncoder(nn.Module):
     """A first gated conv (emb -> hidden), then residual blocks of `block_size` gated convs."""
 
+    causal = True  # position t sees positions <= t only (serves `lm`)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.first = GatedConv(cfg.emb_size, cfg.hidden_size, cfg.kernel_size)

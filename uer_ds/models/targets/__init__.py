@@ -3,6 +3,7 @@ from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult
 from uer_ds.models.targets.cls import ClsTarget, pool
 from uer_ds.models.targets.lm import BilmTarget, LmTarget
 from uer_ds.models.targets.mlm import MlmTarget
+from uer_ds.models.targets.s2s import S2sTarget
 from uer_ds.models.targets.sp import SpTarget
 
 TARGETS = {
@@ -11,6 +12,7 @@ TARGETS = {
     "lm": LmTarget,
     "bilm": BilmTarget,
     "cls": ClsTarget,
+    "s2s": S2sTarget,
 }
 
 __all__ = ["IGNORE_INDEX", "TARGETS", "TargetResult", "pool"]

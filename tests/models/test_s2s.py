@@ -1,0 +1,109 @@
+"""The s2s target and data processor: source<TAB>target corpora, the decoder's steps, the LSTM decoder
+against its equations, and a model that learns to copy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CORPORA
+from uer_ds.config import ModelConfig
+from uer_ds.data import PreprocessOptions, PretrainDataset, preprocess
+from uer_ds.models import build_model
+from uer_ds.tokenizers import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer("bert", vocab_path=CORPORA / "vocab.txt")
+
+
+def test_s2s_instances_are_the_source_and_the_shifted_target(tmp_path, tok):
+    lines = [line for line in (CORPORA / "reviews.txt").read_text(encoding="utf-8").splitlines()[:40] if line.strip()]
+    pairs = [(line[:30], line[:30][::-1]) for line in lines]  # "translation": the text reversed
+    (tmp_path / "pairs.txt").write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
+    preprocess(tmp_path / "pairs.txt", tmp_path / "ds", tok, PreprocessOptions("s2s", 24), progress=False)
+    ds = PretrainDataset(tmp_path / "ds")
+    assert len(ds) == len(pairs)
+    for i, (source, target) in enumerate(pairs):
+        x = ds[i]
+        n = int((x["seg"] > 0).sum())
+        assert list(x["src"][:n]) == [tok.cls_id] + tok.encode(source)[:22] + [tok.sep_id]
+        t = tok.encode(target)[:23]
+        steps = x["tgt"]["s2s"]
+        assert list(steps[:len(t) + 1, 0]) == [tok.cls_id] + t and list(steps[:len(t) + 1, 1]) == t + [tok.sep_id]
+        assert (steps[len(t) + 1:] == -100).all()
+    batch = ds.collate([ds[0], ds[1]])
+    assert batch["src"].shape == (2, 24) and batch["tgt"]["s2s"].shape == (2, 24, 2)  # every decoder step kept
+
+
+def test_s2s_corpus_errors_name_the_line(tmp_path, tok):
+    (tmp_path / "bad.txt").write_text("源\t目标\n只有一列\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.txt: line 2 \(byte 11\): an s2s line must be source<TAB>target"):
+        preprocess(tmp_path / "bad.txt", tmp_path / "ds", tok, PreprocessOptions("s2s", 24), progress=False)
+    assert not list(tmp_path.glob("ds*"))
+
+
+def _lstm_by_hand(lstm: torch.nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The LSTM equations (PyTorch's gate order i, f, g, o), one step at a time.  x: (B, S, E); h, c: (B, H)."""
+    outputs = []
+    for t in range(x.shape[1]):
+        gates = x[:, t] @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.T + lstm.bias_hh_l0
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+def test_decoder_starts_from_the_last_real_position_and_follows_the_lstm_equations():
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict({"vocab_size": 30, "emb_size": 8, "hidden_size": 12, "layers_num": 1, "dropout": 0.0,
+                                 "encoder": "bilstm", "embedding": ["word"], "target": ["s2s"],
+                                 "data_processor": "s2s", "has_lmtarget_bias": True})
+    head = build_model(cfg).target["s2s"]
+    hidden = torch.randn(2, 6, 12)
+    seg = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    inputs = torch.tensor([[2, 7, 9, -100], [2, 5, 6, 8]])
+    with torch.no_grad():
+        got = head.logits(hidden, seg, inputs)
+        start = torch.stack([hidden[0, 3], hidden[1, 5]])  # the last real source positions
+        out = _lstm_by_hand(head.decoder, head.embedding(inputs.clamp(min=0)), start, start)
+        expected = out @ head.output_layer.weight.T + head.output_layer.bias
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    labels = torch.tensor([[7, 9, 3, -100], [5, 6, 8, 3]])
+    result = head(hidden, torch.stack([inputs, labels], dim=-1), seg)
+    reference = torch.nn.functional.cross_entropy(expected[labels != -100], labels[labels != -100])
+    torch.testing.assert_close(result.loss.detach(), reference, rtol=1e-5, atol=1e-6)
+    assert int(result.denominator) == 7
+
+
+def test_an_encoder_decoder_learns_to_copy():
+    """Autoencoding sequences of 1-4 of 6 symbols: accuracy far above chance (1/6 for a symbol, [SEP] after
+    the last), over the last 20 batches."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict({"vocab_size": 10, "emb_size": 32, "hidden_size": 64, "layers_num": 1,
+                                 "dropout": 0.0, "encoder": "lstm", "embedding": ["word"], "target": ["s2s"],
+                                 "data_processor": "s2s", "remove_embedding_layernorm": True})
+    model = build_model(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(0)
+    cls, sep = 2, 3
+    accuracy = []
+    for step in range(300):
+        length = rng.integers(1, 5, size=32)
+        seqs = [rng.integers(4, 10, size=n) for n in length]
+        src = torch.zeros(32, 6, dtype=torch.long)
+        seg = torch.zeros(32, 6, dtype=torch.long)
+        tgt = torch.full((32, 6, 2), -100)
+        for b, s in enumerate(seqs):
+            src[b, :len(s) + 2] = torch.tensor([cls, *s, sep])
+            seg[b, :len(s) + 2] = 1
+            tgt[b, :len(s) + 1, 0] = torch.tensor([cls, *s])
+            tgt[b, :len(s) + 1, 1] = torch.tensor([*s, sep])
+        result = model(src, {"s2s": tgt}, seg)
+        optimizer.zero_grad()
+        result.loss.backward()
+        optimizer.step()
+        accuracy.append(float(result.correct) / float(result.denominator))
+    assert np.mean(accuracy[:20]) < 0.4 and np.mean(accuracy[-20:]) > 0.7, (accuracy[:20], accuracy[-20:])
