@@ -306,7 +306,7 @@ def _validate(cfg: ModelConfig) -> None:
         raise ConfigError("target", f"key 'target' has 'bilm': it needs a bidirectional encoder ({', '.join(legal)}), "
                                     f"not '{cfg.encoder}'")
     _validate_direction(cfg, ENCODERS)
-    if cfg.tie_weights:
+    if cfg.tie_weights and cfg.target:  # without a target there is nothing to tie (a fine-tuning body)
         _validate_tie(cfg)
 
 

@@ -107,9 +107,13 @@ def resolve_config_default(args: argparse.Namespace, model_path: Optional[str]) 
     return f"config: {found} (the model's own; --config_path overrides it)" if found is not None else None
 
 
-def model_config_with_vocab(args: argparse.Namespace, tokenizer: Optional[Tokenizer]) -> ModelConfig:
-    """The merged model config; vocab_size comes from the tokenizer when one is given."""
-    cfg = model_config_from_args(args)
+def model_config_with_vocab(args: argparse.Namespace, tokenizer: Optional[Tokenizer],
+                            targets: bool = True) -> ModelConfig:
+    """The merged model config; vocab_size comes from the tokenizer when one is given.  targets=False
+    (fine-tuning and inference, whose heads replace the pre-training targets): the config's `target` is
+    dropped before validation, so a UER-py config's pre-training targets that its fine-tuned encoder
+    could not serve (`sp` under a causal LSTM) do not stop the command."""
+    cfg = model_config_from_args(args, **({} if targets else {"target": []}))
     if tokenizer is not None:
         if cfg.vocab_size not in (0, tokenizer.vocab_size):
             raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the vocabulary "
@@ -213,8 +217,9 @@ def check_model_flags(args: argparse.Namespace, saved: ModelConfig, source: str,
             raise ValueError(f"{flag}{what} but the model in {source} has {key} {have!r}: leave the flag out, "
                              "or give the value the model was trained with")
     if getattr(args, "config_path", None):  # the file as the flags complete it (UER-py 2020's configs name no encoder)
-        from_file = ModelConfig.from_json(args.config_path, dict(given, **({"bidirectional": bidirectional}
-                                                                          if bidirectional is not None else {})))
+        # target dropped: the file's pre-training targets say nothing about the model's shape
+        from_file = ModelConfig.from_json(args.config_path, dict(given, target=[], **(
+            {"bidirectional": bidirectional} if bidirectional is not None else {})))
         for key in SHAPE_KEYS:
             if key not in values and getattr(from_file, key) != getattr(saved, key):
                 raise ValueError(f"--config_path {args.config_path} has {key} {getattr(from_file, key)!r} but the "

@@ -247,7 +247,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
     config_note = resolve_config_default(args, args.pretrained_model_path)
     notes = ([config_note] if config_note else []) + accepted_notes(args)
-    cfg = model_config_with_vocab(args, tokenizer)
+    cfg = model_config_with_vocab(args, tokenizer, targets=False)
     _check_arguments(args, cfg)
     if args.deepspeed_config is None:  # the default follows the job
         args.deepspeed_config, why = default_ds_config_name(cfg, int(os.environ.get("WORLD_SIZE", "1")),
@@ -509,7 +509,7 @@ def _uer_task_model(task: Task, args: argparse.Namespace, device: torch.device):
                          f"{', '.join(_uer_tasks())}, not '{task.name}' (convert its body with `uer-ds convert` and "
                          "fine-tune here)")
     resolve_config_default(args, path)
-    cfg = model_config_with_vocab(args, tokenizer)
+    cfg = model_config_with_vocab(args, tokenizer, targets=False)
     state = read_weight_file(path)
     if not looks_like_uer(state):
         raise ValueError(f"{path}: a weight file without UER-py's key names; give a task model directory written by "
