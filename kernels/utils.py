@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -62,3 +62,67 @@ def cuda_device_guard(device: torch.device):
 def multiprocessor_count(index: int) -> int:
     """The GPU's streaming multiprocessors (queried once per device: the query is slow)."""
     return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+# ---- registration as torch operators -------------------------------------------------------------
+def kernel_op(name: str) -> Callable[[Callable], Any]:
+    """Register a launcher as the operator `uer_ds::<name>` (decorator), so that torch.compile traces it.
+
+    On a GPU this is `torch.library.triton_op`: torch.compile (fullgraph) and CUDA graphs see the
+    Triton launches inside (the launcher calls them through `launch`, i.e. `wrap_triton`) and inductor
+    schedules them with the rest of the graph.  Under Triton's interpreter (TRITON_INTERPRET=1, CPU) a
+    kernel is not a JITFunction that `wrap_triton` can trace, so the launcher becomes an opaque
+    `torch.library.custom_op` whose fake (shape) implementation is the launcher itself with its
+    launches skipped: compiled graphs on CPU call the op, eager calls run it.  Either way the op has
+    no view or in-place semantics: every output is a new tensor.
+    """
+    from torch.library import custom_op, triton_op
+
+    def register(fn: Callable) -> Any:
+        qualified = f"uer_ds::{name}"
+        if interpreting():
+            op = custom_op(qualified, fn, mutates_args=())
+            op.register_fake(fn)
+            return op
+        return triton_op(qualified, fn, mutates_args=())
+    return register
+
+
+def launch(kernel: Any, grid: Any, *args: Any, **kwargs: Any) -> None:
+    """kernel[grid](*args, **kwargs) from inside a `kernel_op` launcher.
+
+    GPU: through `torch.library.wrap_triton`, which traces into the graph under torch.compile and
+    launches directly in eager mode.  Interpreter: skipped when the tensors are fake (the op's shape
+    function), run otherwise.
+    """
+    if is_interpreted(kernel) or _interpreted_autotuner(kernel):
+        from torch._subclasses.fake_tensor import is_fake
+
+        if any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
+            return
+        kernel[grid](*args, **kwargs)
+        return
+    from torch.library import wrap_triton
+
+    wrap_triton(kernel)[grid](*args, **kwargs)
+
+
+def _interpreted_autotuner(kernel: Any) -> bool:
+    return is_interpreted(getattr(kernel, "fn", None))
+
+
+def dropout_seed(device: torch.device) -> torch.Tensor:
+    """(1,) int64 Philox seed for one kernel call, drawn on `device` from torch's generator.
+
+    A device tensor, never read by the host: CUDA graphs capture the draw (torch's generator is
+    graph-safe) and torch.compile traces it; `torch.manual_seed` makes runs repeat, and activation
+    checkpointing's replay draws the same seed again (it restores the generator).  One torch op.
+    """
+    return torch.randint(0, 2 ** 62, (1,), device=device, dtype=torch.int64)
+
+
+def as_seed(seed: Any, device: torch.device) -> torch.Tensor:
+    """A seed given as a Python int (tests: a known mask) or a (1,) int64 tensor, as the tensor the kernels read."""
+    if isinstance(seed, torch.Tensor):
+        return seed
+    return torch.tensor([int(seed)], dtype=torch.int64, device=device)
