@@ -5,7 +5,7 @@ Layers (as Liger-Kernel): jit kernels `_attn_fwd_kernel`, `_attn_bwd_preprocess_
 (`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces into the kernels) with autograd
 registered on the forward -> `FlashAttention` (nn.Module, no parameters) -> `attention` (functional,
 the signature of `uer_ds.kernels.reference.attention`).  The model's unpadded path uses the varlen
-kernels instead (kernels/varlen_attention.py); this one serves padded batches.
+kernels instead (kernels/varlen_flash_attention.py); this one serves padded batches.
 
 Algorithm (Dao, FlashAttention-2, 2023): the forward walks the key blocks of one query block with an
 online softmax (running max m, running sum l, rescaled accumulator) and saves only the row
@@ -549,6 +549,7 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 
 def _setup(ctx, inputs, output) -> None:
+    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
     q, k, v, _kpm, seed, causal, dropout_p, softmax_scale = inputs
     o, lse, pad, lo, hi = output
     ctx.save_for_backward(q, k, v, o, lse, pad, lo, hi, seed)

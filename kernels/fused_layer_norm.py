@@ -279,6 +279,7 @@ def ln_bwd(dy: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], resi
 
 
 def _setup(ctx, inputs, output) -> None:
+    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
     x, bias, residual, weight, ln_bias, seed, eps, dropout_p = inputs
     _, mean, rstd = output
     ctx.save_for_backward(x, bias, residual, weight, ln_bias, mean, rstd, seed)
@@ -326,7 +327,16 @@ def _check(x: torch.Tensor, weight: torch.Tensor, ln_bias: torch.Tensor, residua
 
 def bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional[torch.Tensor],
                                 weight: Optional[torch.Tensor], ln_bias: Optional[torch.Tensor], eps: float = 1e-12,
-                                dropout_p: float = 0.0, seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
+                                dropout_p: float = 0.0) -> torch.Tensor:
+    """LayerNorm(dropout(x + bias) + residual) (see `fused_bias_dropout_add_layer_norm`), with the signature
+    of `uer_ds.kernels.reference.bias_dropout_add_layer_norm`."""
+    return fused_bias_dropout_add_layer_norm(x, bias, residual, weight, ln_bias, eps, dropout_p)
+
+
+def fused_bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor],
+                                      residual: Optional[torch.Tensor], weight: Optional[torch.Tensor],
+                                      ln_bias: Optional[torch.Tensor], eps: float = 1e-12, dropout_p: float = 0.0,
+                                      seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
     """y = LayerNorm(dropout(x + bias) + residual) over the last dim, in one kernel (and one backward).
 
     x, residual: (..., N) with N <= 8192; bias (the sublayer's linear bias), weight, ln_bias: (N,);
@@ -356,7 +366,7 @@ def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
     bias and residual.  weight/bias None mean 1/0 (no gradient), as in F.layer_norm.  x and residual
     of different dtypes give y in their promoted dtype, like the reference's x + residual.
     """
-    return bias_dropout_add_layer_norm(x, None, residual, weight, bias, eps)
+    return fused_bias_dropout_add_layer_norm(x, None, residual, weight, bias, eps)
 
 
 class FusedLayerNorm(nn.Module):

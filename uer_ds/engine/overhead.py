@@ -260,7 +260,7 @@ def graph_breaks(model: torch.nn.Module, batch: dict) -> Optional[int]:
     torch._dynamo.reset()
     try:
         explained = torch._dynamo.explain(model)(batch["src"], batch["tgt"], batch["seg"],
-                                                 padded=batch["info"].padded)
+                                                 **forward_kwargs(batch["info"]))
     finally:
         torch._dynamo.reset()
     return int(explained.graph_break_count)

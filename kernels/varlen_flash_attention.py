@@ -11,7 +11,7 @@ Layers (as Liger-Kernel): jit kernels `_varlen_fwd_kernel`, `_varlen_bwd_preproc
 `_varlen_bwd_dkdv_kernel`, `_varlen_bwd_dq_kernel` -> operators `uer_ds::varlen_attn_fwd` /
 `uer_ds::varlen_attn_bwd` (`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces
 into the kernels and CUDA graphs capture them) with autograd registered on the forward ->
-`varlen_attention` (functional, checks the inputs) -> `VarlenFlashAttention` (nn.Module).
+`varlen_flash_attention` / `varlen_attention` (functionals, check the inputs) -> `VarlenFlashAttention` (nn.Module).
 
 Algorithm (Dao, FlashAttention-2, 2023; the varlen indexing of its `flash_attn_varlen_func`): a
 program per (query block, head, sequence) reads its sequence's bounds from cu_seqlens and walks the
@@ -433,6 +433,7 @@ def varlen_attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
 
 
 def _setup(ctx, inputs, output) -> None:
+    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
     q, k, v, cu_seqlens, seed, max_seqlen, causal, dropout_p, softmax_scale = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse, cu_seqlens, seed)
@@ -478,8 +479,17 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-                     causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None,
-                     seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
+                     causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None
+                     ) -> torch.Tensor:
+    """Attention within each packed sequence; differentiable in q, k and v (see `varlen_flash_attention`).
+    The signature of `uer_ds.kernels.reference.varlen_attention`."""
+    return varlen_flash_attention(q, k, v, cu_seqlens, max_seqlen, causal, dropout_p, softmax_scale)
+
+
+def varlen_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                           max_seqlen: int, causal: bool = False, dropout_p: float = 0.0,
+                           softmax_scale: Optional[float] = None, seed: Optional[torch.Tensor | int] = None
+                           ) -> torch.Tensor:
     """Attention within each packed sequence; differentiable in q, k and v.
 
     q, k, v: (N, H, D), D in 16/32/64/128, fp32/fp16/bf16 (all three alike), the B sequences' tokens one
