@@ -35,6 +35,8 @@ from typing import Any, Iterator, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from uer_ds.data.batch import forward_kwargs
+
 CORPUS = Path(__file__).resolve().parents[2] / "corpora"
 PHASES = ("forward", "backward", "step", "loop")
 # aten ops that make the host wait for the device (their output's size or value is read back)
@@ -239,7 +241,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=5, help="counted steps (default 5)")
     parser.add_argument("--warmup_steps", type=int, default=3, help="uncounted steps first (default 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile())")
+    parser.add_argument("--kernels", choices=("torch", "triton"), default="torch",
+                        help="the model's kernels (default torch); triton runs the unpadded path on packed batches "
+                             "through Triton's interpreter on the CPU (each kernel op counts once: about 1-3 "
+                             "launches on a GPU)")
     parser.add_argument("--json_path", help="write the result as JSON")
+
+
+def enter_interpreter(command: str) -> None:
+    """TRITON_INTERPRET=1 before the first import of triton and of the kernels (see kernels/utils.py)."""
+    import os
+    import sys
+
+    if os.environ.get("TRITON_INTERPRET") != "1" and "triton" in sys.modules:
+        raise ValueError(f"{command}: triton was already imported in this process without TRITON_INTERPRET=1; "
+                         "start the command with TRITON_INTERPRET=1 in the environment")
+    os.environ["TRITON_INTERPRET"] = "1"
 
 
 def shrunk_config(args: argparse.Namespace, processor: str, targets: tuple[str, ...]):
@@ -249,7 +266,8 @@ def shrunk_config(args: argparse.Namespace, processor: str, targets: tuple[str, 
     width = args.width
     return ModelConfig.from_json(args.config_path, {
         "vocab_size": args.vocab_size, "target": list(targets), "data_processor": processor, "hidden_size": width,
-        "emb_size": width, "feedforward_size": 4 * width, "heads_num": max(1, width // 16), "kernels": "torch"})
+        "emb_size": width, "feedforward_size": 4 * width, "heads_num": max(1, width // 16),
+        "kernels": getattr(args, "kernels", "torch")})
 
 
 def graph_breaks(model: torch.nn.Module, batch: dict) -> Optional[int]:
@@ -336,6 +354,7 @@ def measure(args: argparse.Namespace) -> dict:
     params = sum(1 for p in engine.ds.module.parameters() if p.requires_grad)
     optimizer = type(getattr(engine.ds.optimizer, "optimizer", engine.ds.optimizer)).__name__
     return {"config": args.config_path, "width": args.width, "layers": cfg.layers_num, "parameter_tensors": params,
+            "kernels": cfg.kernels,
             "deepspeed_config": args.deepspeed_config, "engine": describe(engine),
             "deepspeed_optimizer": type(engine.ds.optimizer).__name__, "inner_optimizer": optimizer,
             "compile": args.compile, "batch_size": args.batch_size, "seq_length": args.seq_length,
@@ -347,7 +366,8 @@ def format_table(result: dict) -> str:
     lines = [f"{result['config']} structure at width {result['width']}: {result['layers']} layers, "
              f"{result['parameter_tensors']} parameter tensors; {result['engine']}",
              f"DeepSpeed optimizer {result['deepspeed_optimizer']} ({result['inner_optimizer']} inside); "
-             f"compile {'on' if result['compile'] else 'off'}; per step, mean of {result['steps']} steps",
+             f"kernels {result.get('kernels', 'torch')}; compile {'on' if result['compile'] else 'off'}; "
+             f"per step, mean of {result['steps']} steps",
              f"{'phase':<10} {'aten ops':>10} {'host syncs':>11} {'ms':>9}"
              + (f" {'compiled graphs':>16}" if result["compile"] else "")]
     for name, row in list(result["phases"].items()) + [("total", result["total"])]:
@@ -363,6 +383,8 @@ def format_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from uer_ds.engine import dist
 
+    if args.kernels == "triton" and not torch.cuda.is_available():
+        enter_interpreter("bench overhead --kernels triton")
     result = measure(args)
     if dist.is_rank0():
         print(format_table(result))

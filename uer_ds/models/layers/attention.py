@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer_ds.models.layers.dispatch import kernel_ops
+from uer_ds.models.layers.dispatch import kernel_ops, prepare
 from uer_ds.models.layers.packing import Packing
 
 
@@ -19,6 +19,7 @@ class MultiHeadedAttention(nn.Module):
         self.head_size = hidden_size // heads_num
         self.dropout = dropout
         self.kernels = kernels
+        prepare(kernels)
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)

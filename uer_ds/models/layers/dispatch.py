@@ -28,13 +28,29 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_UNTRIED = object()
+_triton_ops: object = _UNTRIED  # the module once imported (None: unavailable)
+
+
 def triton_ops() -> ModuleType | None:
-    """The Triton kernel package, or None where Triton (or a kernel) is unavailable."""
-    try:
-        ops = importlib.import_module("uer_ds.kernels.triton_ops")
-    except ImportError:
-        return None
-    return ops
+    """The Triton kernel package, or None where Triton (or a kernel) is unavailable.  Imported once and
+    kept, so torch.compile reads a global here instead of tracing an import (a graph break); the
+    modules that take a `kernels` mode call `prepare` when built, so the import happens outside any
+    compiled region."""
+    global _triton_ops
+    if _triton_ops is _UNTRIED:
+        try:
+            _triton_ops = importlib.import_module("uer_ds.kernels.triton_ops")
+        except ImportError:
+            _triton_ops = None
+    return _triton_ops
+
+
+def prepare(mode: str) -> None:
+    """Import the Triton kernels now if switch `mode` may take them (called by the kernel slots' modules
+    when they are built)."""
+    if mode == "triton" or (mode == "auto" and AUTO_TAKES_TRITON):
+        triton_ops()
 
 
 # `kernels: auto` takes the Triton kernels on CUDA when True.  Not measured yet on the unpadded path:
