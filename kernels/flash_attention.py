@@ -398,6 +398,23 @@ def _dropout_keep_kernel(KEEP, SEED, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, B
              mask=(offs_m[:, None] < Tq) & (offs_n[None, :] < Tk))
 
 
+@triton.jit
+def _key_range_kernel(KPM, LO, HI, stride_mb, Tk, BLOCK: tl.constexpr):
+    """Row b of the padding mask (int8 view of bool, 1 = padding) -> LO[b], HI[b]: its first real key and
+    one past its last (an all-padding row gets LO = Tk, HI = 0: the kernels visit no key block for it)."""
+    b = tl.program_id(0)
+    lo = tl.full((BLOCK,), Tk, dtype=tl.int32)
+    hi = tl.zeros((BLOCK,), dtype=tl.int32)
+    for start in range(0, Tk, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        pad = tl.load(KPM + b.to(tl.int64) * stride_mb + offs, mask=offs < Tk, other=1)
+        real = pad == 0
+        lo = tl.minimum(lo, tl.where(real, offs, Tk))
+        hi = tl.maximum(hi, tl.where(real, offs + 1, 0))
+    tl.store(LO + b, tl.min(lo, 0))
+    tl.store(HI + b, tl.max(hi, 0))
+
+
 # ---- launchers -----------------------------------------------------------------------------------
 # Block sizes.  GPU: FlashAttention-2's usual tiles (128 queries x 64 keys in the forward, 64 x 64 in
 # the backward, which holds five tiles at once); fp32 (a test dtype, not a speed target) takes
@@ -455,17 +472,22 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: 
                          "(the dropout stream's 32-bit counter)")
 
 
-def _key_ranges(key_padding_mask: torch.Tensor, tk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What the kernels read of key_padding_mask: an int8 (B, Tk) copy and each row's [first, last+1) real key
-    as two int32 (B,) tensors (an all-padding row gets lo = Tk, hi = 0: the kernels visit no key block for it).
-    Computed on the device, without a host read; once per forward (the backward reuses them)."""
-    pad = key_padding_mask.to(dtype=torch.int8, copy=True)
-    pad = pad if pad.stride(-1) == 1 else pad.contiguous()
-    idx = torch.arange(tk, device=pad.device, dtype=torch.int32)
-    real = pad == 0
-    lo = torch.where(real, idx, tk).amin(1).to(torch.int32)  # (B,)
-    hi = torch.where(real, idx + 1, 0).amax(1).to(torch.int32)
-    return pad, lo, hi
+def _mask_bytes(key_padding_mask: torch.Tensor) -> torch.Tensor:
+    """The (B, Tk) padding mask as the int8 the kernels read (1 = padding): a view of a bool mask (no op)."""
+    pad = key_padding_mask.view(torch.int8) if key_padding_mask.dtype == torch.bool \
+        else key_padding_mask.ne(0).view(torch.int8)
+    return pad if pad.stride(-1) == 1 else pad.contiguous()
+
+
+def _key_ranges(pad: torch.Tensor, tk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's [first, last + 1) real key, two int32 (B,) tensors, by one small kernel on the device
+    (no host read); once per forward (the backward reuses them)."""
+    b = pad.shape[0]
+    lo, hi = (torch.empty(b, dtype=torch.int32, device=pad.device) for _ in range(2))
+    if b:
+        launch(_key_range_kernel, (b,), pad, lo, hi, pad.stride(0), tk,
+               BLOCK=min(triton.next_power_of_2(max(tk, 1)), 1024 if pad.device.type == "cuda" else 64))
+    return lo, hi
 
 
 def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, has_kpm: bool, causal: bool,
@@ -478,27 +500,28 @@ def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, has_kp
 @kernel_op("attn_fwd")
 def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
              seed: Optional[torch.Tensor], causal: bool, dropout_p: float, softmax_scale: float
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output (B, H, Tq, D) in q's dtype, stored (B, Tq, H, D) so the caller's head merge is a view;
     lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key; and the
-    padding mask's int8 copy and key ranges (`_key_ranges`; empty without a mask) for the backward)."""
+    padding's key ranges (`_key_ranges`; empty without a mask) for the backward)."""
     q, k, v = _heads(q), _heads(k), _heads(v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
     o = torch.empty((b, tq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)  # (B, H, Tq, D) view
     lse = torch.empty((b * h, tq), dtype=torch.float32, device=q.device)
-    if key_padding_mask is not None:
-        pad, lo, hi = _key_ranges(key_padding_mask, tk)
+    pad = _mask_bytes(key_padding_mask) if key_padding_mask is not None else None
+    if pad is not None and tk:
+        lo, hi = _key_ranges(pad, tk)
     else:
-        pad, lo, hi = (torch.empty(0, dtype=dt, device=q.device) for dt in (torch.int8, torch.int32, torch.int32))
+        lo, hi = (torch.empty(0, dtype=torch.int32, device=q.device) for _ in range(2))
     if o.numel() == 0:
-        return o, lse, pad, lo, hi
+        return o, lse, lo, hi
     if tk == 0:
         o.zero_()
         lse.fill_(float("inf"))
-        return o, lse, pad, lo, hi
+        return o, lse, lo, hi
     block_m, block_n, options = _tiles(d, q, backward=False)
-    has_kpm = key_padding_mask is not None
+    has_kpm = pad is not None
     with cuda_device_guard(q.device):
         launch(_attn_fwd_kernel, (triton.cdiv(tq, block_m), b * h),
                q, k, v, o, lse, pad if has_kpm else q, lo if has_kpm else q, hi if has_kpm else q,
@@ -507,13 +530,14 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask
                v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
                pad.stride(0) if has_kpm else 0, h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n,
                **_flags(q, tq, tk, block_m, block_n, has_kpm, causal, dropout_p), **options)
-    return o, lse, pad, lo, hi
+    return o, lse, lo, hi
 
 
 @kernel_op("attn_bwd")
 def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
-             lse: torch.Tensor, pad: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, seed: Optional[torch.Tensor],
-             causal: bool, dropout_p: float, softmax_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             lse: torch.Tensor, key_padding_mask: Optional[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
+             seed: Optional[torch.Tensor], causal: bool, dropout_p: float, softmax_scale: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dq, dk, dv (each shaped and typed as its input) from the forward's output, lse and key ranges."""
     q, k, v, do = _heads(q), _heads(k), _heads(v), _heads(do)
     b, h, tq, d = q.shape
@@ -524,7 +548,8 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         dk.zero_()
         dv.zero_()
         return dq, dk, dv
-    has_kpm = pad.numel() > 0
+    pad = _mask_bytes(key_padding_mask) if key_padding_mask is not None else None
+    has_kpm = pad is not None
     block_m, block_n, options = _tiles(d, q, backward=True)
     flags = _flags(q, tq, tk, block_m, block_n, has_kpm, causal, dropout_p)
     delta = torch.empty((b * h, tq), dtype=torch.float32, device=q.device)
@@ -550,15 +575,15 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 def _setup(ctx, inputs, output) -> None:
     ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
-    q, k, v, _kpm, seed, causal, dropout_p, softmax_scale = inputs
-    o, lse, pad, lo, hi = output
-    ctx.save_for_backward(q, k, v, o, lse, pad, lo, hi, seed)
+    q, k, v, key_padding_mask, seed, causal, dropout_p, softmax_scale = inputs
+    o, lse, lo, hi = output
+    ctx.save_for_backward(q, k, v, o, lse, key_padding_mask, lo, hi, seed)
     ctx.settings = (causal, dropout_p, softmax_scale)
 
 
 def _backward(ctx, do, *_):
-    q, k, v, o, lse, pad, lo, hi, seed = ctx.saved_tensors
-    dq, dk, dv = attn_bwd(do, q, k, v, o, lse, pad, lo, hi, seed, *ctx.settings)
+    q, k, v, o, lse, key_padding_mask, lo, hi, seed = ctx.saved_tensors
+    dq, dk, dv = attn_bwd(do, q, k, v, o, lse, key_padding_mask, lo, hi, seed, *ctx.settings)
     return dq, dk, dv, None, None, None, None, None
 
 

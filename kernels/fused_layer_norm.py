@@ -208,7 +208,7 @@ def _out_dtype(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional
     """y's dtype: the reference's x + bias + residual promotes."""
     dtype = x.dtype
     for t in (bias, residual):
-        if t is not None:
+        if t is not None and t.dtype != dtype:  # (promote_types dispatches an op: only when needed)
             dtype = torch.promote_types(dtype, t.dtype)
     return dtype
 
