@@ -9,11 +9,12 @@ import pytest
 
 from conftest import ROOT, shared
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("deepspeed_ops")]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 from engine_utils import run_job  # noqa: E402
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("deepspeed_ops")
 def test_bench_finetune_counts_real_tokens_apart_from_padding(tmp_path):
     data = shared("datasets/test_data/book_review")
     out = tmp_path / "ft.json"
@@ -29,3 +30,22 @@ def test_bench_finetune_counts_real_tokens_apart_from_padding(tmp_path):
     assert 0.2 < result["padding"] < 0.95, result["padding"]
     assert result["tokens_per_s"] == pytest.approx(result["padded_positions_per_s"] * (1 - result["padding"]))
     assert result["samples_per_s"] * result["step_time_s"] == pytest.approx(8)
+
+
+def test_synthetic_examples_follow_the_real_length_distribution(sample_vocab):
+    """--synthetic_lengths (for a GPU machine without the data): rows that the classifier's own reader
+    tokenizes to lengths drawn from book_review's histogram."""
+    import numpy as np
+
+    from uer_ds.kernels import lengths
+    from uer_ds.tasks import TASKS
+    from uer_ds.tasks.bench import synthetic_tsv
+    from uer_ds.tokenizers import build_tokenizer
+
+    tokenizer = build_tokenizer("bert", vocab_path=sample_vocab)
+    path = synthetic_tsv(tokenizer, "book_review", 128, 3000, seed=0)
+    read = [len(e.src) for e in TASKS["classifier"].read(path, tokenizer, 128, {}, True)]
+    counts = lengths.load()["book_review"]["128"]["counts"]
+    expected = sum(int(k) * v for k, v in counts.items()) / sum(counts.values())
+    assert len(read) == 3000 and max(read) <= 128
+    assert abs(np.mean(read) - expected) < 2.0, (np.mean(read), expected)

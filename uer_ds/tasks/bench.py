@@ -20,10 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from uer_ds.tasks.runner import add_finetune_arguments
 
     add_finetune_arguments(parser, TASKS["classifier"])
+    for action in parser._actions:  # noqa: SLF001 (--synthetic_lengths stands in for the files)
+        if action.dest in ("train_path", "dev_path"):
+            action.required = False
     group = parser.add_argument_group("benchmark")
     group.add_argument("--steps", type=int, default=30, help="timed steps (default 30)")
     group.add_argument("--warmup_steps", type=int, default=5,
                        help="untimed steps first (default 5; the first Triton calls compile and autotune)")
+    group.add_argument("--synthetic_lengths", choices=("book_review", "cmrc2018", "uniform", "full"),
+                       help="instead of --train_path: examples of random vocabulary words whose token counts follow "
+                            "this distribution at --seq_length (uer_ds.kernels.lengths; for machines without the "
+                            "data: speed does not depend on which tokens they are)")
+    group.add_argument("--synthetic_examples", type=int, default=2000, help="examples to make (default 2000)")
     group.add_argument("--json_path", help="write the result as JSON")
 
 
@@ -43,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
+    if args.synthetic_lengths:
+        args.train_path = args.dev_path = synthetic_tsv(tokenizer, args.synthetic_lengths, args.seq_length,
+                                                        args.synthetic_examples, args.seed)
+    elif not args.train_path:
+        raise ValueError("give --train_path (a classifier TSV), or --synthetic_lengths NAME")
+    args.dev_path = args.dev_path or args.train_path  # read by the task's loader, not used here
     cfg = model_config_with_vocab(args, tokenizer)
     data = task.load(args, tokenizer, cfg)
     collate = batch_maker(task, list(data.heads), tokenizer.pad_id if tokenizer.pad_id is not None else 0)
@@ -73,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     world = engine.data_parallel_size
     result = {"device": torch.cuda.get_device_name() if on_gpu else "CPU", "config": args.config_path,
-              "kernels": cfg.kernels, "engine": describe(engine), "train_path": args.train_path,
+              "kernels": cfg.kernels, "engine": describe(engine),
+              "data": f"synthetic, {args.synthetic_lengths} lengths" if args.synthetic_lengths else args.train_path,
               "seq_length": args.seq_length, "batch_size": args.batch_size, "steps": args.steps,
               "compile": args.compile, "step_time_s": elapsed / args.steps, "samples_per_s": samples * world / elapsed,
               "tokens_per_s": tokens * world / elapsed, "padded_positions_per_s": positions * world / elapsed,
@@ -87,3 +102,28 @@ def run(args: argparse.Namespace) -> int:
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def synthetic_tsv(tokenizer, distribution: str, seq_length: int, examples: int, seed: int) -> str:
+    """A classifier TSV (in a temporary folder) whose rows tokenize to lengths drawn from `distribution`:
+    each row is [CLS] + words + [SEP], the words whole-word vocabulary entries that the tokenizer keeps
+    as one token each (checked).  ValueError when the vocabulary has no such words."""
+    import tempfile
+
+    import numpy as np
+
+    from uer_ds.kernels import lengths
+
+    rng = np.random.default_rng(seed)
+    candidates = [w for w in tokenizer.vocab.id_to_token[:5000] if w.isalpha() and w.isascii() and len(w) > 1
+                  and tokenizer.tokenize(w) == [w]]
+    if not candidates:
+        raise ValueError("--synthetic_lengths: the vocabulary has no whole ASCII words to make examples of")
+    folder = Path(tempfile.mkdtemp(prefix="uer_ds_bench_finetune_"))
+    rows = ["label\ttext_a"]
+    for n in lengths.sample(distribution, seq_length, examples, rng):
+        words = rng.choice(candidates, size=max(1, n - 2))
+        rows.append(f"{rng.integers(0, 2)}\t{' '.join(words)}")
+    path = folder / "train.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return str(path)
