@@ -33,15 +33,15 @@ dtype (bf16/fp16 tensor cores, fp32 accumulation; fp32 inputs use IEEE fp32, not
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import (as_seed, check_dtype, check_launchable, cuda_device_guard, dropout_seed, kernel_op,
-                                  launch)
+from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
+                                  dropout_seed, eager_function, kernel_op, launch, next_power_of_2)
 
 HEAD_DIMS = (16, 32, 64, 128)  # powers of two that tl.dot tiles take (>= 16); the issue asks 32/64/128
 LOG2E = 1.4426950408889634
@@ -486,7 +486,7 @@ def _key_ranges(pad: torch.Tensor, tk: int) -> tuple[torch.Tensor, torch.Tensor]
     lo, hi = (torch.empty(b, dtype=torch.int32, device=pad.device) for _ in range(2))
     if b:
         launch(_key_range_kernel, (b,), pad, lo, hi, pad.stride(0), tk,
-               BLOCK=min(triton.next_power_of_2(max(tk, 1)), 1024 if pad.device.type == "cuda" else 64))
+               BLOCK=min(next_power_of_2(max(tk, 1)), 1024 if pad.device.type == "cuda" else 64))
     return lo, hi
 
 
@@ -523,7 +523,7 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask
     block_m, block_n, options = _tiles(d, q, backward=False)
     has_kpm = pad is not None
     with cuda_device_guard(q.device):
-        launch(_attn_fwd_kernel, (triton.cdiv(tq, block_m), b * h),
+        launch(_attn_fwd_kernel, (cdiv(tq, block_m), b * h),
                q, k, v, o, lse, pad if has_kpm else q, lo if has_kpm else q, hi if has_kpm else q,
                softmax_scale * LOG2E, seed if seed is not None else q, dropout_p,
                q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
@@ -558,15 +558,15 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     masks = (pad if has_kpm else q, lo if has_kpm else q, hi if has_kpm else q)
     seed_arg = seed if seed is not None else q
     with cuda_device_guard(q.device):
-        launch(_attn_bwd_preprocess_kernel, (triton.cdiv(tq, block_m), b * h),
+        launch(_attn_bwd_preprocess_kernel, (cdiv(tq, block_m), b * h),
                o, do, delta, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
                h, tq, HEAD_D=d, BLOCK_M=block_m)
-        launch(_attn_bwd_dkdv_kernel, (triton.cdiv(tk, block_n), b * h),
+        launch(_attn_bwd_dkdv_kernel, (cdiv(tk, block_n), b * h),
                q, k, v, do, dk, dv, lse, delta, *masks, softmax_scale, softmax_scale * LOG2E, seed_arg, dropout_p,
                *strides, dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
                pad.stride(0) if has_kpm else 0, h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n,
                **flags, **options)
-        launch(_attn_bwd_dq_kernel, (triton.cdiv(tq, block_m), b * h),
+        launch(_attn_bwd_dq_kernel, (cdiv(tq, block_m), b * h),
                q, k, v, do, dq, lse, delta, *masks, softmax_scale, softmax_scale * LOG2E, seed_arg, dropout_p,
                *strides, dq.stride(0), dq.stride(1), dq.stride(2), pad.stride(0) if has_kpm else 0, h, tq, tk,
                HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, **flags, **options)
@@ -581,13 +581,18 @@ def _setup(ctx, inputs, output) -> None:
     ctx.settings = (causal, dropout_p, softmax_scale)
 
 
-def _backward(ctx, do, *_):
-    q, k, v, o, lse, key_padding_mask, lo, hi, seed = ctx.saved_tensors
-    dq, dk, dv = attn_bwd(do, q, k, v, o, lse, key_padding_mask, lo, hi, seed, *ctx.settings)
-    return dq, dk, dv, None, None, None, None, None
+def _backward_with(bwd: Callable) -> Callable:
+    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
+
+    def backward(ctx, do, *_):
+        q, k, v, o, lse, key_padding_mask, lo, hi, seed = ctx.saved_tensors
+        dq, dk, dv = bwd(do, q, k, v, o, lse, key_padding_mask, lo, hi, seed, *ctx.settings)
+        return dq, dk, dv, None, None, None, None, None
+    return backward
 
 
-attn_fwd.register_autograd(_backward, setup_context=_setup)
+attn_fwd.register_autograd(_backward_with(attn_bwd), setup_context=_setup)
+_AttentionEager = eager_function(attn_fwd.launcher, _setup, _backward_with(attn_bwd.launcher))
 
 
 def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int, int, int], dropout_p: float,
@@ -598,7 +603,7 @@ def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int, int, int]
     check_launchable("dropout_keep_mask", _dropout_keep_kernel, [keep])
     if keep.numel():
         with cuda_device_guard(keep.device):
-            _dropout_keep_kernel[(triton.cdiv(tq, 32), triton.cdiv(tk, 32), b * h)](
+            _dropout_keep_kernel[(cdiv(tq, 32), cdiv(tk, 32), b * h)](
                 keep, as_seed(seed, keep.device), dropout_p, tq, tk, BLOCK_M=32, BLOCK_N=32)
     return keep.view(b, h, tq, tk).bool()
 
@@ -618,7 +623,8 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_paddi
         seed = as_seed(seed, q.device) if seed is not None else dropout_seed(q.device)
     else:
         seed = None
-    return attn_fwd(q, k, v, key_padding_mask, seed, bool(causal), float(dropout_p), float(softmax_scale))[0]
+    forward = attn_fwd if compiling() else _AttentionEager.apply
+    return forward(q, k, v, key_padding_mask, seed, bool(causal), float(dropout_p), float(softmax_scale))[0]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,

@@ -27,15 +27,16 @@ the forward, which is all inference runs).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import (as_seed, check_dtype, check_launchable, cuda_device_guard, dropout_seed, kernel_op,
-                                  launch, multiprocessor_count)
+from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
+                                  dropout_seed, eager_function, kernel_op, launch, multiprocessor_count,
+                                  next_power_of_2)
 
 MAX_HIDDEN = 8192  # one row lives in one register block; the issue's bound (BERT ... LLaMA-7B widths)
 # Rows per program under the interpreter, whose cost is per program and per op rather than per
@@ -175,7 +176,7 @@ def _ln_reduce_kernel(DW_P, DB_P, DBIAS_P, DW, DB, DBIAS, G, N, HAS_BIAS: tl.con
 # ---- launch shapes -------------------------------------------------------------------------------
 def _launch(n: int, device: torch.device) -> tuple[int, int, dict]:
     """(BLOCK_M rows per block, BLOCK_N >= n, launch options) for rows of n columns."""
-    block_n = triton.next_power_of_2(n)
+    block_n = next_power_of_2(n)
     if device.type != "cuda":
         return INTERPRET_ROWS, block_n, {}
     block_m = max(1, GPU_TILE_ELEMENTS // block_n)
@@ -229,7 +230,7 @@ def ln_fwd(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional[tor
     if m:
         block_m, block_n, options = _launch(n, x.device)
         with cuda_device_guard(x.device):
-            launch(_ln_fwd_kernel, (triton.cdiv(m, block_m),),
+            launch(_ln_fwd_kernel, (cdiv(m, block_m),),
                    x2, bias if bias is not None else x2, r2 if r2 is not None else x2, weight, ln_bias, y, mean, rstd,
                    seed if seed is not None else weight, x2.stride(0), r2.stride(0) if r2 is not None else 0, y.stride(0),
                    m, n, eps, dropout_p, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
@@ -267,11 +268,11 @@ def ln_bwd(dy: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], resi
                    x2, bias if bias is not None else x2, r2 if r2 is not None else x2, weight, dy2, dx,
                    dr if store_dr else x2, mean, rstd, seed if seed is not None else weight,
                    dw_p, db_p, dbias_p if bias is not None else weight, x2.stride(0), r2.stride(0) if r2 is not None else 0,
-                   dy2.stride(0), dx.stride(0), dr.stride(0) if store_dr else 0, m, n, triton.cdiv(m, programs),
+                   dy2.stride(0), dx.stride(0), dr.stride(0) if store_dr else 0, m, n, cdiv(m, programs),
                    dropout_p, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, DROPOUT=dropout_p > 0,
                    STORE_DR=store_dr, BLOCK_M=block_m, BLOCK_N=block_n, **options)
         reduce_n = min(block_n, 256 if device.type == "cuda" else block_n)
-        launch(_ln_reduce_kernel, (triton.cdiv(n, reduce_n),), dw_p, db_p, dbias_p if bias is not None else dw_p, dw, db,
+        launch(_ln_reduce_kernel, (cdiv(n, reduce_n),), dw_p, db_p, dbias_p if bias is not None else dw_p, dw, db,
                dbias if bias is not None else weight,
                programs if m else 0, n, HAS_BIAS=bias is not None, BLOCK_G=32 if device.type == "cuda" else 2,
                BLOCK_N=reduce_n)
@@ -286,15 +287,21 @@ def _setup(ctx, inputs, output) -> None:
     ctx.dropout_p = dropout_p
 
 
-def _backward(ctx, dy, _dmean, _drstd):
-    x, bias, residual, weight, ln_bias, mean, rstd, seed = ctx.saved_tensors
-    dx, dr, dw, db, dbias = ln_bwd(dy, x, bias, residual, weight, ln_bias, mean, rstd, seed, ctx.dropout_p)
-    if residual is not None and dr.numel() == 0 and residual.numel():
-        dr = dx  # d(h)/d(residual) = 1 and, without dropout, d(h)/dx = 1 too: one tensor serves both
-    return (dx, dbias if bias is not None else None, dr if residual is not None else None, dw, db, None, None, None)
+def _backward_with(bwd: Callable) -> Callable:
+    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
+
+    def backward(ctx, dy, *_stats):
+        x, bias, residual, weight, ln_bias, mean, rstd, seed = ctx.saved_tensors
+        dx, dr, dw, db, dbias = bwd(dy, x, bias, residual, weight, ln_bias, mean, rstd, seed, ctx.dropout_p)
+        if residual is not None and dr.numel() == 0 and residual.numel():
+            dr = dx  # d(h)/d(residual) = 1 and, without dropout, d(h)/dx = 1 too: one tensor serves both
+        return (dx, dbias if bias is not None else None, dr if residual is not None else None, dw, db, None, None,
+                None)
+    return backward
 
 
-ln_fwd.register_autograd(_backward, setup_context=_setup)
+ln_fwd.register_autograd(_backward_with(ln_bwd), setup_context=_setup)
+_LayerNormEager = eager_function(ln_fwd.launcher, _setup, _backward_with(ln_bwd.launcher))
 
 
 # ---- checks and functionals ----------------------------------------------------------------------
@@ -355,7 +362,8 @@ def fused_bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tens
         seed = as_seed(seed, x.device) if seed is not None else dropout_seed(x.device)
     else:
         seed = None
-    return ln_fwd(x, bias, residual, weight, ln_bias, seed, float(eps), float(dropout_p))[0]
+    forward = ln_fwd if compiling() else _LayerNormEager.apply
+    return forward(x, bias, residual, weight, ln_bias, seed, float(eps), float(dropout_p))[0]
 
 
 def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float = 1e-12,
@@ -398,8 +406,8 @@ def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int], dropout_
     keep = torch.empty((m, n), dtype=torch.int8, device=device)
     check_launchable("dropout_keep_mask", _ln_keep_kernel, [keep])
     if keep.numel():
-        block_n = triton.next_power_of_2(n)
+        block_n = next_power_of_2(n)
         with cuda_device_guard(keep.device):
-            _ln_keep_kernel[(triton.cdiv(m, 16),)](keep, as_seed(seed, keep.device), m, n, float(dropout_p),
+            _ln_keep_kernel[(cdiv(m, 16),)](keep, as_seed(seed, keep.device), m, n, float(dropout_p),
                                                    BLOCK_M=16, BLOCK_N=block_n)
     return keep.bool()

@@ -35,15 +35,15 @@ input dtype (bf16/fp16 tensor cores, fp32 accumulation; fp32 inputs use IEEE fp3
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import (as_seed, check_dtype, check_launchable, cuda_device_guard, dropout_seed,
-                                  interpreting, kernel_op, launch)
+from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
+                                  dropout_seed, eager_function, interpreting, kernel_op, launch)
 
 HEAD_DIMS = (16, 32, 64, 128)  # powers of two that tl.dot tiles take (>= 16); the issue asks 32/64/128
 LOG2E = 1.4426950408889634
@@ -363,8 +363,8 @@ def _grid(max_seqlen: int, heads: int, batch: int, block: str):
     """The launch grid: (blocks over max_seqlen, heads, sequences); the tile from the autotuner's choice."""
     if interpreting():
         size = INTERPRET_BLOCKS[0] if block == "BLOCK_M" else INTERPRET_BLOCKS[1]
-        return (triton.cdiv(max_seqlen, size), heads, batch)
-    return lambda meta: (triton.cdiv(max_seqlen, meta[block]), heads, batch)
+        return (cdiv(max_seqlen, size), heads, batch)
+    return lambda meta: (cdiv(max_seqlen, meta[block]), heads, batch)
 
 
 def _tile_args() -> dict:
@@ -419,7 +419,7 @@ def varlen_attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
                    do.stride(1))
         with cuda_device_guard(q.device):
             block = 64 if q.device.type == "cuda" else INTERPRET_BLOCKS[0]
-            launch(_varlen_bwd_preprocess_kernel, (triton.cdiv(n, block), h), o, do, delta, o.stride(0), o.stride(1),
+            launch(_varlen_bwd_preprocess_kernel, (cdiv(n, block), h), o, do, delta, o.stride(0), o.stride(1),
                    do.stride(0), do.stride(1), n, HEAD_D=d, BLOCK=block)
             launch(_dkdv, _grid(max_seqlen, h, batch, "BLOCK_N"), q, k, v, do, dk, dv, lse, delta, cu_seqlens,
                    seed_arg, softmax_scale, softmax_scale * LOG2E, dropout_p, *strides, dk.stride(0), dk.stride(1),
@@ -440,13 +440,18 @@ def _setup(ctx, inputs, output) -> None:
     ctx.settings = (max_seqlen, causal, dropout_p, softmax_scale)
 
 
-def _backward(ctx, do, _dlse):
-    q, k, v, o, lse, cu_seqlens, seed = ctx.saved_tensors
-    dq, dk, dv = varlen_attn_bwd(do, q, k, v, o, lse, cu_seqlens, seed, *ctx.settings)
-    return dq, dk, dv, None, None, None, None, None, None
+def _backward_with(bwd: Callable) -> Callable:
+    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
+
+    def backward(ctx, do, *_lse):
+        q, k, v, o, lse, cu_seqlens, seed = ctx.saved_tensors
+        dq, dk, dv = bwd(do, q, k, v, o, lse, cu_seqlens, seed, *ctx.settings)
+        return dq, dk, dv, None, None, None, None, None, None
+    return backward
 
 
-varlen_attn_fwd.register_autograd(_backward, setup_context=_setup)
+varlen_attn_fwd.register_autograd(_backward_with(varlen_attn_bwd), setup_context=_setup)
+_VarlenEager = eager_function(varlen_attn_fwd.launcher, _setup, _backward_with(varlen_attn_bwd.launcher))
 
 
 # ---- functional and module -----------------------------------------------------------------------
@@ -507,7 +512,8 @@ def varlen_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
         seed = as_seed(seed, q.device) if seed is not None else dropout_seed(q.device)
     else:
         seed = None
-    return varlen_attn_fwd(q, k, v, cu_seqlens, seed, int(max_seqlen), bool(causal), float(dropout_p), scale)[0]
+    forward = varlen_attn_fwd if compiling() else _VarlenEager.apply
+    return forward(q, k, v, cu_seqlens, seed, int(max_seqlen), bool(causal), float(dropout_p), scale)[0]
 
 
 def dropout_keep_mask(seed: torch.Tensor | int, cu_seqlens: torch.Tensor, heads: int, max_seqlen: int,
@@ -519,7 +525,7 @@ def dropout_keep_mask(seed: torch.Tensor | int, cu_seqlens: torch.Tensor, heads:
     check_launchable("dropout_keep_mask", _varlen_keep_kernel, [keep, cu_seqlens])
     if keep.numel():
         with cuda_device_guard(keep.device):
-            _varlen_keep_kernel[(triton.cdiv(max_seqlen, 32), triton.cdiv(max_seqlen, 32), b * heads)](
+            _varlen_keep_kernel[(cdiv(max_seqlen, 32), cdiv(max_seqlen, 32), b * heads)](
                 keep, cu_seqlens, as_seed(seed, keep.device), heads, max_seqlen, float(dropout_p), BLOCK=32)
     return keep.bool()
 

@@ -7,7 +7,8 @@ synchronisations than the GPU needs time to run.  This benchmark counts them per
 (the same layers and parameter tensors, so the same number of ops and per-parameter loops), through
 `build_engine` and `uer_ds.train.train` exactly as `uer-ds pretrain` runs them:
 
-  ops    aten operators dispatched that are not views (on a GPU: about one kernel launch each)
+  ops    aten operators dispatched that are not views (on a GPU: about one kernel launch each); with
+         --kernels triton on the CPU the interpreter's own work inside a kernel launch is left out
   syncs  device->host reads: `.item()`/`float()`/`bool()` of a tensor (`_local_scalar_dense`),
          `nonzero`, boolean-mask indexing, `masked_select`, `unique`, and `Tensor.cpu/tolist/numpy`
          calls (on a GPU each one stops the host until the device catches up)
@@ -36,6 +37,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from uer_ds.data.batch import forward_kwargs
+from uer_ds.kernels.utils import in_interpreted_launch
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpora"
 PHASES = ("forward", "backward", "step", "loop")
@@ -81,7 +83,7 @@ class OpCounter(TorchDispatchMode):
         self.counting = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self.counting:
+        if self.counting and not in_interpreted_launch():
             name = func.overloadpacket.__name__
             self.ops[self.current][name] += 1
             if name in ("index", "index_put_", "index_put") and any(
@@ -107,7 +109,7 @@ class OpCounter(TorchDispatchMode):
         counter = self
 
         def read(tensor, *args, **kwargs):
-            if counter.counting:  # on a GPU, a copy of a device tensor to the host
+            if counter.counting and not in_interpreted_launch():  # on a GPU, a copy of a device tensor to the host
                 counter.ops[counter.current][f"Tensor.{method}"] += 1
             return original(tensor, *args, **kwargs)
 
