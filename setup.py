@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir={"uer_ds.kernels": "kernels"},
-    package_data={"uer_ds": ["model_configs/*/*.json"]},
+    package_data={"uer_ds": ["model_configs/*/*.json"], "uer_ds.kernels": ["*.json"]},
     install_requires=[
         "torch>=2.4,<2.15",
         "deepspeed>=0.16,<0.20",

@@ -1,9 +1,11 @@
 """FlashAttention-2-style attention in Triton: softmax(q k^T * scale + mask) v, forward and backward.
 
 Layers (as Liger-Kernel): jit kernels `_attn_fwd_kernel`, `_attn_bwd_preprocess_kernel`,
-`_attn_bwd_dkdv_kernel`, `_attn_bwd_dq_kernel` -> launchers `attention_forward` /
-`attention_backward` -> `AttentionFunction` (autograd) -> `FlashAttention` (nn.Module, no
-parameters) -> `attention` (functional, the signature of `uer_ds.kernels.reference.attention`).
+`_attn_bwd_dkdv_kernel`, `_attn_bwd_dq_kernel` -> operators `uer_ds::attn_fwd` / `uer_ds::attn_bwd`
+(`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces into the kernels) with autograd
+registered on the forward -> `FlashAttention` (nn.Module, no parameters) -> `attention` (functional,
+the signature of `uer_ds.kernels.reference.attention`).  The model's unpadded path uses the varlen
+kernels instead (kernels/varlen_flash_attention.py); this one serves padded batches.
 
 Algorithm (Dao, FlashAttention-2, 2023): the forward walks the key blocks of one query block with an
 online softmax (running max m, running sum l, rescaled accumulator) and saves only the row
@@ -13,15 +15,15 @@ key blocks, so no atomics are needed and results are deterministic.  delta = row
 from a small preprocessing kernel.
 
 Masks.  key_padding_mask (B, Tk), True at padding: each program loops only over the key blocks between
-the batch row's first and last real key (computed on the host side as two (B,) tensors, on the device,
-without a sync), so trailing (BERT) or leading padding costs nothing; padding inside that range is
+the batch row's first and last real key (two (B,) tensors computed on the device once per forward,
+without a sync, and reused by the backward), so trailing (BERT) or leading padding costs nothing; padding inside that range is
 masked element-wise.  Causal aligns the last query with the last key (key j is visible to query i
 when j <= i + Tk - Tq); key blocks wholly visible to a query block skip the element-wise mask.  A row
 with no visible key gets output 0 and lse = +inf, so its probabilities and gradients are exactly 0
 (the reference's contract: zeros, not NaN).
 
-Dropout: keep(i, j) = rand(seed + b * H + h, i * Tk + j) >= p (Triton's Philox), the same
-expression in the forward and both backward kernels, so the backward sees the forward's mask without
+Dropout: keep(i, j) = rand(seed + b * H + h, i * Tk + j) >= p (Triton's Philox), seed a (1,) int64
+device tensor drawn per call (graph-safe, never read by the host), the same expression in the forward and both backward kernels, so the backward sees the forward's mask without
 storing it; `dropout_keep_mask` materialises it for tests.  Kept probabilities are scaled by 1/(1-p).
 
 Interpreter (TRITON_INTERPRET=1, CPU): bf16 `tl.dot` is wrong there (it multiplies raw bits), so the
@@ -31,14 +33,15 @@ dtype (bf16/fp16 tensor cores, fp32 accumulation; fp32 inputs use IEEE fp32, not
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import check_dtype, check_launchable, cuda_device_guard, is_interpreted
+from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
+                                  dropout_seed, eager_function, kernel_op, launch, next_power_of_2)
 
 HEAD_DIMS = (16, 32, 64, 128)  # powers of two that tl.dot tiles take (>= 16); the issue asks 32/64/128
 LOG2E = 1.4426950408889634
@@ -119,7 +122,7 @@ def _key_range(KV_LO, KV_HI, b, start_m, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N:
 
 
 @triton.jit
-def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, seed, dropout_p,
+def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, SEED, dropout_p,
                      stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                      stride_vb, stride_vh, stride_vt, stride_ob, stride_oh, stride_ot, stride_mb,
                      H, Tq, Tk,
@@ -131,6 +134,9 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, seed, dropout
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
+    seed = 0
+    if DROPOUT:
+        seed = tl.load(SEED)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_D)
     q_ptrs = Q + b.to(tl.int64) * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :]
@@ -226,7 +232,7 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q_bh, DO_bh, LSE_bh, DELTA_bh, KPM_row, s
 
 
 @triton.jit
-def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, seed, dropout_p,
+def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, SEED, dropout_p,
                           stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                           stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                           stride_dkb, stride_dkh, stride_dkt, stride_dvb, stride_dvh, stride_dvt, stride_mb,
@@ -239,6 +245,9 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
+    seed = 0
+    if DROPOUT:
+        seed = tl.load(SEED)
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_D)
     k_ptrs = K + b.to(tl.int64) * stride_kb + h * stride_kh + offs_n[:, None] * stride_kt + offs_d[None, :]
@@ -325,7 +334,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, delta, K_bh, V_bh, KPM_row, stride_kt, st
 
 
 @triton.jit
-def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, seed, dropout_p,
+def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, SEED, dropout_p,
                         stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                         stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                         stride_dqb, stride_dqh, stride_dqt, stride_mb,
@@ -338,6 +347,9 @@ def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
+    seed = 0
+    if DROPOUT:
+        seed = tl.load(SEED)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_D)
     q_ptrs = Q + b.to(tl.int64) * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :]
@@ -376,14 +388,31 @@ def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale
 
 
 @triton.jit
-def _dropout_keep_kernel(KEEP, seed, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _dropout_keep_kernel(KEEP, SEED, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """KEEP (B*H, Tq, Tk) int8: the dropout mask the attention kernels use for this seed."""
     bh = tl.program_id(2)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    keep = _dropout_keep(seed, bh, offs_m, offs_n, Tk, dropout_p)
+    keep = _dropout_keep(tl.load(SEED), bh, offs_m, offs_n, Tk, dropout_p)
     tl.store(KEEP + bh.to(tl.int64) * Tq * Tk + offs_m[:, None] * Tk + offs_n[None, :], keep.to(tl.int8),
              mask=(offs_m[:, None] < Tq) & (offs_n[None, :] < Tk))
+
+
+@triton.jit
+def _key_range_kernel(KPM, LO, HI, stride_mb, Tk, BLOCK: tl.constexpr):
+    """Row b of the padding mask (int8 view of bool, 1 = padding) -> LO[b], HI[b]: its first real key and
+    one past its last (an all-padding row gets LO = Tk, HI = 0: the kernels visit no key block for it)."""
+    b = tl.program_id(0)
+    lo = tl.full((BLOCK,), Tk, dtype=tl.int32)
+    hi = tl.zeros((BLOCK,), dtype=tl.int32)
+    for start in range(0, Tk, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        pad = tl.load(KPM + b.to(tl.int64) * stride_mb + offs, mask=offs < Tk, other=1)
+        real = pad == 0
+        lo = tl.minimum(lo, tl.where(real, offs, Tk))
+        hi = tl.maximum(hi, tl.where(real, offs + 1, 0))
+    tl.store(LO + b, tl.min(lo, 0))
+    tl.store(HI + b, tl.max(hi, 0))
 
 
 # ---- launchers -----------------------------------------------------------------------------------
@@ -443,95 +472,130 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: 
                          "(the dropout stream's 32-bit counter)")
 
 
-class _Masks:
-    """What the kernels read of key_padding_mask: an int8 (B, Tk) copy and each row's [first, last+1) real key."""
-
-    def __init__(self, key_padding_mask: Optional[torch.Tensor], q: torch.Tensor, tk: int) -> None:
-        self.has = key_padding_mask is not None
-        if not self.has:
-            dummy = torch.empty(1, dtype=torch.int32, device=q.device)
-            self.pad, self.lo, self.hi, self.stride = torch.empty(1, dtype=torch.int8, device=q.device), dummy, dummy, 0
-            return
-        pad = key_padding_mask.to(device=q.device, dtype=torch.int8)
-        pad = pad if pad.stride(-1) == 1 else pad.contiguous()
-        idx = torch.arange(tk, device=q.device, dtype=torch.int32)
-        real = pad == 0
-        # an all-padding row gets lo = Tk, hi = 0: the kernels visit no key block for it
-        self.lo = torch.where(real, idx, tk).amin(1).to(torch.int32)  # (B,); callers handle Tk = 0
-        self.hi = torch.where(real, idx + 1, 0).amax(1).to(torch.int32)
-        self.pad, self.stride = pad, pad.stride(0)
+def _mask_bytes(key_padding_mask: torch.Tensor) -> torch.Tensor:
+    """The (B, Tk) padding mask as the int8 the kernels read (1 = padding): a view of a bool mask (no op)."""
+    pad = key_padding_mask.view(torch.int8) if key_padding_mask.dtype == torch.bool \
+        else key_padding_mask.ne(0).view(torch.int8)
+    return pad if pad.stride(-1) == 1 else pad.contiguous()
 
 
-def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, masks: _Masks, causal: bool,
+def _key_ranges(pad: torch.Tensor, tk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's [first, last + 1) real key, two int32 (B,) tensors, by one small kernel on the device
+    (no host read); once per forward (the backward reuses them)."""
+    b = pad.shape[0]
+    lo, hi = (torch.empty(b, dtype=torch.int32, device=pad.device) for _ in range(2))
+    if b:
+        launch(_key_range_kernel, (b,), pad, lo, hi, pad.stride(0), tk,
+               BLOCK=min(next_power_of_2(max(tk, 1)), 1024 if pad.device.type == "cuda" else 64))
+    return lo, hi
+
+
+def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, has_kpm: bool, causal: bool,
            dropout_p: float) -> dict:
-    return dict(HAS_KPM=masks.has, CAUSAL=causal, DROPOUT=dropout_p > 0, EVEN_M=tq % block_m == 0,
+    return dict(HAS_KPM=has_kpm, CAUSAL=causal, DROPOUT=dropout_p > 0, EVEN_M=tq % block_m == 0,
                 EVEN_N=tk % block_n == 0, UPCAST=q.device.type != "cuda",
                 DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
 
 
-def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
-                      causal: bool, dropout_p: float, softmax_scale: float, seed: int,
-                      masks: Optional[_Masks] = None) -> tuple[torch.Tensor, torch.Tensor]:
+@kernel_op("attn_fwd")
+def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
+             seed: Optional[torch.Tensor], causal: bool, dropout_p: float, softmax_scale: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output (B, H, Tq, D) in q's dtype, stored (B, Tq, H, D) so the caller's head merge is a view;
-    lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key).
-    `masks`: key_padding_mask already prepared (the autograd function shares it with the backward)."""
-    device = check_launchable("attention", _attn_fwd_kernel, [q, k, v])
+    lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key; and the
+    padding's key ranges (`_key_ranges`; empty without a mask) for the backward)."""
     q, k, v = _heads(q), _heads(k), _heads(v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
-    o = torch.empty((b, tq, h, d), dtype=q.dtype, device=device).transpose(1, 2)  # (B, H, Tq, D) view
-    lse = torch.empty((b * h, tq), dtype=torch.float32, device=device)
+    o = torch.empty((b, tq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)  # (B, H, Tq, D) view
+    lse = torch.empty((b * h, tq), dtype=torch.float32, device=q.device)
+    pad = _mask_bytes(key_padding_mask) if key_padding_mask is not None else None
+    if pad is not None and tk:
+        lo, hi = _key_ranges(pad, tk)
+    else:
+        lo, hi = (torch.empty(0, dtype=torch.int32, device=q.device) for _ in range(2))
     if o.numel() == 0:
-        return o, lse
+        return o, lse, lo, hi
     if tk == 0:
-        return o.zero_(), lse.fill_(float("inf"))
-    masks = masks or _Masks(key_padding_mask, q, tk)
-    block_m, block_n, launch = _tiles(d, q, backward=False)
-    with cuda_device_guard(device):
-        _attn_fwd_kernel[(triton.cdiv(tq, block_m), b * h)](
-            q, k, v, o, lse, masks.pad, masks.lo, masks.hi, softmax_scale * LOG2E, seed, dropout_p,
-            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), masks.stride,
-            h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n,
-            **_flags(q, tq, tk, block_m, block_n, masks, causal, dropout_p), **launch)
-    return o, lse
+        o.zero_()
+        lse.fill_(float("inf"))
+        return o, lse, lo, hi
+    block_m, block_n, options = _tiles(d, q, backward=False)
+    has_kpm = pad is not None
+    with cuda_device_guard(q.device):
+        launch(_attn_fwd_kernel, (cdiv(tq, block_m), b * h),
+               q, k, v, o, lse, pad if has_kpm else q, lo if has_kpm else q, hi if has_kpm else q,
+               softmax_scale * LOG2E, seed if seed is not None else q, dropout_p,
+               q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+               v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
+               pad.stride(0) if has_kpm else 0, h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n,
+               **_flags(q, tq, tk, block_m, block_n, has_kpm, causal, dropout_p), **options)
+    return o, lse, lo, hi
 
 
-def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
-                       lse: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool, dropout_p: float,
-                       softmax_scale: float, seed: int, masks: Optional[_Masks] = None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dq, dk, dv (each shaped and typed as its input) from the forward's output and lse."""
-    device = q.device
+@kernel_op("attn_bwd")
+def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+             lse: torch.Tensor, key_padding_mask: Optional[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
+             seed: Optional[torch.Tensor], causal: bool, dropout_p: float, softmax_scale: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dk, dv (each shaped and typed as its input) from the forward's output, lse and key ranges."""
     q, k, v, do = _heads(q), _heads(k), _heads(v), _heads(do)
     b, h, tq, d = q.shape
     tk = k.shape[2]
-    dq, dk, dv = (torch.empty((b, t, h, d), dtype=q.dtype, device=device).transpose(1, 2) for t in (tq, tk, tk))
+    dq, dk, dv = (torch.empty((b, t, h, d), dtype=q.dtype, device=q.device).transpose(1, 2) for t in (tq, tk, tk))
     if q.numel() == 0 or tk == 0:
-        return dq.zero_(), dk.zero_(), dv.zero_()
-    masks = masks or _Masks(key_padding_mask, q, tk)
-    block_m, block_n, launch = _tiles(d, q, backward=True)
-    flags = _flags(q, tq, tk, block_m, block_n, masks, causal, dropout_p)
-    delta = torch.empty((b * h, tq), dtype=torch.float32, device=device)
+        dq.zero_()
+        dk.zero_()
+        dv.zero_()
+        return dq, dk, dv
+    pad = _mask_bytes(key_padding_mask) if key_padding_mask is not None else None
+    has_kpm = pad is not None
+    block_m, block_n, options = _tiles(d, q, backward=True)
+    flags = _flags(q, tq, tk, block_m, block_n, has_kpm, causal, dropout_p)
+    delta = torch.empty((b * h, tq), dtype=torch.float32, device=q.device)
     strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
                v.stride(0), v.stride(1), v.stride(2), do.stride(0), do.stride(1), do.stride(2))
-    with cuda_device_guard(device):
-        _attn_bwd_preprocess_kernel[(triton.cdiv(tq, block_m), b * h)](
-            o, do, delta, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
-            h, tq, HEAD_D=d, BLOCK_M=block_m)
-        _attn_bwd_dkdv_kernel[(triton.cdiv(tk, block_n), b * h)](
-            q, k, v, do, dk, dv, lse, delta, masks.pad, masks.lo, masks.hi, softmax_scale,
-            softmax_scale * LOG2E, seed, dropout_p, *strides, dk.stride(0), dk.stride(1), dk.stride(2),
-            dv.stride(0), dv.stride(1), dv.stride(2), masks.stride, h, tq, tk,
-            HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, **flags, **launch)
-        _attn_bwd_dq_kernel[(triton.cdiv(tq, block_m), b * h)](
-            q, k, v, do, dq, lse, delta, masks.pad, masks.lo, masks.hi, softmax_scale,
-            softmax_scale * LOG2E, seed, dropout_p, *strides, dq.stride(0), dq.stride(1), dq.stride(2),
-            masks.stride, h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, **flags, **launch)
+    masks = (pad if has_kpm else q, lo if has_kpm else q, hi if has_kpm else q)
+    seed_arg = seed if seed is not None else q
+    with cuda_device_guard(q.device):
+        launch(_attn_bwd_preprocess_kernel, (cdiv(tq, block_m), b * h),
+               o, do, delta, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
+               h, tq, HEAD_D=d, BLOCK_M=block_m)
+        launch(_attn_bwd_dkdv_kernel, (cdiv(tk, block_n), b * h),
+               q, k, v, do, dk, dv, lse, delta, *masks, softmax_scale, softmax_scale * LOG2E, seed_arg, dropout_p,
+               *strides, dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
+               pad.stride(0) if has_kpm else 0, h, tq, tk, HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n,
+               **flags, **options)
+        launch(_attn_bwd_dq_kernel, (cdiv(tq, block_m), b * h),
+               q, k, v, do, dq, lse, delta, *masks, softmax_scale, softmax_scale * LOG2E, seed_arg, dropout_p,
+               *strides, dq.stride(0), dq.stride(1), dq.stride(2), pad.stride(0) if has_kpm else 0, h, tq, tk,
+               HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, **flags, **options)
     return dq, dk, dv
 
 
-def dropout_keep_mask(seed: int, shape: tuple[int, int, int, int], dropout_p: float,
+def _setup(ctx, inputs, output) -> None:
+    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
+    q, k, v, key_padding_mask, seed, causal, dropout_p, softmax_scale = inputs
+    o, lse, lo, hi = output
+    ctx.save_for_backward(q, k, v, o, lse, key_padding_mask, lo, hi, seed)
+    ctx.settings = (causal, dropout_p, softmax_scale)
+
+
+def _backward_with(bwd: Callable) -> Callable:
+    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
+
+    def backward(ctx, do, *_):
+        q, k, v, o, lse, key_padding_mask, lo, hi, seed = ctx.saved_tensors
+        dq, dk, dv = bwd(do, q, k, v, o, lse, key_padding_mask, lo, hi, seed, *ctx.settings)
+        return dq, dk, dv, None, None, None, None, None
+    return backward
+
+
+attn_fwd.register_autograd(_backward_with(attn_bwd), setup_context=_setup)
+_AttentionEager = eager_function(attn_fwd.launcher, _setup, _backward_with(attn_bwd.launcher))
+
+
+def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int, int, int], dropout_p: float,
                       device: torch.device | str = "cuda") -> torch.Tensor:
     """The (B, H, Tq, Tk) bool mask of kept probabilities that attention(..., seed=seed) uses (for tests)."""
     b, h, tq, tk = shape
@@ -539,47 +603,28 @@ def dropout_keep_mask(seed: int, shape: tuple[int, int, int, int], dropout_p: fl
     check_launchable("dropout_keep_mask", _dropout_keep_kernel, [keep])
     if keep.numel():
         with cuda_device_guard(keep.device):
-            _dropout_keep_kernel[(triton.cdiv(tq, 32), triton.cdiv(tk, 32), b * h)](
-                keep, seed, dropout_p, tq, tk, BLOCK_M=32, BLOCK_N=32)
+            _dropout_keep_kernel[(cdiv(tq, 32), cdiv(tk, 32), b * h)](
+                keep, as_seed(seed, keep.device), dropout_p, tq, tk, BLOCK_M=32, BLOCK_N=32)
     return keep.view(b, h, tq, tk).bool()
 
 
-# ---- autograd ------------------------------------------------------------------------------------
-class AttentionFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, key_padding_mask, causal, dropout_p, softmax_scale, seed):
-        # the padding mask's int8 copy and per-row key range, made once for the forward and the backward
-        masks = _Masks(key_padding_mask, q, k.shape[2]) if q.numel() and k.shape[2] else None
-        o, lse = attention_forward(q, k, v, key_padding_mask, causal, dropout_p, softmax_scale, seed, masks)
-        ctx.save_for_backward(q, k, v, o, lse, key_padding_mask)
-        ctx.settings = (causal, dropout_p, softmax_scale, seed)
-        ctx.masks = masks
-        return o
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, o, lse, key_padding_mask = ctx.saved_tensors
-        dq, dk, dv = attention_backward(do, q, k, v, o, lse, key_padding_mask, *ctx.settings, masks=ctx.masks)
-        return dq, dk, dv, None, None, None, None, None
-
-
 # ---- functional and module -----------------------------------------------------------------------
-def new_seed() -> int:
-    """A dropout seed from torch's CPU generator: torch.manual_seed makes runs repeat, and no GPU sync."""
-    return int(torch.randint(0, 2 ** 30, (1,)).item())
-
-
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
                     causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None,
-                    seed: Optional[int] = None) -> torch.Tensor:
-    """`attention` with an explicit dropout seed (None: drawn from torch's generator)."""
+                    seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
+    """`attention` with an explicit dropout seed (an int or a (1,) int64 tensor; None: drawn on the device
+    from torch's generator, so torch.manual_seed makes runs repeat and no value is read back)."""
     _check(q, k, v, key_padding_mask, dropout_p)
+    check_launchable("attention", _attn_fwd_kernel,
+                     [q, k, v] + ([key_padding_mask] if key_padding_mask is not None else []))
     if softmax_scale is None:
         softmax_scale = 1.0 / math.sqrt(q.shape[-1])
-    if dropout_p > 0 and seed is None:
-        seed = new_seed()
-    return AttentionFunction.apply(q, k, v, key_padding_mask, bool(causal), float(dropout_p), float(softmax_scale),
-                                   int(seed or 0))
+    if dropout_p > 0:
+        seed = as_seed(seed, q.device) if seed is not None else dropout_seed(q.device)
+    else:
+        seed = None
+    forward = attn_fwd if compiling() else _AttentionEager.apply
+    return forward(q, k, v, key_padding_mask, seed, bool(causal), float(dropout_p), float(softmax_scale))[0]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,

@@ -68,3 +68,79 @@ def attention_with_dropout_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     probs = torch.softmax(scores.masked_fill(~(allowed | dead), float("-inf")), dim=-1)
     probs = probs * keep.to(probs.dtype) / (1.0 - dropout_p)
     return torch.matmul(probs, v).masked_fill(dead, 0.0)  # (B, H, Tq, D)
+
+
+def bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional[torch.Tensor],
+                                weight: Optional[torch.Tensor], ln_bias: Optional[torch.Tensor], eps: float = 1e-12,
+                                dropout_p: float = 0.0) -> torch.Tensor:
+    """y = LayerNorm(dropout(x + bias) + residual) over the last dimension (a post-LN sublayer's closing ops).
+
+    x, residual: (..., N); bias (the sublayer's linear bias), weight, ln_bias: (N,); bias and residual may
+    be None.  Dropout is F.dropout's (survivors scaled by 1/(1-p)), applied when dropout_p > 0.
+    """
+    if bias is not None:
+        x = x + bias
+    if dropout_p > 0:
+        x = F.dropout(x, p=dropout_p)
+    return layer_norm(x, weight, ln_bias, eps, residual=residual)
+
+
+def bias_dropout_add_layer_norm_with_keep_mask(x: torch.Tensor, bias: Optional[torch.Tensor],
+                                               residual: Optional[torch.Tensor], weight: Optional[torch.Tensor],
+                                               ln_bias: Optional[torch.Tensor], eps: float, dropout_p: float,
+                                               keep: torch.Tensor) -> torch.Tensor:
+    """`bias_dropout_add_layer_norm` with a given dropout mask (keep: x's shape, bool), how the kernel's
+    dropout is tested."""
+    if bias is not None:
+        x = x + bias
+    x = x * keep.to(x.dtype) / (1.0 - dropout_p)
+    return layer_norm(x, weight, ln_bias, eps, residual=residual)
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                     causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None
+                     ) -> torch.Tensor:
+    """Attention within each of B packed sequences: softmax(q k^T * scale) v per sequence, no token
+    seeing another sequence's.
+
+    q, k, v: (N, H, D), the sequences' tokens one after another; cu_seqlens: (B + 1,) int32, sequence b
+    holds tokens [cu_seqlens[b], cu_seqlens[b + 1]); max_seqlen: the longest sequence (a host int, so
+    no value is read back from the device).  causal: token i of a sequence sees tokens <= i of it.
+    Returns (N, H, D).  Computed as `attention` on the sequences padded to max_seqlen (gathered and
+    scattered by index, no host read), so an (N, ...) batch costs B x max_seqlen^2 per head.
+    """
+    return _varlen_padded(q, k, v, cu_seqlens, max_seqlen,
+                          lambda qp, kp, vp, pad: attention(qp, kp, vp, key_padding_mask=pad, causal=causal,
+                                                            dropout_p=dropout_p, softmax_scale=softmax_scale))
+
+
+def varlen_attention_with_dropout_mask(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                                       max_seqlen: int, keep: torch.Tensor, causal: bool = False,
+                                       dropout_p: float = 0.0, softmax_scale: Optional[float] = None) -> torch.Tensor:
+    """`varlen_attention` with a given dropout mask: keep (B, H, max_seqlen, max_seqlen) bool, where
+    keep[b, h, i, j] says whether sequence b's probability of query i on key j survives (tests)."""
+    return _varlen_padded(q, k, v, cu_seqlens, max_seqlen,
+                          lambda qp, kp, vp, pad: attention_with_dropout_mask(
+                              qp, kp, vp, keep, key_padding_mask=pad, causal=causal, dropout_p=dropout_p,
+                              softmax_scale=softmax_scale))
+
+
+def _varlen_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                   padded_attention) -> torch.Tensor:
+    """Scatter the packed (N, H, D) tensors into (B, H, max_seqlen, D), run `padded_attention(q, k, v,
+    key_padding_mask)` and gather the real rows back."""
+    n, h, d = q.shape
+    b = cu_seqlens.numel() - 1
+    starts = cu_seqlens.long()
+    token = torch.arange(n, device=q.device)
+    seq = torch.searchsorted(starts[1:], token, right=True)  # (N,) which sequence each token is in
+    slot = seq * max_seqlen + (token - starts[seq])  # (N,) its row in the padded (B * L) layout
+
+    def to_padded(t: torch.Tensor) -> torch.Tensor:
+        out = t.new_zeros(b * max_seqlen, h, d).index_copy(0, slot, t)
+        return out.view(b, max_seqlen, h, d).transpose(1, 2)  # (B, H, L, D)
+
+    lengths = starts[1:] - starts[:-1]  # (B,)
+    pad = torch.arange(max_seqlen, device=q.device)[None, :] >= lengths[:, None]  # (B, L), True at padding
+    out = padded_attention(to_padded(q), to_padded(k), to_padded(v), pad)  # (B, H, L, D)
+    return out.transpose(1, 2).reshape(b * max_seqlen, h, d).index_select(0, slot)  # (N, H, D)

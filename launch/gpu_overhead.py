@@ -1,4 +1,5 @@
-"""CPU-side cost per call of the Triton ops against PyTorch's (BERT-base shapes, bf16)."""
+"""CPU-side cost per call of the Triton ops against PyTorch's (BERT-base shapes, bf16): issue = the host's time to
+issue a call, total = until the GPU is done."""
 import time
 import torch
 from uer_ds import kernels
@@ -33,3 +34,24 @@ for name, f in (("triton", kernels.attention), ("sdpa", reference.attention)):
         with torch.no_grad():
             print(f"attention {name:6s} {tag:6s} fwd no_grad  issue/total us: %.1f / %.1f" % per_call(lambda: f(q, k, v, key_padding_mask=pad)))
         print(f"attention {name:6s} {tag:6s} fwd+bwd      issue/total us: %.1f / %.1f" % per_call(lambda: f(q, k, v, key_padding_mask=pad).backward(go)))
+# the unpadded path's ops (issue 16): varlen attention on BERT-base's heads with book_review-like lengths,
+# and the fused post-LN sublayer close (bias + dropout 0.1 + residual + LayerNorm) on the packed tokens
+import numpy as np
+from uer_ds.kernels import lengths as length_tables
+lens = length_tables.sample("book_review", 128, 64, np.random.default_rng(0))
+cu = torch.tensor([0] + np.cumsum(lens).tolist(), dtype=torch.int32, device=dev)
+n = int(sum(lens))
+qp, kp, vp = (torch.randn(n, 12, 64, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+gp = torch.randn_like(qp)
+for drop in (0.0, 0.1):
+    with torch.no_grad():
+        print(f"varlen_attention triton {n} tokens dropout {drop} fwd no_grad  issue/total us: %.1f / %.1f"
+              % per_call(lambda: kernels.varlen_attention(qp, kp, vp, cu, max(lens), dropout_p=drop)))
+    print(f"varlen_attention triton {n} tokens dropout {drop} fwd+bwd      issue/total us: %.1f / %.1f"
+          % per_call(lambda: kernels.varlen_attention(qp, kp, vp, cu, max(lens), dropout_p=drop).backward(gp)))
+xs, rs = (torch.randn(n, 768, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+bias = torch.zeros(768, device=dev, dtype=torch.bfloat16, requires_grad=True)
+gs = torch.randn_like(xs)
+for name, f in (("triton", kernels.bias_dropout_add_layer_norm), ("torch", reference.bias_dropout_add_layer_norm)):
+    print(f"sublayer close {name:6s} {n} x 768 fwd+bwd  issue/total us: %.1f / %.1f"
+          % per_call(lambda: f(xs, bias, rs, w, b, 1e-12, 0.1).backward(gs)))

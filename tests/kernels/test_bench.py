@@ -34,6 +34,16 @@ def test_interpreter_smoke_run_writes_table_json_and_chart(tmp_path):
     assert {(r["padded"], r["causal"]) for r in attn} == {(p, c) for p in (False, True) for c in (False, True)}
     assert {r["provider"] for r in attn} == {"triton", "torch", "sdpa"}
     assert all(r["ms"] > 0 and r["TFLOP/s"] > 0 for r in attn), [r for r in attn if not r.get("ms")]
+    # the fused sublayer close, and varlen on real lengths: book_review's (from the kept histogram) and full
+    assert {(r["provider"], r["mode"]) for r in result["sublayer"]} == {(p, m) for p in ("triton", "torch")
+                                                                        for m in ("fwd", "bwd", "fwd+bwd")}
+    varlen = result["varlen"]
+    assert {(r["lengths"], r["provider"]) for r in varlen} == {(d, p) for d in ("book_review", "full")
+                                                               for p in ("triton", "sdpa")}
+    assert all(r["padding"] == 0 for r in varlen if r["lengths"] == "full")
+    assert all(0 < r["padding"] < 1 and r["tokens"] < 64 for r in varlen if r["lengths"] == "book_review")
+    assert all(r["ms"] > 0 and r["TFLOP/s"] > 0 for r in varlen)
+    assert "triton/sdpa" in out.stdout.split("varlen attention")[1]
     pytest.importorskip("matplotlib")
     assert (tmp_path / "k.png").stat().st_size > 10_000
 
@@ -64,4 +74,38 @@ def test_kernels_compile_for_an_h100_without_one():
     out = subprocess.run([sys.executable, "-m", "uer_ds.kernels.compile_check", "--quick"], capture_output=True,
                          text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "compiled 7 kernel variants for sm_90" in out.stdout
+    # padded attention (3), varlen (every autotuner config: 3 + 2 + 2), the two preprocessing kernels, the
+    # LayerNorm kernels at hidden 768 (4 rows a program) and 8192, bf16 and autocast's fp32 residual
+    # (2 x 2 x 3), the key-range and dropout-mask kernels
+    assert "compiled 26 kernel variants for sm_90" in out.stdout
+
+
+def test_kept_length_distributions_are_the_datas():
+    """length_distributions.json (what the GPU machine, which has no ../shared/data, samples from) equals the
+    lengths the project's readers give on the data today."""
+    from conftest import SHARED_DATA, shared
+
+    from uer_ds.kernels import lengths
+
+    shared("datasets/book_review/dev.tsv")
+    shared("datasets/cmrc2018/dev.json")
+    assert lengths.measure(SHARED_DATA) == lengths.load()
+
+
+def test_length_samples_follow_the_histogram_and_the_cut():
+    import numpy as np
+
+    from uer_ds.kernels import lengths
+
+    table = lengths.load()
+    counts = table["book_review"]["128"]["counts"]
+    mean = sum(int(k) * v for k, v in counts.items()) / sum(counts.values())
+    rng = np.random.default_rng(0)
+    drawn = lengths.sample("book_review", 128, 20000, rng, table)
+    assert abs(np.mean(drawn) - mean) < 1.0 and max(drawn) <= 128 and min(drawn) >= 3
+    assert max(lengths.sample("cmrc2018", 64, 500, rng, table)) == 64  # seq 64 cuts the 128 histogram
+    assert lengths.sample("full", 32, 3, rng) == [32, 32, 32]
+    uniform = lengths.sample("uniform", 10, 5000, rng)
+    assert set(uniform) == set(range(1, 11))
+    with pytest.raises(ValueError, match="length distribution 'wiki' is unknown: it must be one of book_review"):
+        lengths.sample("wiki", 128, 1, rng)

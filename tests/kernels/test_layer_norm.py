@@ -1,6 +1,7 @@
 """Triton LayerNorm (+ fused residual) against the PyTorch reference: forward and every gradient."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -148,3 +149,79 @@ def test_cpu_without_interpreter_says_what_to_do():
     assert lines[0].startswith("layer_norm: the Triton kernels need CUDA tensors (got device cpu)")
     assert lines[1].startswith("attention: the Triton kernels need CUDA tensors (got device cpu)")
     assert all("TRITON_INTERPRET=1" in line for line in lines)
+
+
+# ---- the fused post-LN sublayer close: LN(dropout(x + bias) + residual) ---------------------------
+def _fused_check(shape, dtype, dropout_p, seed=11, bias=True, residual=True, eps=1e-5):
+    g = torch.Generator().manual_seed(seed)
+    n = shape[-1]
+    x = leaf(shape, dtype, g, scale=2.0, shift=0.5)
+    r = leaf(shape, dtype, g) if residual else None
+    lin_b = leaf((n,), dtype, g, scale=0.5) if bias else None
+    w, b = leaf((n,), dtype, g, scale=0.2, shift=1.0), leaf((n,), dtype, g, scale=0.2)
+    dy = torch.randn(shape, generator=g).to(device=DEVICE, dtype=dtype)
+    y = fused_layer_norm.fused_bias_dropout_add_layer_norm(x, lin_b, r, w, b, eps, dropout_p, seed=seed)
+    y.backward(dy)
+    m = x.numel() // n
+    keep = (fused_layer_norm.dropout_keep_mask(seed, (m, n), dropout_p, DEVICE).cpu().view(shape) if dropout_p
+            else torch.ones(shape, dtype=torch.bool))
+    names, tensors = ["x", "r", "bias", "w", "b"], (x, r, lin_b, w, b)
+    doubles = {name: as_double(t)[0] if t is not None else None for name, t in zip(names, tensors)}
+    yd = reference.bias_dropout_add_layer_norm_with_keep_mask(doubles["x"], doubles["bias"], doubles["r"],
+                                                              doubles["w"], doubles["b"], eps, dropout_p, keep)
+    yd.backward(dy.double().cpu())
+    assert y.dtype == dtype and y.shape == x.shape
+    errors = {"y": assert_matches(y, yd, "y")}
+    for name, t in zip(names, tensors):
+        if t is not None:
+            errors[f"d{name}"] = assert_matches(t.grad, doubles[name].grad, f"d{name}")
+    return errors
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("shape", [(5, 123, 123), (3, 7, 1000), (2, 8192)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_bias_dropout_add_layer_norm_matches_reference(dtype, shape, dropout_p):
+    """Output and the gradients of x, residual, the sublayer bias, weight and LN bias; the kernel's own
+    dropout mask given to the reference (so the backward must regenerate the forward's mask)."""
+    _fused_check(shape, dtype, dropout_p)
+
+
+@pytest.mark.parametrize("bias, residual", [(False, True), (True, False), (False, False)])
+def test_bias_and_residual_are_optional(bias, residual):
+    _fused_check((6, 40), torch.float32, 0.2, bias=bias, residual=residual)
+
+
+def test_several_rows_per_program_as_on_gpu_for_narrow_rows(monkeypatch):
+    """The GPU takes GPU_TILE_ELEMENTS // BLOCK_N rows per program for hidden <= 2048 (4 at 768); the
+    interpreter runs the same multi-row code with 4 rows, ragged last block and uneven program split."""
+    assert fused_layer_norm._launch(768, torch.device("cuda"))[:2] == (4, 1024)
+    assert fused_layer_norm._launch(2048, torch.device("cuda"))[:2] == (2, 2048)
+    assert fused_layer_norm._launch(4096, torch.device("cuda"))[:2] == (1, 4096)
+    monkeypatch.setattr(fused_layer_norm, "INTERPRET_ROWS", 4)
+    monkeypatch.setattr(fused_layer_norm, "_backward_programs", lambda m, device: 3)
+    _fused_check((37, 96), torch.float32, 0.25)
+
+
+def test_dropout_mask_statistics_and_reproducibility():
+    p, shape = 0.3, (64, 300)
+    keep = fused_layer_norm.dropout_keep_mask(99, shape, p, DEVICE).cpu().float()
+    n = keep.numel()
+    assert abs(keep.mean().item() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n)
+    assert abs((keep[1:] == keep[:-1]).float().mean().item() - 0.58) < 0.02  # rows independent
+    g = torch.Generator().manual_seed(0)
+    x, w = leaf((8, 64), torch.float32, g), leaf((64,), torch.float32, g, shift=1.0)
+    torch.manual_seed(3)
+    a = kernels.bias_dropout_add_layer_norm(x, None, None, w, None, 1e-5, 0.5)
+    torch.manual_seed(3)
+    b = kernels.bias_dropout_add_layer_norm(x, None, None, w, None, 1e-5, 0.5)
+    c = kernels.bias_dropout_add_layer_norm(x, None, None, w, None, 1e-5, 0.5)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_fused_op_errors_name_the_value_and_the_rule():
+    x = torch.randn(2, 8, device=DEVICE)
+    with pytest.raises(ValueError, match=r"the sublayer bias has shape \(7,\): it must be \(8,\)"):
+        kernels.bias_dropout_add_layer_norm(x, torch.zeros(7, device=DEVICE), None, None, None)
+    with pytest.raises(ValueError, match=r"dropout_p is -0.1: it must be in \[0, 1\)"):
+        kernels.bias_dropout_add_layer_norm(x, None, None, None, None, 1e-5, -0.1)

@@ -5,6 +5,7 @@ breaks, `torch._dynamo.explain`).  Counted by uer-ds bench overhead's op counter
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch._dynamo
 
 from conftest import CORPORA, shared
 from uer_ds.config import ModelConfig
-from uer_ds.data.batch import collate
+from uer_ds.data.batch import collate, forward_kwargs
 from uer_ds.engine.overhead import OpCounter, syncs
 from uer_ds.models import build_model
 
@@ -43,13 +44,15 @@ RECURRENT = {
 }
 
 
-def pretraining_batch(cfg: ModelConfig, rows: int = 3, length: int = 12) -> dict:
-    """A collated batch with padding (rows of lengths 12, 11, 10) and every target's labels."""
+def pretraining_batch(cfg: ModelConfig, rows: int = 3, length: int = 12, shorter_by: int = 1,
+                     pad_to: Optional[int] = None) -> dict:
+    """A collated batch with padding (rows of lengths 12, 11, 10: each `shorter_by` shorter than the
+    last) and every target's labels."""
     rng = np.random.default_rng(0)
     instances = []
     for row in range(rows):
         seg = np.zeros(length, np.int64)
-        seg[: length - row] = 1
+        seg[: length - shorter_by * row] = 1
         src = rng.integers(5, V, length) * (seg > 0)
         tgt = {}
         for name in cfg.target:
@@ -65,14 +68,14 @@ def pretraining_batch(cfg: ModelConfig, rows: int = 3, length: int = 12) -> dict
                 tgt[name] = np.stack([np.where(seg > 0, np.roll(src, -1), -100),
                                       np.where(seg > 0, np.roll(src, 1), -100)], axis=1)
         instances.append({"src": src, "seg": seg, "tgt": tgt})
-    return collate(instances, picked={"mlm": 3})
+    return collate(instances, picked={"mlm": 3}, pad_to=pad_to)
 
 
 def counted_step(model: torch.nn.Module, batch: dict, labels) -> OpCounter:
     counter = OpCounter()
     with counter:
         counter.start()
-        result = model(batch["src"], labels, batch["seg"], padded=batch["info"].padded)
+        result = model(batch["src"], labels, batch["seg"], **forward_kwargs(batch["info"]))
         result.loss.backward()
         counter.stop()
     return counter
@@ -81,7 +84,7 @@ def counted_step(model: torch.nn.Module, batch: dict, labels) -> OpCounter:
 def explained_breaks(model: torch.nn.Module, batch: dict, labels) -> list[str]:
     torch._dynamo.reset()
     try:
-        explained = torch._dynamo.explain(model)(batch["src"], labels, batch["seg"], padded=batch["info"].padded)
+        explained = torch._dynamo.explain(model)(batch["src"], labels, batch["seg"], **forward_kwargs(batch["info"]))
     finally:
         torch._dynamo.reset()
     return [str(reason.reason).splitlines()[0] for reason in explained.break_reasons]
@@ -100,6 +103,45 @@ def test_pretraining_step_reads_nothing_back_and_compiles_whole(family):
     assert found == {}, f"{family}: device->host reads in a training step: {found}"
     with torch._dynamo.config.patch(allow_rnn=family in RECURRENT):
         assert explained_breaks(model, batch, labels) == []
+
+
+def test_the_unpadded_path_reads_nothing_back_and_compiles_whole(monkeypatch):
+    """Packed tokens through every layer (the reference's varlen attention standing in for the kernel,
+    which tests/kernels/test_unpadded.py runs), the MLM gathering packed rows: no host reads, no breaks."""
+    from uer_ds.models.encoders import transformer
+
+    monkeypatch.setattr(transformer, "runs_unpadded", lambda mode, x: True)
+    cfg = ModelConfig.from_json("bert/tiny", SMALL)
+    model = build_model(cfg).train()
+    batch = pretraining_batch(cfg)
+    assert batch["info"].packing is not None and batch["tgt"]["mlm"].packed_index is not None
+    counter = counted_step(model, batch, batch["tgt"])
+    found = {k: v for phase in counter.ops.values() for k, v in phase.items() if syncs({k: v})}
+    assert found == {}, f"device->host reads in an unpadded training step: {found}"
+    assert explained_breaks(model, batch, batch["tgt"]) == []
+
+
+def test_a_packing_of_another_size_does_not_recompile_the_padded_path():
+    """--compile pads pre-training batches to seq_length: with kernels torch the Packing (whose token
+    count changes every batch) must not make torch.compile trace again."""
+    cfg = ModelConfig.from_json("bert/tiny", SMALL)
+    model = build_model(cfg).train()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(model, backend=backend, fullgraph=True)
+        for shorter_by in (1, 2, 3):  # 33, 30 and 27 real tokens, batches padded to 12
+            batch = pretraining_batch(cfg, shorter_by=shorter_by, pad_to=12)
+            assert batch["src"].shape == (3, 12) and batch["info"].tokens == 36 - 3 * shorter_by
+            compiled(batch["src"], batch["tgt"], batch["seg"], **forward_kwargs(batch["info"]))
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 1, f"{len(graphs)} graphs compiled for batches of one shape"
 
 
 def test_unpadded_batches_take_the_unmasked_path_decided_on_the_host():

@@ -13,6 +13,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                                         "SDPA (GPU; --interpret: CPU smoke run)"),
     "preprocess": ("uer_ds.data.bench", "preprocessing MB/s, tokens/s, bytes/token vs HF tokenizers and pure Python"),
     "pretrain": ("uer_ds.engine.bench", "training tokens/s and peak memory for a model config and ds_config"),
+    "finetune": ("uer_ds.tasks.bench", "fine-tuning steps/s of a classifier on a real TSV: real tokens/s, padding "
+                                       "share (e.g. --kernels triton vs torch)"),
     "overhead": ("uer_ds.engine.overhead", "host work per training step (aten ops, host syncs, ms per phase; graph "
                                            "breaks), counted on the CPU for a model's structure at a small width"),
 }

@@ -1,8 +1,8 @@
 """collate: instances -> a batch of LongTensors, and what the host knows about it (BatchInfo).
 
 The training step never reads a batch back from the device: everything the host needs (how many
-tokens and samples, whether there is padding, which positions the MLM predicts, how many
-predictions each target makes) is computed here, once, on the host.
+tokens and samples, whether there is padding and where the real tokens are, which positions the MLM
+predicts, how many predictions each target makes) is computed here, once, on the host.
 """
 from __future__ import annotations
 
@@ -11,30 +11,49 @@ from typing import Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
+from uer_ds.models.layers.packing import Packing, packed_rows, packing_of
 from uer_ds.models.targets.base import IGNORE_INDEX, Picked
 
 
 class BatchInfo(NamedTuple):
-    """Host-side facts about one collated batch (plain Python values, never tensors).
+    """Host-side facts about one collated batch (plain Python values, and the Packing's index tensors).
 
     samples: rows B; tokens: non-padding positions (seg > 0); padded: some position is padding
     (seg == 0), so attention must mask; predictions: target or head name -> the number of labelled
     predictions its loss averages over (the loss denominator), used to weight micro-batches.
+    packing: where the real tokens are (`Packing`: their flat indices, cu_seqlens, max_seqlen), made
+    here once per batch for the unpadded transformer path; None when nothing is padding.
     """
 
     samples: int
     tokens: int
     padded: bool
     predictions: Mapping[str, int]
+    packing: Optional[Packing] = None
 
 
-def batch_info(seg: torch.Tensor, predictions: Mapping[str, int]) -> BatchInfo:
-    """BatchInfo of a collated (B, T) segment tensor on the host (CPU)."""
+_UNSET = object()
+
+
+def batch_info(seg: torch.Tensor, predictions: Mapping[str, int], packing: object = _UNSET) -> BatchInfo:
+    """BatchInfo of a collated (B, T) segment tensor on the host (CPU); packing: the batch's
+    Packing when the caller made it already (default: made here, `packing_of(seg)`)."""
     if seg.device.type != "cpu":
         raise ValueError(f"batch_info runs in the collate function on the host; seg is on {seg.device}")
     tokens = int((seg > 0).sum())
+    if packing is _UNSET:
+        packing = packing_of(seg) if seg.dim() == 2 else None
     return BatchInfo(samples=int(seg.shape[0]), tokens=tokens, padded=tokens < seg.numel(),
-                     predictions=dict(predictions))
+                     predictions=dict(predictions), packing=packing)
+
+
+def forward_kwargs(info: Optional[BatchInfo]) -> dict:
+    """The model's keyword arguments that come from a batch's BatchInfo (moved to the device with the
+    batch): `padded` is the Packing when there is one (the unpadded path may use it; other encoders
+    treat it as True), else the bool; nothing without a BatchInfo (padding then assumed)."""
+    if info is None:
+        return {}
+    return {"padded": info.packing if info.packing is not None else info.padded}
 
 
 def count_predictions(labels: object) -> int:
@@ -55,10 +74,11 @@ def _length(instance: dict) -> int:
     return int(nonpad[-1]) + 1 if len(nonpad) else 0
 
 
-def pick_positions(labels: torch.Tensor, rows: Optional[int] = None) -> Picked:
+def pick_positions(labels: torch.Tensor, rows: Optional[int] = None, packing: Optional[Packing] = None) -> Picked:
     """(B, T) labels with IGNORE_INDEX where nothing is predicted -> Picked with `rows` entries
-    (default: exactly the labelled count).  Host-side (CPU tensors).  ValueError when more positions
-    are labelled than `rows`."""
+    (default: exactly the labelled count), and with the entries' rows among the packed tokens when the
+    batch's `packing` is given.  Host-side (CPU tensors).  ValueError when more positions are labelled
+    than `rows`, or a label sits on padding while packing."""
     flat = labels.reshape(-1)
     index = torch.nonzero(flat != IGNORE_INDEX).reshape(-1)
     count = int(index.numel())
@@ -69,14 +89,17 @@ def pick_positions(labels: torch.Tensor, rows: Optional[int] = None) -> Picked:
     out_labels = torch.full((rows,), IGNORE_INDEX, dtype=torch.long)
     out_index[:count] = index
     out_labels[:count] = flat[index]
-    return Picked(out_index, out_labels)
+    if packing is None:
+        return Picked(out_index, out_labels)
+    return Picked(out_index, out_labels, packed_rows(out_index, packing, valid=out_labels != IGNORE_INDEX))
 
 
 def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = None,
             picked: Optional[Mapping[str, int]] = None) -> dict:
     """[{"src": (T_i,), "seg": (T_i,), "tgt": {name: () | (T_i,) | (T_i, 2)}}] ->
     {"src": (B, T), "seg": (B, T), "tgt": {name: (B,) | (B, T) | (B, T, 2) | Picked}, "info": BatchInfo},
-    tensors int64.
+    tensors int64; BatchInfo carries the batch's Packing (the real tokens' places, for the unpadded
+    path), and Picked targets their packed rows.
 
     T = pad_to, or the batch's longest non-padding length (PretrainDataset instances come padded
     to seq_length; the all-padding columns are dropped).  Shorter rows are padded with pad_id
@@ -107,8 +130,10 @@ def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = 
                 tgt[name][row] = int(value)
             else:
                 tgt[name][row, : min(len(value), T)] = torch.as_tensor(value[:T])
+    packing = packing_of(seg)
     for name, per_instance in (picked or {}).items():
         if name in tgt:
-            tgt[name] = pick_positions(tgt[name], B * per_instance)
-    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items() if name != "sub"})
+            tgt[name] = pick_positions(tgt[name], B * per_instance, packing)
+    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items() if name != "sub"},
+                      packing)
     return {"src": src, "seg": seg, "tgt": tgt, "info": info}

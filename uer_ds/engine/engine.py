@@ -22,7 +22,7 @@ from uer_ds.engine import checkpoint as ckpt
 from uer_ds.engine import dist
 from uer_ds.engine.ds_config import (build_ds_config, describe_precision, offloads_optimizer, offloads_params,
                                      precision, zero_stage)
-from uer_ds.data.batch import batch_info
+from uer_ds.data.batch import batch_info, forward_kwargs
 from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
 
@@ -303,11 +303,10 @@ class ZeroEngine(Engine):
         self.ds.train()
         for batch, weights in zip(batches, self.loss_weights(batches)):
             count_batch(stats, batch)
-            info = batch.get("info")
             batch = to_device(batch, self.device)
             with self._phase("forward"):
-                result = self.ds(batch["src"], batch["tgt"], batch["seg"],
-                                 **({"padded": info.padded} if info is not None else {}))
+                # padded: the batch's Packing (moved with the batch) or whether it has padding
+                result = self.ds(batch["src"], batch["tgt"], batch["seg"], **forward_kwargs(batch.get("info")))
                 loss = self._micro_stats(stats, result, weights, step)
             with self._phase("backward"):
                 self.ds.backward(loss)

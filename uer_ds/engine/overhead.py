@@ -7,7 +7,8 @@ synchronisations than the GPU needs time to run.  This benchmark counts them per
 (the same layers and parameter tensors, so the same number of ops and per-parameter loops), through
 `build_engine` and `uer_ds.train.train` exactly as `uer-ds pretrain` runs them:
 
-  ops    aten operators dispatched that are not views (on a GPU: about one kernel launch each)
+  ops    aten operators dispatched that are not views (on a GPU: about one kernel launch each); with
+         --kernels triton on the CPU the interpreter's own work inside a kernel launch is left out
   syncs  device->host reads: `.item()`/`float()`/`bool()` of a tensor (`_local_scalar_dense`),
          `nonzero`, boolean-mask indexing, `masked_select`, `unique`, and `Tensor.cpu/tolist/numpy`
          calls (on a GPU each one stops the host until the device catches up)
@@ -34,6 +35,9 @@ from typing import Any, Iterator, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from uer_ds.data.batch import forward_kwargs
+from uer_ds.kernels.utils import in_interpreted_launch
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpora"
 PHASES = ("forward", "backward", "step", "loop")
@@ -79,7 +83,7 @@ class OpCounter(TorchDispatchMode):
         self.counting = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self.counting:
+        if self.counting and not in_interpreted_launch():
             name = func.overloadpacket.__name__
             self.ops[self.current][name] += 1
             if name in ("index", "index_put_", "index_put") and any(
@@ -105,7 +109,7 @@ class OpCounter(TorchDispatchMode):
         counter = self
 
         def read(tensor, *args, **kwargs):
-            if counter.counting:  # on a GPU, a copy of a device tensor to the host
+            if counter.counting and not in_interpreted_launch():  # on a GPU, a copy of a device tensor to the host
                 counter.ops[counter.current][f"Tensor.{method}"] += 1
             return original(tensor, *args, **kwargs)
 
@@ -239,7 +243,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=5, help="counted steps (default 5)")
     parser.add_argument("--warmup_steps", type=int, default=3, help="uncounted steps first (default 3)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile())")
+    parser.add_argument("--kernels", choices=("torch", "triton"), default="torch",
+                        help="the model's kernels (default torch); triton runs the unpadded path on packed batches "
+                             "through Triton's interpreter on the CPU (each kernel op counts once: about 1-3 "
+                             "launches on a GPU)")
     parser.add_argument("--json_path", help="write the result as JSON")
+
+
+def enter_interpreter(command: str) -> None:
+    """TRITON_INTERPRET=1 before the first import of triton and of the kernels (see kernels/utils.py)."""
+    import os
+    import sys
+
+    if os.environ.get("TRITON_INTERPRET") != "1" and "triton" in sys.modules:
+        raise ValueError(f"{command}: triton was already imported in this process without TRITON_INTERPRET=1; "
+                         "start the command with TRITON_INTERPRET=1 in the environment")
+    os.environ["TRITON_INTERPRET"] = "1"
 
 
 def shrunk_config(args: argparse.Namespace, processor: str, targets: tuple[str, ...]):
@@ -249,7 +268,8 @@ def shrunk_config(args: argparse.Namespace, processor: str, targets: tuple[str, 
     width = args.width
     return ModelConfig.from_json(args.config_path, {
         "vocab_size": args.vocab_size, "target": list(targets), "data_processor": processor, "hidden_size": width,
-        "emb_size": width, "feedforward_size": 4 * width, "heads_num": max(1, width // 16), "kernels": "torch"})
+        "emb_size": width, "feedforward_size": 4 * width, "heads_num": max(1, width // 16),
+        "kernels": getattr(args, "kernels", "torch")})
 
 
 def graph_breaks(model: torch.nn.Module, batch: dict) -> Optional[int]:
@@ -260,7 +280,7 @@ def graph_breaks(model: torch.nn.Module, batch: dict) -> Optional[int]:
     torch._dynamo.reset()
     try:
         explained = torch._dynamo.explain(model)(batch["src"], batch["tgt"], batch["seg"],
-                                                 padded=batch["info"].padded)
+                                                 **forward_kwargs(batch["info"]))
     finally:
         torch._dynamo.reset()
     return int(explained.graph_break_count)
@@ -336,6 +356,7 @@ def measure(args: argparse.Namespace) -> dict:
     params = sum(1 for p in engine.ds.module.parameters() if p.requires_grad)
     optimizer = type(getattr(engine.ds.optimizer, "optimizer", engine.ds.optimizer)).__name__
     return {"config": args.config_path, "width": args.width, "layers": cfg.layers_num, "parameter_tensors": params,
+            "kernels": cfg.kernels,
             "deepspeed_config": args.deepspeed_config, "engine": describe(engine),
             "deepspeed_optimizer": type(engine.ds.optimizer).__name__, "inner_optimizer": optimizer,
             "compile": args.compile, "batch_size": args.batch_size, "seq_length": args.seq_length,
@@ -347,7 +368,8 @@ def format_table(result: dict) -> str:
     lines = [f"{result['config']} structure at width {result['width']}: {result['layers']} layers, "
              f"{result['parameter_tensors']} parameter tensors; {result['engine']}",
              f"DeepSpeed optimizer {result['deepspeed_optimizer']} ({result['inner_optimizer']} inside); "
-             f"compile {'on' if result['compile'] else 'off'}; per step, mean of {result['steps']} steps",
+             f"kernels {result.get('kernels', 'torch')}; compile {'on' if result['compile'] else 'off'}; "
+             f"per step, mean of {result['steps']} steps",
              f"{'phase':<10} {'aten ops':>10} {'host syncs':>11} {'ms':>9}"
              + (f" {'compiled graphs':>16}" if result["compile"] else "")]
     for name, row in list(result["phases"].items()) + [("total", result["total"])]:
@@ -363,6 +385,8 @@ def format_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from uer_ds.engine import dist
 
+    if args.kernels == "triton" and not torch.cuda.is_available():
+        enter_interpreter("bench overhead --kernels triton")
     result = measure(args)
     if dist.is_rank0():
         print(format_table(result))

@@ -11,6 +11,7 @@ from uer_ds.models.embeddings import build_embedding
 from uer_ds.models.embeddings.parts import SinusoidalPosEmbedding
 from uer_ds.models.encoders import ENCODERS
 from uer_ds.models.layers import LayerNorm
+from uer_ds.models.layers.packing import PackedHidden, Packing
 from uer_ds.models.targets import TARGETS, TargetResult
 
 INIT_STD = 0.02  # BERT's and UER-py's initializer range
@@ -65,21 +66,34 @@ class Model(nn.Module):
         self.tie_weights()
 
     # ---- computation --------------------------------------------------------------------------
-    def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Optional[bool] = None,
+    def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing] = None,
                sub: Optional[torch.Tensor] = None) -> torch.Tensor:
         """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs.
-        padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may.
+        padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may;
+        the batch's Packing (BatchInfo.packing): padded, and where the tokens are (an encoder that runs
+        unpadded on it has its output unpacked here).
         sub: (B, T, C) character ids per word, for subword features (else None)."""
+        hidden = self._hidden(src, seg, padded, sub)
+        return hidden.padded() if isinstance(hidden, PackedHidden) else hidden
+
+    def _hidden(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing],
+                sub: Optional[torch.Tensor] = None):
+        """The encoder's output: (B, T, H), or PackedHidden when it ran unpadded."""
         emb = self.embedding(src, seg) if sub is None else self.embedding(src, seg, sub)
         return self.encoder(emb, seg, padded=padded)
 
     def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, Any]],
-                seg: torch.Tensor, padded: Optional[bool] = None) -> TargetResult:
+                seg: torch.Tensor, padded: Union[None, bool, Packing] = None) -> TargetResult:
         """tgt: one label tensor (or Picked) for a single target, else {target name: labels}; see each
-        target's shapes.  padded: as in `encode`."""
+        target's shapes.  padded: as in `encode`; targets that set `takes_packed` (the MLM) get an
+        unpadded encoder's packed tokens as they are, the others them unpacked to (B, T, H), once."""
         if not len(self.target):
             raise ValueError("this model config has no target; use Model.encode, or set target in the config")
-        hidden = self.encode(src, seg, padded, sub=tgt.get("sub") if isinstance(tgt, Mapping) else None)
+        hidden = self._hidden(src, seg, padded, tgt.get("sub") if isinstance(tgt, Mapping) else None)
+        if isinstance(hidden, PackedHidden) and not all(getattr(h, "takes_packed", False) for h in self.target.values()):
+            packed, hidden = hidden, hidden.padded()
+        else:
+            packed = hidden
         if not isinstance(tgt, Mapping):
             if len(self.target) > 1:
                 raise ValueError(f"model has targets {list(self.target)}: give tgt as a dict keyed by target name")
@@ -87,7 +101,8 @@ class Model(nn.Module):
         missing = [name for name in self.target if name not in tgt]
         if missing:
             raise ValueError(f"tgt lacks labels for target(s) {missing} (given: {list(tgt)})")
-        return TargetResult.combine({name: head(hidden, tgt[name], seg) for name, head in self.target.items()})
+        return TargetResult.combine({name: head(packed if getattr(head, "takes_packed", False) else hidden,
+                                                tgt[name], seg) for name, head in self.target.items()})
 
 
 @torch.no_grad()

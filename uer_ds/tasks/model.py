@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from uer_ds.config import ModelConfig
+from uer_ds.models.layers.packing import Packing
 from uer_ds.models.model import Model
 from uer_ds.textfile import load_json
 
@@ -64,7 +65,7 @@ class TaskModel(Model):
         return task if isinstance(task, int) else int(task.reshape(-1)[0])
 
     def forward(self, src, tgt: Optional[Mapping[str, Any]], seg, predict: bool = False,
-                padded: Optional[bool] = None):
+                padded: Union[None, bool, Packing] = None):
         hidden = self.encode(src, seg, padded, sub=None if tgt is None else tgt.get("sub"))
         name = self.head_names[self.head_index(tgt)]
         head = self.target[name]

@@ -5,9 +5,11 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from uer_ds.models.layers.dispatch import kernel_ops
+from uer_ds.models.layers.dispatch import kernel_ops, prepare
+from uer_ds.models.layers.packing import Packing
 
 
 class MultiHeadedAttention(nn.Module):
@@ -17,6 +19,7 @@ class MultiHeadedAttention(nn.Module):
         self.head_size = hidden_size // heads_num
         self.dropout = dropout
         self.kernels = kernels
+        prepare(kernels)
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
@@ -27,11 +30,12 @@ class MultiHeadedAttention(nn.Module):
         return x.view(b, t, self.heads_num, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor], causal: bool,
-                kv_cache: Optional["KVCache"] = None) -> torch.Tensor:
+                kv_cache: Optional["KVCache"] = None, bias: bool = True) -> torch.Tensor:
         """x: (B, T, H); key_padding_mask: (B, T) True at padding, or None.
 
         kv_cache (inference only): the keys and values of earlier calls; this call's are appended and the
         queries attend over all of them (causal aligns the last query with the last key).
+        bias: False leaves the output projection's bias out (the caller adds it in a fused op).
         """
         b, t, h = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
@@ -41,7 +45,20 @@ class MultiHeadedAttention(nn.Module):
             q, k, v, key_padding_mask=key_padding_mask, causal=causal,
             dropout_p=self.dropout if self.training else 0.0, softmax_scale=1.0 / math.sqrt(self.head_size))
         ctx = ctx.transpose(1, 2).reshape(b, t, h)  # (B, T, H)
-        return self.output(ctx)
+        return self._project(ctx, bias)
+
+    def forward_packed(self, x: torch.Tensor, packing: Packing, causal: bool, bias: bool = True) -> torch.Tensor:
+        """x: (N, H), the real tokens of a batch packed by `packing` -> (N, H); each token attends to its
+        own sequence's tokens (varlen attention over packing.cu_seqlens).  bias: as in `forward`."""
+        n, h = x.shape
+        q, k, v = (proj(x).view(n, self.heads_num, self.head_size) for proj in (self.query, self.key, self.value))
+        ctx = kernel_ops(self.kernels, x).varlen_attention(
+            q, k, v, packing.cu_seqlens, packing.max_seqlen, causal=causal,
+            dropout_p=self.dropout if self.training else 0.0, softmax_scale=1.0 / math.sqrt(self.head_size))
+        return self._project(ctx.reshape(n, h), bias)  # (N, nh, hs) -> (N, H)
+
+    def _project(self, ctx: torch.Tensor, bias: bool) -> torch.Tensor:
+        return self.output(ctx) if bias else F.linear(ctx, self.output.weight)
 
 
 class KVCache:

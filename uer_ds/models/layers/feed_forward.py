@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uer_ds.models.layers.activations import ACTIVATIONS
@@ -14,5 +15,7 @@ class PositionwiseFeedForward(nn.Module):
         self.linear_2 = nn.Linear(feedforward_size, hidden_size)
         self.act = ACTIVATIONS[hidden_act]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, T, H)
-        return self.linear_2(self.act(self.linear_1(x)))
+    def forward(self, x: torch.Tensor, bias: bool = True) -> torch.Tensor:  # (..., H) -> (..., H)
+        """bias: False leaves linear_2's bias out (the caller adds it in a fused op)."""
+        h = self.act(self.linear_1(x))
+        return self.linear_2(h) if bias else F.linear(h, self.linear_2.weight)

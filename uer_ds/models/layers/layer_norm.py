@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from uer_ds.models.layers.dispatch import kernel_ops
+from uer_ds.models.layers.dispatch import kernel_ops, prepare
 
 
 class LayerNorm(nn.Module):
@@ -16,6 +16,7 @@ class LayerNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.kernels = kernels
+        prepare(kernels)
         self.weight = nn.Parameter(torch.empty(hidden_size))
         self.bias = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()

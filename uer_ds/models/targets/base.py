@@ -1,10 +1,12 @@
 """The one result type every target returns, and shared helpers."""
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Union
+from typing import Mapping, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
+
+from uer_ds.models.layers.packing import PackedHidden
 
 # Label value for "no prediction here" (unmasked MLM positions, padding): the torch/HF convention,
 # so every vocabulary id, 0 included, stays a legal label.
@@ -18,22 +20,31 @@ class Picked(NamedTuple):
     each.  Rows past the real count are padding (index 0, label IGNORE_INDEX), so N can be a fixed
     bound for a batch shape and shapes stay static.  A head gathers `hidden.flatten(0, 1)[index]`:
     an integer gather, which (unlike boolean indexing) never waits for the device.
+    packed_index: (N,) int64, the same positions as rows of the batch's packed tokens (its `Packing`),
+    or None; an unpadded encoder's output is gathered with it directly, never unpacked.
     """
 
     index: torch.Tensor
     labels: torch.Tensor
+    packed_index: Optional[torch.Tensor] = None
 
 
 Labels = Union[torch.Tensor, Picked]
 
 
-def pick(hidden: torch.Tensor, labels: Labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, H) hidden states and labels -> the labelled rows (N, H) and their labels (N,).
+def pick(hidden: Union[torch.Tensor, PackedHidden], labels: Labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, H) hidden states (or an unpadded encoder's PackedHidden) and labels -> the labelled rows
+    (N, H) and their labels (N,).
 
-    With `Picked` labels this is an index gather (no host synchronisation, static N).  With dense
-    (B, T) labels, IGNORE_INDEX where nothing is predicted, it is boolean indexing, which makes the
-    host wait for the device (nonzero): for tests and tools, not the training step.
+    With `Picked` labels this is an index gather (no host synchronisation, static N); packed tokens are
+    gathered through `Picked.packed_index` without unpacking.  With dense (B, T) labels, IGNORE_INDEX
+    where nothing is predicted, it is boolean indexing, which makes the host wait for the device
+    (nonzero): for tests and tools, not the training step.
     """
+    if isinstance(hidden, PackedHidden):
+        if isinstance(labels, Picked) and labels.packed_index is not None:
+            return hidden.tokens.index_select(0, labels.packed_index), labels.labels
+        hidden = hidden.padded()
     if isinstance(labels, Picked):
         return hidden.flatten(0, 1).index_select(0, labels.index), labels.labels
     keep = labels != IGNORE_INDEX

@@ -1,11 +1,14 @@
 """Masked language model head (BERT's cls.predictions)."""
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 from torch import nn
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers import ACTIVATIONS, LayerNorm
+from uer_ds.models.layers.packing import PackedHidden
 from uer_ds.models.targets.base import Labels, TargetResult, classification_result, pick
 
 
@@ -17,6 +20,9 @@ class MlmTarget(nn.Module):
     """
 
     tied_parameter = "linear_2.weight"
+    # an unpadded encoder's PackedHidden is welcome: the masked rows are gathered from the packed
+    # tokens directly (Picked.packed_index), never unpacked to (B, T, H)
+    takes_packed = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -29,8 +35,9 @@ class MlmTarget(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., V)
         return self.linear_2(self.layer_norm(self.act(self.linear_1(hidden))))
 
-    def forward(self, hidden: torch.Tensor, tgt: Labels, seg: torch.Tensor) -> TargetResult:
-        """hidden: (B, T, H); tgt: the masked positions as `Picked` (what collate gives: no host sync),
-        or (B, T) token ids at masked positions with IGNORE_INDEX elsewhere."""
+    def forward(self, hidden: Union[torch.Tensor, PackedHidden], tgt: Labels, seg: torch.Tensor) -> TargetResult:
+        """hidden: (B, T, H), or the packed tokens of an unpadded encoder (PackedHidden); tgt: the masked
+        positions as `Picked` (what collate gives: no host sync), or (B, T) token ids at masked positions
+        with IGNORE_INDEX elsewhere."""
         rows, labels = pick(hidden, tgt)  # (N, H), (N,)
         return classification_result(self.logits(rows), labels)  # (N, V), (N,)
