@@ -312,7 +312,11 @@ def test_dataloader_workers_give_the_same_batches(make):
     for want, got in zip(plain, loader):
         assert torch.equal(want["src"], got["src"]) and torch.equal(want["tgt"]["sp"], got["tgt"]["sp"])
         assert all(torch.equal(a, b) for a, b in zip(want["tgt"]["mlm"], got["tgt"]["mlm"]))  # Picked
-        assert want["info"] == got["info"]
+        assert want["info"]._replace(packing=None) == got["info"]._replace(packing=None)
+        packings = want["info"].packing, got["info"].packing
+        assert (packings[0] is None) == (packings[1] is None)
+        assert packings[0] is None or all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+                                          for a, b in zip(*packings))
 
 
 def test_dataset_errors(tmp_path, make):
@@ -344,7 +348,12 @@ def test_collate_pads_and_trims():
     assert batch["seg"].tolist() == [[1, 1, 1, 1], [1, 2, 2, 0]]
     assert batch["tgt"]["sp"].tolist() == [1, 0] and batch["tgt"]["bilm"].shape == (2, 4, 2)
     assert batch["tgt"]["mlm"].tolist() == [[-100, 7, -100, -100], [-100] * 4]
-    assert batch["info"] == BatchInfo(samples=2, tokens=7, padded=True, predictions={"mlm": 1, "sp": 2, "bilm": 4})
+    info = batch["info"]
+    assert info._replace(packing=None) == BatchInfo(samples=2, tokens=7, padded=True,
+                                                    predictions={"mlm": 1, "sp": 2, "bilm": 4})
+    # the real tokens' places (the unpadded path's Packing): rows of 4 and 3 tokens in the (2, 4) batch
+    assert info.packing.indices.tolist() == [0, 1, 2, 3, 4, 5, 6] and info.packing.cu_seqlens.tolist() == [0, 4, 7]
+    assert info.packing.max_seqlen == 4 and info.packing.shape == (2, 4)
     padded = collate([b], pad_id=5, pad_to=8)
     assert padded["src"].tolist() == [[2, 9, 3, 0, 0, 0, 5, 5]]
     assert padded["info"].padded and not collate([a])["info"].padded
