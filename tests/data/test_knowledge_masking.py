@@ -88,10 +88,11 @@ def _title_occurrences(tok, src):
     """(start, length) of every title's tokens in a (restored) instance."""
     out = []
     for title in TITLES:
-        ids = tok.encode(title)
-        for i in range(len(src) - len(ids) + 1):
-            if list(src[i:i + len(ids)]) == ids:
-                out.append((i, len(ids)))
+        ids = np.asarray(tok.encode(title))
+        if len(ids) > len(src):
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(src), len(ids))  # (T - n + 1, n)
+        out += [(int(i), len(ids)) for i in np.flatnonzero((windows == ids).all(axis=1))]
     return out
 
 
