@@ -37,6 +37,7 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-timeout>=2.2",  # a hung test fails by itself instead of stalling the whole run
+            "pytest-xdist>=3.5",  # launch/test.sh runs the suite on two workers (the CI machine's two cores)
             "transformers>=4.40",
             "seqeval>=1.2",
             "hypothesis>=6",

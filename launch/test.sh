@@ -6,4 +6,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/launch/setup"
 cd "$root"
 export DS_ACCELERATOR=cpu PATH="$root/.venv/bin:$PATH"  # the venv's tools (ninja for DeepSpeed's JIT ops) first
-exec "$root/.venv/bin/python" -m pytest "$@"
+# two workers (pytest-xdist), a test file each at a time; one torch thread per worker (tests/conftest.py).
+# UER_DS_TEST_WORKERS=0 runs in this process only.
+exec "$root/.venv/bin/python" -m pytest -n "${UER_DS_TEST_WORKERS:-2}" --dist loadfile "$@"

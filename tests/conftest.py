@@ -20,6 +20,32 @@ def shared(relative: str) -> Path:
     return path
 
 
+# pytest-xdist (`-n 2`, what launch/test.sh runs): one torch thread per worker, so two workers share the
+# two cores instead of four threads fighting over them (oneDNN's LSTM slows down many times when
+# oversubscribed); subprocesses inherit OMP_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+# what an in-process command leaves in the environment when it makes the test process a job of one
+# (uer_ds.engine.dist.init_distributed): a later test's subprocess would inherit MASTER_PORT, a port
+# this process still listens on
+JOB_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _job_environment_restored():
+    saved = {k: os.environ.get(k) for k in JOB_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def zh_vocab() -> Path:
     return shared("models/google_zh_vocab.txt")
