@@ -29,21 +29,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-# what an in-process command leaves in the environment when it makes the test process a job of one
-# (uer_ds.engine.dist.init_distributed): a later test's subprocess would inherit MASTER_PORT, a port
-# this process still listens on
-JOB_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
+# An in-process command makes the test process a job of one (uer_ds.engine.dist.init_distributed sets
+# RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and keeps its process group: the rank
+# variables stay (DeepSpeed reads LOCAL_RANK when it builds the next engine), but MASTER_PORT, a port
+# this process still listens on, must not reach a later test's subprocess (EADDRINUSE there)
 @pytest.fixture(autouse=True)
-def _job_environment_restored():
-    saved = {k: os.environ.get(k) for k in JOB_ENV}
+def _master_port_not_inherited():
+    before = os.environ.get("MASTER_PORT")
     yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    if before is None:
+        os.environ.pop("MASTER_PORT", None)
 
 
 @pytest.fixture

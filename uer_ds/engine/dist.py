@@ -34,6 +34,8 @@ def init_distributed() -> None:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK=os.environ.get("LOCAL_RANK", "0"),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
     os.environ.setdefault("LOCAL_RANK", "0")
+    if os.environ.get("WORLD_SIZE") == "1" and "MASTER_PORT" not in os.environ:  # a job of one without a port
+        os.environ.update(MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"), MASTER_PORT=str(_free_port()))
     backend = os.environ.get(BACKEND_ENV) or get_accelerator().communication_backend_name()
     deepspeed.init_distributed(dist_backend=backend)
     _unlink_shm_allreduce_buffer()

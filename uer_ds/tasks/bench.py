@@ -3,8 +3,8 @@ classifier` runs them (the task's reader and collate, batches padded to their lo
 engine and step), without evaluation or saving.
 
 Tokens/s counts real tokens only (the collate function's BatchInfo.tokens, padding excluded), beside
-padded positions/s and the batches' padding share: on real data at seq 128-512 half or more of the
-positions are padding, which the unpadded path (`--kernels triton`) never computes.  Prints a table
+padded positions/s and the batches' padding share: on short texts most positions are padding (book_review
+at seq 128: 69 % of seq_length), which the unpadded path (`--kernels triton`) never computes.  Prints a table
 and writes JSON.  Random weights (speed does not depend on them).
 """
 from __future__ import annotations

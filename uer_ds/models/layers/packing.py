@@ -3,8 +3,8 @@
 The technique of NVIDIA's and MosaicBERT's fast BERTs: the embedding output (B, T, E) is packed to
 its N real tokens (N, E) once per batch, every transformer layer runs on those N rows (matmuls,
 LayerNorm, dropout, residual, and attention over `cu_seqlens` through the varlen kernel), and the
-result is unpacked only where a head needs positions.  On real fine-tuning data at seq 128-512 half
-or more of the positions are padding, which the packed layers never compute.
+result is unpacked only where a head needs positions.  On short fine-tuning texts most positions are
+padding (book_review at seq 128: 69 % of seq_length), which the packed layers never compute.
 
 `Packing` is computed by the collate function on the host (`packing_of`, numpy: no device value is
 ever read back) and travels in the batch's `BatchInfo`; the model receives it as its `padded`
