@@ -12,7 +12,8 @@ online softmax (running max m, running sum l, rescaled accumulator) and saves on
 log-sum-exp (fp32, base 2).  The backward recomputes P = exp2(S - lse) block by block: one kernel
 per key block accumulates dK, dV over the query blocks, one per query block accumulates dQ over the
 key blocks, so no atomics are needed and results are deterministic.  delta = rowsum(dO * O) comes
-from a small preprocessing kernel.
+from a small preprocessing kernel.  The per-tile arithmetic (online-softmax step, epilogue, dK/dV
+and dQ steps, dropout mask) is shared with the varlen kernels: kernels/attention_tile.py.
 
 Masks.  key_padding_mask (B, Tk), True at padding: each program loops only over the key blocks between
 the batch row's first and last real key (two (B,) tensors computed on the device once per forward,
@@ -40,6 +41,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from uer_ds.kernels.attention_tile import dkdv_step, dq_step, dropout_keep, softmax_finish, softmax_step
 from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
                                   dropout_seed, eager_function, kernel_op, launch, next_power_of_2)
 
@@ -48,13 +50,6 @@ LOG2E = 1.4426950408889634
 
 
 # ---- jit kernels ---------------------------------------------------------------------------------
-@triton.jit
-def _dropout_keep(seed, bh, offs_m, offs_n, Tk, dropout_p):
-    """(BLOCK_M, BLOCK_N) bool: which probabilities dropout keeps; one expression for every kernel."""
-    rand = tl.rand(seed + bh, offs_m[:, None] * Tk + offs_n[None, :])
-    return rand >= dropout_p
-
-
 @triton.jit
 def _visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr,
              EVEN_N: tl.constexpr):
@@ -90,15 +85,8 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K_bh, V_bh, KPM_row, stride_kt, stride_vt,
         s = tl.dot(q, k, input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
         if HAS_KPM or MASK_CAUSAL or not EVEN_N:
             s = tl.where(_visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM, MASK_CAUSAL, EVEN_N), s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet: no NaN
-        p = tl.math.exp2(s - m_ref[:, None])
-        alpha = tl.math.exp2(m_i - m_ref)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        if DROPOUT:
-            p = tl.where(_dropout_keep(seed, bh, offs_m, offs_n, Tk, dropout_p), p, 0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        acc, l_i, m_i = softmax_step(acc, l_i, m_i, s, v, seed, bh, offs_m, offs_n, Tk, dropout_p, DROPOUT,
+                                     DOT_PRECISION)
     return acc, l_i, m_i
 
 
@@ -160,12 +148,7 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, SEED, dropout
         acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, K_bh, V_bh, KPM_row, stride_kt, stride_vt, offs_m,
                                         offs_d, mid, hi, qk_scale, seed, bh, dropout_p, Tq, Tk, BLOCK_N, HAS_KPM,
                                         True, DROPOUT, EVEN_N, UPCAST, DOT_PRECISION)
-    dead = l_i == 0.0  # nothing visible: output 0, lse +inf (so the backward's P is 0 too)
-    scale = 1.0 / tl.where(dead, 1.0, l_i)
-    if DROPOUT:
-        scale = scale / (1.0 - dropout_p)
-    o = acc * scale[:, None]
-    lse = tl.where(dead, float("inf"), m_i + tl.math.log2(tl.where(dead, 1.0, l_i)))
+    o, lse = softmax_finish(acc, l_i, m_i, dropout_p, DROPOUT)  # nothing visible: o 0, lse +inf
     o_ptrs = O + b.to(tl.int64) * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :]
     if EVEN_M:
         tl.store(o_ptrs, o.to(O.dtype.element_ty))
@@ -217,17 +200,8 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q_bh, DO_bh, LSE_bh, DELTA_bh, KPM_row, s
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         if HAS_KPM or MASK_CAUSAL or not EVEN_N:
             s = tl.where(_visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM, MASK_CAUSAL, EVEN_N), s, float("-inf"))
-        p = tl.math.exp2(s - lse[:, None])  # the forward's probabilities; 0 where masked or dead
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)  # dL/d(dropped P)
-        if DROPOUT:
-            keep = _dropout_keep(seed, bh, offs_m, offs_n, Tk, dropout_p)
-            pd = tl.where(keep, p / (1.0 - dropout_p), 0.0)
-            dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
-        else:
-            pd = p
-        dv += tl.dot(tl.trans(pd.to(do.dtype)), do, input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PRECISION)
+        dk, dv = dkdv_step(dk, dv, q, do, k, v, s, lse, delta, seed, bh, offs_m, offs_n, Tk, dropout_p, DROPOUT,
+                           DOT_PRECISION)
     return dk, dv
 
 
@@ -323,13 +297,7 @@ def _attn_bwd_dq_inner(dq, q, do, lse, delta, K_bh, V_bh, KPM_row, stride_kt, st
         s = tl.dot(q, kt, input_precision=DOT_PRECISION) * qk_scale
         if HAS_KPM or MASK_CAUSAL or not EVEN_N:
             s = tl.where(_visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM, MASK_CAUSAL, EVEN_N), s, float("-inf"))
-        p = tl.math.exp2(s - lse[:, None])
-        dp = tl.dot(do, vt, input_precision=DOT_PRECISION)
-        if DROPOUT:
-            keep = _dropout_keep(seed, bh, offs_m, offs_n, Tk, dropout_p)
-            dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=DOT_PRECISION)
+        dq = dq_step(dq, do, kt, vt, s, lse, delta, seed, bh, offs_m, offs_n, Tk, dropout_p, DROPOUT, DOT_PRECISION)
     return dq
 
 
@@ -393,7 +361,7 @@ def _dropout_keep_kernel(KEEP, SEED, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, B
     bh = tl.program_id(2)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    keep = _dropout_keep(tl.load(SEED), bh, offs_m, offs_n, Tk, dropout_p)
+    keep = dropout_keep(tl.load(SEED), bh, offs_m, offs_n, Tk, dropout_p)
     tl.store(KEEP + bh.to(tl.int64) * Tq * Tk + offs_m[:, None] * Tk + offs_n[None, :], keep.to(tl.int8),
              mask=(offs_m[:, None] < Tq) & (offs_n[None, :] < Tk))
 

@@ -21,7 +21,8 @@ a host int: programs past their sequence's end do nothing.  Key blocks wholly in
 (and, causal, wholly at or before the block's first query) skip the element-wise mask.  The backward
 recomputes P = exp2(S - lse): one program per key block accumulates dK, dV over the query blocks,
 one per query block accumulates dQ over the key blocks (no atomics: deterministic); delta =
-rowsum(dO * O) comes from a small preprocessing kernel.  Three launches, no torch op.
+rowsum(dO * O) comes from a small preprocessing kernel.  Three launches, no torch op.  The per-tile
+arithmetic is shared with the padded kernels (kernels/attention_tile.py).
 
 Dropout: keep(b, h, i, j) = Philox(seed + b * H + h, i * L_b + j) >= p (Triton's `tl.rand`), seed a
 (1,) int64 device tensor drawn per call (graph-safe, no host read), the same expression in every
@@ -42,6 +43,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from uer_ds.kernels.attention_tile import dkdv_step, dq_step, dropout_keep, softmax_finish, softmax_step
 from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
                                   dropout_seed, eager_function, interpreting, kernel_op, launch)
 
@@ -50,12 +52,6 @@ LOG2E = 1.4426950408889634
 
 
 # ---- jit kernels ---------------------------------------------------------------------------------
-@triton.jit
-def _keep(seed, bh, offs_m, offs_n, L, dropout_p):
-    """(BLOCK_M, BLOCK_N) bool: which probabilities dropout keeps; one expression for every kernel."""
-    return tl.rand(seed + bh, offs_m[:, None] * L + offs_n[None, :]) >= dropout_p
-
-
 @triton.jit
 def _fwd_inner(acc, l_i, m_i, q, K_h, V_h, stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh,
                dropout_p, BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
@@ -78,15 +74,8 @@ def _fwd_inner(acc, l_i, m_i, q, K_h, V_h, stride_kn, stride_vn, offs_m, offs_d,
             if CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None])
             s = tl.where(ok, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet: no NaN
-        p = tl.math.exp2(s - m_ref[:, None])
-        alpha = tl.math.exp2(m_i - m_ref)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        if DROPOUT:
-            p = tl.where(_keep(seed, bh, offs_m, offs_n, L, dropout_p), p, 0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        acc, l_i, m_i = softmax_step(acc, l_i, m_i, s, v, seed, bh, offs_m, offs_n, L, dropout_p, DROPOUT,
+                                     DOT_PRECISION)
     return acc, l_i, m_i
 
 
@@ -138,12 +127,7 @@ def _varlen_fwd_kernel(Q, K, V, O, LSE, CU, SEED, qk_scale, dropout_p,
         acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K_h, V_h, stride_kn, stride_vn, offs_m, offs_d, mid, hi, L,
                                    qk_scale, seed, bh, dropout_p, BLOCK_N, True, CAUSAL, DROPOUT, UPCAST,
                                    DOT_PRECISION)
-        dead = l_i == 0.0  # only rows past the end (every real query sees at least itself)
-        scale = 1.0 / tl.where(dead, 1.0, l_i)
-        if DROPOUT:
-            scale = scale / (1.0 - dropout_p)
-        o = acc * scale[:, None]
-        lse = tl.where(dead, float("inf"), m_i + tl.math.log2(tl.where(dead, 1.0, l_i)))
+        o, lse = softmax_finish(acc, l_i, m_i, dropout_p, DROPOUT)  # l = 0 only past the end (not stored)
         tl.store(O + rows[:, None] * stride_on + h * stride_oh + offs_d[None, :], o.to(O.dtype.element_ty),
                  mask=row_ok[:, None])
         tl.store(LSE + h.to(tl.int64) * n_tokens + rows, lse, mask=row_ok)
@@ -181,17 +165,8 @@ def _dkdv_inner(dk, dv, k, v, Q_h, DO_h, LSE_h, DELTA_h, stride_qn, stride_dn, o
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         if MASK:  # the causal diagonal (keys past the end only reach dK/dV rows that are never stored)
             s = tl.where(offs_n[None, :] <= offs_m[:, None], s, float("-inf"))
-        p = tl.math.exp2(s - lse[:, None])  # the forward's probabilities
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)  # dL/d(dropped P)
-        if DROPOUT:
-            keep = _keep(seed, bh, offs_m, offs_n, L, dropout_p)
-            pd = tl.where(keep, p / (1.0 - dropout_p), 0.0)
-            dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
-        else:
-            pd = p
-        dv += tl.dot(tl.trans(pd.to(do.dtype)), do, input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PRECISION)
+        dk, dv = dkdv_step(dk, dv, q, do, k, v, s, lse, delta, seed, bh, offs_m, offs_n, L, dropout_p, DROPOUT,
+                           DOT_PRECISION)
     return dk, dv
 
 
@@ -268,13 +243,7 @@ def _dq_inner(dq, q, do, lse, delta, K_h, V_h, stride_kn, stride_vn, offs_m, off
             if CAUSAL:
                 ok = ok & (offs_n[None, :] <= offs_m[:, None])
             s = tl.where(ok, s, float("-inf"))
-        p = tl.math.exp2(s - lse[:, None])
-        dp = tl.dot(do, vt, input_precision=DOT_PRECISION)
-        if DROPOUT:
-            keep = _keep(seed, bh, offs_m, offs_n, L, dropout_p)
-            dp = tl.where(keep, dp / (1.0 - dropout_p), 0.0)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=DOT_PRECISION)
+        dq = dq_step(dq, do, kt, vt, s, lse, delta, seed, bh, offs_m, offs_n, L, dropout_p, DROPOUT, DOT_PRECISION)
     return dq
 
 
@@ -328,7 +297,8 @@ def _varlen_keep_kernel(KEEP, CU, SEED, H, max_seqlen, dropout_p, BLOCK: tl.cons
     L = tl.load(CU + b + 1) - tl.load(CU + b)
     offs_m = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     offs_n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    keep = _keep(tl.load(SEED), bh, offs_m, offs_n, L, dropout_p) & (offs_m[:, None] < L) & (offs_n[None, :] < L)
+    keep = dropout_keep(tl.load(SEED), bh, offs_m, offs_n, L, dropout_p)
+    keep = keep & (offs_m[:, None] < L) & (offs_n[None, :] < L)
     tl.store(KEEP + bh.to(tl.int64) * max_seqlen * max_seqlen + offs_m[:, None] * max_seqlen + offs_n[None, :],
              keep.to(tl.int8), mask=(offs_m[:, None] < max_seqlen) & (offs_n[None, :] < max_seqlen))
 

@@ -4,6 +4,7 @@
 # each; prints a table (wall time, test accuracy, machine load before/after) and writes OUT/results.json.
 #
 #   launch/bench_rnn_uer.sh UERPY_CHECKOUT [OUT]   # ENCODER=lstm|gru|bilstm|bigru|rcnn|crnn REPEATS=2 THREADS=1
+#                                                    # UERPY_RCNN=FILE (rcnn/crnn: UER-py's own, below)
 #                                                    # ROWS=9600 SEEDS="7" (several seeds: accuracy as a mean)
 #
 # UERPY_CHECKOUT: a checkout of dbiir/UER-py (finetune/, uer/), e.g.
@@ -12,7 +13,11 @@
 # Set-up (the issue's): a 9,600-row sentiment training set (the first 9,600 rows of Douban book review's
 # train.tsv; dev and test: its first 1,200 rows each), an LSTM with emb/hidden 128 and 2 layers (word
 # embedding only), 3 epochs, batch 64, seq_length 128, mean pooling, lr 1e-3, seed 7, no gradient
-# clipping on our side (UER-py clips none).  rcnn/crnn exist only here: UER-py's column is left out.
+# clipping on our side (UER-py clips none).  rcnn/crnn (kernel_size 4): UER-py removed them in 2021;
+# UERPY_RCNN=FILE, its uer/encoders/mixed_encoder.py from before then (e.g. `git -C UER-py show
+# 0b04dd7:uer/encoders/mixed_encoder.py > FILE`), gives them a UER-py column: the script copies the
+# checkout to OUT/uerpy_rcnn and registers that file's RcnnEncoder/CrnnEncoder there (nothing else
+# changes); without it only our column is measured.
 # Run it on a quiet machine: both programs share the CPU cores with whatever else runs (load recorded).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +51,21 @@ flags=(--vocab_path "$vocab" --config_path "$out/config.json" --train_path "$out
        --dev_path "$out/data/dev.tsv" --test_path "$out/data/test.tsv" --epochs_num 3 --batch_size 64
        --seq_length 128 --pooling mean --learning_rate 1e-3)
 programs=(uer_ds)
-case "$encoder" in lstm|gru|bilstm|bigru) programs+=(uerpy) ;; esac
+case "$encoder" in
+  lstm|gru|bilstm|bigru) programs+=(uerpy) ;;
+  rcnn|crnn)
+    sed -i 's/"data_processor": "lm"/"data_processor": "lm", "kernel_size": 4/' "$out/config.json"
+    if [ -n "${UERPY_RCNN:-}" ]; then  # UER-py's own rcnn/crnn, from its history
+      grep -q "class RcnnEncoder" "$UERPY_RCNN" || { echo "$UERPY_RCNN: no RcnnEncoder (want UER-py's old mixed_encoder.py)" >&2; exit 1; }
+      rm -rf "$out/uerpy_rcnn" && mkdir -p "$out/uerpy_rcnn"
+      cp -r "$uerpy/finetune" "$uerpy/uer" "$uerpy/models" "$out/uerpy_rcnn/"
+      cp "$UERPY_RCNN" "$out/uerpy_rcnn/uer/encoders/mixed_encoder.py"
+      printf '%s\n' "from uer.encoders.mixed_encoder import RcnnEncoder, CrnnEncoder" \
+        'str2encoder.update({"rcnn": RcnnEncoder, "crnn": CrnnEncoder})' >> "$out/uerpy_rcnn/uer/encoders/__init__.py"
+      uerpy="$out/uerpy_rcnn"
+      programs+=(uerpy)
+    fi ;;
+esac
 
 : > "$out/runs.jsonl"
 run=0
