@@ -140,7 +140,7 @@ def test_generate_command(tmp_path, capsys):
     make("bert-mlm", tmp_path / "b")
     assert main(["generate", "--load_model_path", str(tmp_path / "b" / "ours"), "--vocab_path", str(VOCAB),
                  "--test_path", str(tmp_path / "prompts.txt")]) == 1
-    assert "this tool needs its 'lm' head" in capsys.readouterr().err
+    assert "this tool needs its 'lm' or 's2s' head" in capsys.readouterr().err
 
 
 def test_kv_cache_through_the_triton_attention_kernel():

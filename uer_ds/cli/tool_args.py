@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments, tokenizer_from_args
 
@@ -38,7 +38,7 @@ def add_model_shape_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
 
 
-def tokenizer_and_model(args: argparse.Namespace, need_target: Optional[str] = None):
+def tokenizer_and_model(args: argparse.Namespace, need_target: Union[None, str, tuple[str, ...]] = None):
     """The vocabulary and the model --load_model_path names: a UER-py .bin is built from --config_path and
     the model-shape flags; a directory from its own config, which the flags given must agree with."""
     from uer_ds.cli.common import check_model_flags, model_config_with_vocab, resolve_config_default

@@ -16,9 +16,10 @@ PathLike = Union[str, os.PathLike]
 
 
 def load_model_for(path: PathLike, tokenizer: Tokenizer, config_path: Optional[PathLike] = None,
-                   need_target: Optional[str] = None):
+                   need_target: Union[None, str, tuple[str, ...]] = None):
     """The model at `path` (uer_ds / Hugging Face directory, or UER .bin with config_path), in eval mode,
-    checked against the tokenizer's vocabulary and, if given, for a target it must have."""
+    checked against the tokenizer's vocabulary and, if given, for a target it must have (a tuple: one
+    of them).  ValueError names the path and what is missing."""
     from uer_ds.convert import load_any_model
 
     model = load_any_model(path, config_path)
@@ -26,9 +27,10 @@ def load_model_for(path: PathLike, tokenizer: Tokenizer, config_path: Optional[P
         raise ValueError(f"{path}: the model's vocab_size is {model.config.vocab_size} but the vocabulary "
                          f"{tokenizer.vocab.source} has {tokenizer.vocab_size} entries; give the vocabulary it was "
                          "trained with")
-    if need_target is not None and need_target not in model.target:
+    wanted = (need_target,) if isinstance(need_target, str) else need_target or ()
+    if wanted and not any(name in model.target for name in wanted):
         raise ValueError(f"{path}: the model has targets {list(model.target) or 'none'}; this tool needs its "
-                         f"'{need_target}' head")
+                         + " or ".join(f"'{name}'" for name in wanted) + " head")
     return model
 
 

@@ -1,8 +1,10 @@
-"""GPT-style continuation of a prompt: greedy, top-k, top-p (nucleus) and temperature sampling.
+"""Decoding: GPT-style continuation of a prompt (`generate`, an `lm` model) and sequence to sequence
+(`generate_s2s`, an `s2s` model), greedy or with top-k, top-p (nucleus) and temperature sampling.
 
-With a KV cache (the default) the prompt runs through the model once and every new token costs one
-step: its embedding, one query per layer against the cached keys and values, one output row.
-Without it each step recomputes the whole sequence (the reference the cache is tested against).
+With a cache (the default) the prompt runs through the model once and every new token costs one step:
+for `lm`, its embedding, one query per layer against the cached keys and values, one output row; for
+`s2s`, one step of the decoder's LSTM from its state.  Without it each step recomputes the whole
+sequence (the reference the cache is tested against).
 """
 from __future__ import annotations
 
@@ -99,3 +101,41 @@ def generate(model, prompt: list[int], max_length: int, sampling: Sampling = Sam
         if token == stop_id or ids.shape[1] >= max_length:
             return ids[0].tolist()
         logits = _next_logits(model, ids, 1, cache)
+
+
+@torch.no_grad()
+def generate_s2s(model, source: list[int], max_length: int, start_id: int, sampling: Sampling = Sampling(),
+                 seed: Optional[int] = None, use_cache: bool = True, stop_id: Optional[int] = None) -> list[int]:
+    """The target an `s2s` model decodes for one source: at most max_length tokens, fewer if stop_id comes
+    (neither start_id nor stop_id is returned).
+
+    source: the encoder's input ids, as the s2s data processor builds them ([CLS] source [SEP]); the
+    decoder starts from the encoder's state at the last source position and reads start_id ([CLS]),
+    then each token it chose (`uer_ds.models.targets.s2s`).  seed fixes the sampling.  ValueError: the
+    model has no s2s target, the source is empty, or max_length is not positive.
+    """
+    if "s2s" not in model.target:
+        raise ValueError(f"sequence-to-sequence decoding needs a model with the 's2s' target; this one has "
+                         f"{list(model.target) or 'none'}")
+    if not source:
+        raise ValueError("the source is empty")
+    if max_length <= 0:
+        raise ValueError(f"max_length has value {max_length}: must be positive")
+    head = model.target["s2s"]
+    device = next(model.parameters()).device
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    src = torch.tensor([source], dtype=torch.long, device=device)
+    seg = torch.ones_like(src)
+    hidden = model.encode(src, seg)  # (1, T, H)
+    state = head.initial_state(hidden, seg)
+    inputs = [start_id]
+    while len(inputs) <= max_length:
+        if use_cache:
+            logits, state = head.step(src.new_tensor([inputs[-1:]]), state)
+        else:
+            logits = head.logits(hidden, seg, src.new_tensor([inputs]))
+        token = choose(logits[0, -1].float(), sampling, generator)
+        if token == stop_id:
+            break
+        inputs.append(token)
+    return inputs[1:]

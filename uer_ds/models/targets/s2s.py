@@ -28,13 +28,24 @@ class S2sTarget(nn.Module):
         self.decoder = nn.LSTM(cfg.emb_size, cfg.hidden_size, num_layers=1, batch_first=True)
         self.output_layer = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=cfg.has_lmtarget_bias)
 
+    def initial_state(self, hidden: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's (h, c), each (1, B, H): the encoder's hidden state at the last real source position.
+        hidden: (B, T, H) the encoder's; seg: (B, T), 0 at padding."""
+        last = ((seg > 0).sum(dim=1) - 1).clamp(min=0)  # (B,) the last real source position
+        state = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].unsqueeze(0)  # (1, B, H)
+        return state.contiguous(), state.contiguous()
+
+    def step(self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """inputs: (B, S) decoder input ids (negative: none), read after `state` -> logits (B, S, V) and the
+        state after them (what decoding passes to the next step: one token at a time costs one LSTM step)."""
+        out, state = self.decoder(self.embedding(inputs.clamp(min=0)), state)
+        return self.output_layer(out), state
+
     def logits(self, hidden: torch.Tensor, seg: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """hidden: (B, T, H) the encoder's; seg: (B, T); inputs: (B, S) decoder input ids (negative: none)
         -> (B, S, V)."""
-        last = ((seg > 0).sum(dim=1) - 1).clamp(min=0)  # (B,) the last real source position
-        state = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].unsqueeze(0)  # (1, B, H)
-        out, _ = self.decoder(self.embedding(inputs.clamp(min=0)), (state.contiguous(), state.contiguous()))
-        return self.output_layer(out)
+        return self.step(inputs, self.initial_state(hidden, seg))[0]
 
     def forward(self, hidden: torch.Tensor, tgt: torch.Tensor, seg: torch.Tensor) -> TargetResult:
         """tgt: (B, S, 2) = (decoder input, label), IGNORE_INDEX after the target's end."""
