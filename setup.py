@@ -1,7 +1,14 @@
-"""Install uer_ds (with the top-level kernels/ folder as the package uer_ds.kernels).
+"""Install uer_ds (with the sources in kernels/src/ as the package uer_ds.kernels).
 
-Install the CPU build of torch first (`pip install torch==2.13.0`; launch/setup does it): the range
-below is satisfied by it, so pip never pulls a CUDA build of several GB.
+kernels/ itself has no __init__.py: a top-level `kernels` importable from the repository root would
+shadow PyPI's `kernels` (Hugging Face's kernel hub, which transformers 5 imports) whenever Python runs
+from the checkout (`python -m pytest`, setuptools' egg_info).  tests/test_import_names.py keeps it so.
+
+Set-up is locked: launch/setup installs from constraints.txt (exact versions the suite passed with),
+the CPU build of torch first, so pip never pulls a CUDA build of several GB.  The ranges below are
+what a plain `pip install` may choose; each lower bound is a version the suite was run with
+(constraints-floor.txt holds that run's set), and there is no upper bound without a known break
+(`launch/setup --upgrade` is how a new release gets tried).
 """
 from pathlib import Path
 
@@ -19,35 +26,38 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=packages,
-    package_dir={"uer_ds.kernels": "kernels"},
+    package_dir={"uer_ds.kernels": "kernels/src"},
     package_data={"uer_ds": ["model_configs/*/*.json"], "uer_ds.kernels": ["*.json"]},
+    # Lower bounds: the floor lock (constraints-floor.txt, `launch/setup --floor`) ran the whole suite with
+    # each of them; constraints.txt holds the newest set that passed.  No upper bounds: none is known to
+    # break (a release that does gets one here, with the reason, when `launch/setup --upgrade` finds it).
     install_requires=[
-        "torch>=2.4,<2.15",
-        "deepspeed>=0.16,<0.20",
-        "triton>=3.1,<3.10",
-        "sentencepiece>=0.2",
-        "safetensors>=0.4",
-        "numpy>=1.24",
+        "torch>=2.13",  # the CPU build on these machines; the GPU kernels were also measured with 2.11
+        "deepspeed>=0.19.0",
+        "triton>=3.6",  # 3.6: the GPU image's; its CPU interpreter needs numpy < 2.4
+        "sentencepiece>=0.2.0",
+        "safetensors>=0.4.3",
+        "numpy>=1.26",
         "tensorboard>=2.14",
-        "tqdm>=4.60",
-        "tokenizers>=0.15",  # uer-ds build-vocab --kind wordpiece
-        "jieba>=0.42",  # --tokenizer word and knowledge masking: Chinese word segmentation
+        "tqdm>=4.66",
+        "tokenizers>=0.22",  # uer-ds build-vocab --kind wordpiece
+        "jieba>=0.42.1",  # --tokenizer word and knowledge masking: Chinese word segmentation
     ],
     extras_require={
         "test": [
-            "pytest>=7",
-            "pytest-timeout>=2.2",  # a hung test fails by itself instead of stalling the whole run
-            "pytest-xdist>=3.5",  # launch/test.sh runs the suite on two workers (the CI machine's two cores)
-            "transformers>=4.40",
-            "seqeval>=1.2",
-            "hypothesis>=6",
-            "matplotlib>=3.7",
-            "scikit-learn>=1.3",  # reference for the fine-tuning metrics
-            "onnx>=1.15",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
-            "onnxruntime>=1.17",
+            "pytest>=8.0",
+            "pytest-timeout>=2.3",  # a hung test fails by itself instead of stalling the whole run
+            "pytest-xdist>=3.6",  # launch/test.sh runs the suite on two workers (the CI machine's two cores)
+            "transformers>=4.57",  # the numerics references; 5.x also brings PyPI's `kernels`
+            "seqeval>=1.2.2",
+            "hypothesis>=6.100",
+            "matplotlib>=3.8",
+            "scikit-learn>=1.4",  # reference for the fine-tuning metrics
+            "onnx>=1.16",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
+            "onnxruntime>=1.18",
         ],
-        "bench": ["matplotlib>=3.7"],
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],  # uer-ds export onnx
+        "bench": ["matplotlib>=3.8"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],  # uer-ds export onnx
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

@@ -18,7 +18,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /
 # No pip install of the project: the GPU machine has no package index (an editable install wants one for
 # its build isolation).  The source tree is used in place: kernels/ linked where the package expects it
 # (setup.py's package_dir does this on an install) and the C extension built beside its source.
-[ -e uer_ds/kernels ] || ln -s ../kernels uer_ds/kernels
+[ -e uer_ds/kernels ] || ln -s ../kernels/src uer_ds/kernels
 python3 setup.py -q build_ext --inplace || exit 1
 export PYTHONPATH="$PWD:/tmp/site"
 uer() { python3 -m uer_ds "$@"; }

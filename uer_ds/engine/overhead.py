@@ -251,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def enter_interpreter(command: str) -> None:
-    """TRITON_INTERPRET=1 before the first import of triton and of the kernels (see kernels/utils.py)."""
+    """TRITON_INTERPRET=1 before the first import of triton and of the kernels (see kernels/src/utils.py)."""
     import os
     import sys
 

@@ -5,7 +5,7 @@ Layers (as Liger-Kernel): jit kernels `_attn_fwd_kernel`, `_attn_bwd_preprocess_
 (`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces into the kernels) with autograd
 registered on the forward -> `FlashAttention` (nn.Module, no parameters) -> `attention` (functional,
 the signature of `uer_ds.kernels.reference.attention`).  The model's unpadded path uses the varlen
-kernels instead (kernels/varlen_flash_attention.py); this one serves padded batches.
+kernels instead (kernels/src/varlen_flash_attention.py); this one serves padded batches.
 
 Algorithm (Dao, FlashAttention-2, 2023): the forward walks the key blocks of one query block with an
 online softmax (running max m, running sum l, rescaled accumulator) and saves only the row
@@ -13,7 +13,7 @@ log-sum-exp (fp32, base 2).  The backward recomputes P = exp2(S - lse) block by 
 per key block accumulates dK, dV over the query blocks, one per query block accumulates dQ over the
 key blocks, so no atomics are needed and results are deterministic.  delta = rowsum(dO * O) comes
 from a small preprocessing kernel.  The per-tile arithmetic (online-softmax step, epilogue, dK/dV
-and dQ steps, dropout mask) is shared with the varlen kernels: kernels/attention_tile.py.
+and dQ steps, dropout mask) is shared with the varlen kernels: kernels/src/attention_tile.py.
 
 Masks.  key_padding_mask (B, Tk), True at padding: each program loops only over the key blocks between
 the batch row's first and last real key (two (B,) tensors computed on the device once per forward,

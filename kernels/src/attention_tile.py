@@ -1,7 +1,7 @@
 """The per-tile arithmetic the padded and the varlen FlashAttention-2 kernels share.
 
-Both kernels (kernels/flash_attention.py: a (B, H, T, D) batch with a key padding mask;
-kernels/varlen_flash_attention.py: B sequences packed into (N, H, D)) differ in how they find, load
+Both kernels (kernels/src/flash_attention.py: a (B, H, T, D) batch with a key padding mask;
+kernels/src/varlen_flash_attention.py: B sequences packed into (N, H, D)) differ in how they find, load
 and mask a tile; once a tile of scores S = q k^T * scale * log2(e) is masked (-inf where a key is not
 visible), what they do with it is the same, and lives here as @triton.jit helpers (inlined by
 Triton's compiler into the kernels that call them: no launch, no cost).

@@ -437,7 +437,7 @@ def _chart(result: dict, path: Path) -> Optional[str]:
 
 # ---- command -------------------------------------------------------------------------------------
 def _enter_interpreter() -> None:
-    """TRITON_INTERPRET=1 must precede the first import of triton and of the kernels (see kernels/utils.py)."""
+    """TRITON_INTERPRET=1 must precede the first import of triton and of the kernels (see kernels/src/utils.py)."""
     if os.environ.get("TRITON_INTERPRET") != "1" and "triton" in sys.modules:
         raise ValueError("--interpret: triton was already imported in this process without TRITON_INTERPRET=1; "
                          "run the command in a fresh process")

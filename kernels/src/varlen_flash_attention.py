@@ -22,7 +22,7 @@ a host int: programs past their sequence's end do nothing.  Key blocks wholly in
 recomputes P = exp2(S - lse): one program per key block accumulates dK, dV over the query blocks,
 one per query block accumulates dQ over the key blocks (no atomics: deterministic); delta =
 rowsum(dO * O) comes from a small preprocessing kernel.  Three launches, no torch op.  The per-tile
-arithmetic is shared with the padded kernels (kernels/attention_tile.py).
+arithmetic is shared with the padded kernels (kernels/src/attention_tile.py).
 
 Dropout: keep(b, h, i, j) = Philox(seed + b * H + h, i * L_b + j) >= p (Triton's `tl.rand`), seed a
 (1,) int64 device tensor drawn per call (graph-safe, no host read), the same expression in every
