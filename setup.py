@@ -32,32 +32,32 @@ setup(
     # each of them; constraints.txt holds the newest set that passed.  No upper bounds: none is known to
     # break (a release that does gets one here, with the reason, when `launch/setup --upgrade` finds it).
     install_requires=[
-        "torch>=2.13",  # the CPU build on these machines; the GPU kernels were also measured with 2.11
+        "torch>=2.13.0",  # the CPU build on these machines; the GPU kernels were also measured with 2.11
         "deepspeed>=0.19.0",
-        "triton>=3.6",  # 3.6: the GPU image's; its CPU interpreter needs numpy < 2.4
+        "triton>=3.6.0",  # 3.6: the GPU image's; its CPU interpreter needs numpy < 2.4
         "sentencepiece>=0.2.0",
         "safetensors>=0.4.3",
-        "numpy>=1.26",
-        "tensorboard>=2.14",
-        "tqdm>=4.66",
-        "tokenizers>=0.22",  # uer-ds build-vocab --kind wordpiece
+        "numpy>=1.26.0",
+        "tensorboard>=2.14.0",
+        "tqdm>=4.66.0",
+        "tokenizers>=0.22.0",  # uer-ds build-vocab --kind wordpiece
         "jieba>=0.42.1",  # --tokenizer word and knowledge masking: Chinese word segmentation
     ],
     extras_require={
         "test": [
-            "pytest>=8.0",
-            "pytest-timeout>=2.3",  # a hung test fails by itself instead of stalling the whole run
-            "pytest-xdist>=3.6",  # launch/test.sh runs the suite on two workers (the CI machine's two cores)
-            "transformers>=4.57",  # the numerics references; 5.x also brings PyPI's `kernels`
+            "pytest>=8.0.0",
+            "pytest-timeout>=2.3.1",  # a hung test fails by itself instead of stalling the whole run
+            "pytest-xdist>=3.6.1",  # launch/test.sh runs the suite on two workers (the CI machine's two cores)
+            "transformers>=4.57.1",  # the numerics references; 5.x also brings PyPI's `kernels`
             "seqeval>=1.2.2",
-            "hypothesis>=6.100",
-            "matplotlib>=3.8",
-            "scikit-learn>=1.4",  # reference for the fine-tuning metrics
-            "onnx>=1.16",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
-            "onnxruntime>=1.18",
+            "hypothesis>=6.100.0",
+            "matplotlib>=3.8.0",
+            "scikit-learn>=1.4.0",  # reference for the fine-tuning metrics
+            "onnx>=1.16.0",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
+            "onnxruntime>=1.18.0",
         ],
-        "bench": ["matplotlib>=3.8"],
-        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],  # uer-ds export onnx
+        "bench": ["matplotlib>=3.8.0"],
+        "onnx": ["onnx>=1.16.0", "onnxruntime>=1.18.0"],  # uer-ds export onnx
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time
