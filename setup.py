@@ -33,10 +33,10 @@ setup(
     # break (a release that does gets one here, with the reason, when `launch/setup --upgrade` finds it).
     install_requires=[
         "torch>=2.13.0",  # the CPU build on these machines; the GPU kernels were also measured with 2.11
-        "deepspeed>=0.19.0",
+        "deepspeed>=0.19.8",  # 0.19.0 imports triton at import time (no CPU interpreter then) and its ZeRO-3/pipeline losses differ
         "triton>=3.6.0",  # 3.6: the GPU image's; its CPU interpreter needs numpy < 2.4
-        "sentencepiece>=0.2.0",
-        "safetensors>=0.4.3",
+        "sentencepiece>=0.2.2",  # 0.2.1 and older: no immutable_proto pieces (offsets)
+        "safetensors>=0.5.3",  # 0.4.3 cannot read a file of metadata only (extra.safetensors)
         "numpy>=1.26.0",
         "tensorboard>=2.14.0",
         "tqdm>=4.66.0",
