@@ -1,35 +1,103 @@
 #!/usr/bin/env bash
-# The GPU figures, measured ON a lent GPU machine (H100/H200) from the repository root, after
-# launch/gpu_wheels.sh filled .whl/ here.  With the device tool, for example:
-#   run(command="bash launch/gpu_measure.sh kernels", carry=[".whl"], timeout_s=600)   (issue 16: the unpadded path)
-#   run(command="bash launch/gpu_measure.sh pretrain", carry=[".whl"], timeout_s=600)
-#   run(command="bash launch/gpu_measure.sh offload", carry=[".whl"], timeout_s=600)
-#   run(command="bash launch/gpu_measure.sh profile", carry=[".whl"], timeout_s=600)
-# Each part fits one 10-minute call; results (JSON, PNG, logs) go to $OUT (or out/gpu).
+# The GPU figures, measured ON a lent GPU machine (H100/H200, 15 minutes of device time in all, the start
+# included) from the repository root, after launch/gpu_preflight.sh printed PREFLIGHT OK here (it fills
+# .whl/ with launch/gpu_wheels.sh).  Two calls, the second at once (the machine stays warm only ~30 s;
+# Triton's and DeepSpeed's build caches carry over).  15 min = ~2 min start + 8 min + ~5 min:
+#   run(command="bash launch/gpu_measure.sh first", carry=[".whl"], timeout_s=500)    # <= 8 min: the headline
+#   run(command="GPU_DEADLINE_S=<status budget_left_s - 40> bash launch/gpu_measure.sh second", carry=[".whl"],
+#       timeout_s=<the same + 20>)                                                     # the rest, in priority order
+# Each call's steps run in priority order under one deadline (GPU_DEADLINE_S; first 450 s, second 270 s):
+# a step gets min(its limit, the time left) and is skipped, said so, when too little is left.  After every
+# step everything measured so far is packed into $OUT/gpu_<call>.tar.gz (so a call killed at its limit
+# still returns its figures), beside $OUT/steps_<call>.txt and $OUT/summary_<call>.md (the tables,
+# launch/gpu_summary.py): three files, under the eight that come back.
+# `bash launch/gpu_measure.sh dry first|second` (what the preflight runs, on the CPU) checks every command
+# line instead of running it: uer-ds commands with UER_DS_PARSE_ONLY=1, pytest with --collect-only,
+# Python scripts compiled.
 set -uo pipefail
-part=${1:-all}
+dry=0
+if [ "${1:-}" = dry ]; then dry=1; shift; fi
+call=${1:-first}
+case "$call" in first|second) ;; *) echo "usage: gpu_measure.sh [dry] first|second" >&2; exit 2 ;; esac
 out=${OUT:-out/gpu}
 mkdir -p "$out"
+work=/tmp/gpu_$call
+rm -rf "$work" && mkdir -p "$work"
 export PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_extensions
 # DeepSpeed's JIT builder reads TORCH_CUDA_ARCH_LIST as numbers: an entry like "9.0a" (the image's) fails
 export TORCH_CUDA_ARCH_LIST="$(echo "${TORCH_CUDA_ARCH_LIST:-}" | sed -E 's/([0-9])[a-z]+/\1/g')"
 [ -n "$TORCH_CUDA_ARCH_LIST" ] || unset TORCH_CUDA_ARCH_LIST
-python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-# No pip install of the project: the GPU machine has no package index (an editable install wants one for
-# its build isolation).  The source tree is used in place: kernels/ linked where the package expects it
-# (setup.py's package_dir does this on an install) and the C extension built beside its source.
+site=${GPU_SITE:-/tmp/site}
+if [ "$dry" = 1 ] && [ -z "$(ls .whl/*.whl 2>/dev/null)" ]; then
+  echo "gpu_measure.sh: dry run without .whl/: deepspeed and the rest from this environment"
+else
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" .whl/*.whl \
+    || { echo "gpu_measure.sh: the wheels in .whl/ did not install (run launch/gpu_wheels.sh here first)"; exit 1; }
+fi
+# No pip install of the project: the GPU machine has no package index.  The source tree is used in place:
+# kernels/src linked where the package expects it (setup.py's package_dir does this on an install), and
+# the C extension built beside its source when a compiler is there (optional: preprocessing falls back to
+# the Python tokenizers, which only the benchmarks' start-up uses).
 [ -e uer_ds/kernels ] || ln -s ../kernels/src uer_ds/kernels
-python3 setup.py -q build_ext --inplace || exit 1
-export PYTHONPATH="$PWD:/tmp/site"
-uer() { python3 -m uer_ds "$@"; }
-# step SECONDS NAME COMMAND...: one measurement, time-limited; a failure is logged and the next one runs
+python3 setup.py -q build_ext --inplace > "$work/build_ext.txt" 2>&1 \
+  || echo "gpu_measure.sh: C extension not built (preprocessing uses the Python tokenizer): $(tail -1 "$work/build_ext.txt")"
+export PYTHONPATH="$PWD:$site"
+start_s=$SECONDS
+deadline=${GPU_DEADLINE_S:-$([ "$call" = first ] && echo 450 || echo 270)}
+builder_pid=""
+
+pack() {  # everything so far into one archive, the step log and the tables beside it
+  tar czf "$out/gpu_$call.tar.gz.tmp" -C "$work" . && mv "$out/gpu_$call.tar.gz.tmp" "$out/gpu_$call.tar.gz"
+  cp "$work/steps.txt" "$out/steps_$call.txt" 2>/dev/null
+  python3 launch/gpu_summary.py "$work" > "$out/summary_$call.md" 2>&1
+}
+
+# the command as the dry run checks it: parse, collect or compile, never run
+dry_form() {
+  local args=("$@") i
+  for i in "${!args[@]}"; do
+    if [ "${args[$i]}" = "-m" ] && [ "${args[$((i + 1))]:-}" = uer_ds ]; then
+      echo "UER_DS_PARSE_ONLY=1 python3 ${args[*]:$i}"; return
+    fi
+    if [ "${args[$i]}" = "-m" ] && [ "${args[$((i + 1))]:-}" = pytest ]; then
+      echo "python3 ${args[*]:$i} --collect-only -q"; return
+    fi
+  done
+  case "${args[1]:-}" in *.py) echo "python3 -m py_compile ${args[1]}"; return ;; esac
+  echo "python3 -c pass"
+}
+
+# step LIMIT NAME COMMAND...: one measurement, time-limited within the call's deadline; a failure is logged
+# and the next step runs.  Stale build locks (a JIT build killed half-way) are removed after it.
 step() {
   local limit=$1 name=$2; shift 2
-  local start=$SECONDS
-  timeout "$limit" "$@" 2>&1 | grep -v '^\[20' | tee "$out/$name.txt"
-  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$out/steps.txt"
+  local left=$((deadline - (SECONDS - start_s) - 10)) began=$SECONDS rc
+  if [ "$dry" = 1 ]; then
+    local form; form=$(dry_form "$@")
+    env $form > "$work/$name.txt" 2>&1; rc=$?
+    echo "== $name: dry $([ $rc = 0 ] && echo ok || echo "FAILED (exit $rc): $form")" | tee -a "$work/steps.txt"
+    [ $rc = 0 ] || tail -5 "$work/$name.txt"
+    pack; return
+  fi
+  if [ "$left" -lt 20 ]; then
+    echo "== $name: skipped, ${left} s left of the call's ${deadline} s" | tee -a "$work/steps.txt"; return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  timeout -k 5 "$limit" "$@" > "$work/$name.txt" 2>&1; rc=$?
+  grep -v '^\[20' "$work/$name.txt" | tail -n 25
+  echo "== $name: exit $rc after $((SECONDS - began)) s (limit $limit s; $((SECONDS - start_s)) s into the call)" \
+    | tee -a "$work/steps.txt"
+  if [ -z "$builder_pid" ] || ! kill -0 "$builder_pid" 2>/dev/null; then
+    find "$TORCH_EXTENSIONS_DIR" -name lock -delete 2>/dev/null
+  fi
+  pack
 }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+
+uer() { python3 -m uer_ds "$@"; }
+if [ "$dry" = 0 ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$work/gpu.txt" 2>&1; cat "$work/gpu.txt"
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" >> "$work/gpu.txt" 2>&1
+fi
 # A 21,128-entry vocabulary (the shipped one padded with unused tokens) gives the BERTs their real size.
 vocab=/tmp/vocab_21128.txt
 python3 - "$vocab" <<'PY'
@@ -38,103 +106,81 @@ tokens = open("corpora/vocab.txt", encoding="utf-8").read().splitlines()
 tokens += [f"[unused{i}]" for i in range(21128 - len(tokens))]
 open(sys.argv[1], "w", encoding="utf-8").write("\n".join(tokens) + "\n")
 PY
+pretrain() {  # pretrain NAME LIMIT CONFIG SEQ BATCH KERNELS [more flags]
+  local name=$1 limit=$2 cfg=$3 seq=$4 batch=$5 kernels=$6; shift 6
+  step "$limit" "$name" python3 -m uer_ds bench pretrain --config_path "$cfg" --vocab_path "$vocab" \
+    --deepspeed_config zero0_bf16 --seq_length "$seq" --batch_size "$batch" --steps 20 --warmup_steps 5 \
+    --kernels "$kernels" --json_path "$work/$name.json" "$@"
+}
+finetune() {  # finetune NAME LIMIT SEQ KERNELS [more flags]: BERT-base on book_review's lengths
+  local name=$1 limit=$2 seq=$3 kernels=$4; shift 4
+  step "$limit" "$name" python3 -m uer_ds bench finetune --config_path bert/base --vocab_path "$vocab" \
+    --synthetic_lengths book_review --seq_length "$seq" --batch_size 32 --steps 20 --warmup_steps 5 \
+    --kernels "$kernels" --deepspeed_config zero0_bf16 --json_path "$work/$name.json" "$@"
+}
 
-if [ "$part" = kernels ] || [ "$part" = all ]; then
-  # issue 16, one call of at most 10 minutes (timeout_s=600): the step limits below add up to ~560 s.
-  # 1. correctness at real sizes, compiled (bf16/fp16): the figures mean nothing if these fail
-  step 100 kernel_gpu_tests python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider
-  # 2. BERT-base fine-tuning steps on book_review's lengths (synthetic words, real lengths: the data is not
-  #    on this machine), batch 32, seq 128 and 512: --kernels triton (unpadded) vs torch.  Goal: >= 1.5x.
-  for seq in 128 512; do
-    for kernels in torch triton; do
-      step 50 "finetune_${kernels}_s${seq}" python3 -m uer_ds bench finetune --config_path bert/base \
-        --vocab_path "$vocab" --synthetic_lengths book_review --seq_length "$seq" --batch_size 32 --steps 20 \
-        --warmup_steps 5 --kernels "$kernels" --deepspeed_config zero0_bf16 \
-        --json_path "$out/finetune_${kernels}_s${seq}.json"
-    done
-  done
-  # 3. varlen attention on real lengths (book_review, CMRC2018 at seq 128 and 512, uniform, full), d 64 and 128,
-  #    against torch's varlen_attn, SDPA on the padded batch and our padded kernel; CUDA-graph and do_bench
-  #    timings.  Goals: >= 1.2x torch_varlen, >= 2x sdpa on book_review at 512; d 128 >= 0.9x sdpa on full.
-  step 100 kernels_varlen python3 -m uer_ds bench kernels --ops varlen --head_dim 64 128 \
-    --providers triton torch_varlen sdpa triton_padded --chart none --out "$out/kernels_varlen.json"
-  # 4. LayerNorm and the fused sublayer close, 16,384 rows, hidden 768..8192.  Goal: LN fwd+bwd >= 1.3x torch.
-  step 60 kernels_norm python3 -m uer_ds bench kernels --ops layer_norm sublayer --providers triton torch \
-    --chart none --out "$out/kernels_norm.json"
-  # 5. BERT-large pre-training at seq 128, batch 64, with the kernels (goal: at least the `pretrain` part's
-  #    --kernels torch figure, #9's)
-  step 70 pretrain_large_s128_b64x1_triton python3 -m uer_ds bench pretrain --config_path bert/large \
-    --vocab_path "$vocab" --deepspeed_config zero0_bf16 --seq_length 128 --batch_size 64 --steps 15 \
-    --warmup_steps 5 --kernels triton --json_path "$out/pretrain_large_s128_b64x1_triton.json"
-  # 6. the host's time per kernel call (issue/total us), ours and PyTorch's
-  step 25 overhead python3 launch/gpu_overhead.py
-  python3 - "$out" <<'PY' | tee "$out/finetune_table.md"
-import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-print("| seq | padding | torch real tokens/s | triton real tokens/s | triton / torch | step ms torch / triton |")
-print("| --- | --- | --- | --- | --- | --- |")
-for seq in (128, 512):
-    runs = {k: out / f"finetune_{k}_s{seq}.json" for k in ("torch", "triton")}
-    if not all(p.exists() for p in runs.values()):
-        print(f"| {seq} | n/a | n/a | n/a | n/a | n/a |")
-        continue
-    t, k = (json.loads(p.read_text()) for p in runs.values())
-    print(f"| {seq} | {t['padding']:.0%} | {t['tokens_per_s']:,.0f} | {k['tokens_per_s']:,.0f} | "
-          f"{k['tokens_per_s'] / t['tokens_per_s']:.2f}x | {1e3 * t['step_time_s']:.1f} / {1e3 * k['step_time_s']:.1f} |")
-PY
+if [ "$call" = first ]; then
+  # 1. the training step never waits on the device (sync debug mode "error" over the timed steps)
+  step 90 sync_check_torch python3 -m uer_ds bench pretrain --config_path bert/base --vocab_path "$vocab" \
+    --deepspeed_config zero0_bf16 --batch_size 16 --seq_length 128 --steps 5 --warmup_steps 3 --check_syncs \
+    --json_path "$work/sync_check_torch.json"
+  # 2. BERT-large and BERT-base MLM at seq 128, batch 64: eager PyTorch, then --kernels triton.
+  #    Goals (H100): large >= 1,800 seq/s, base >= 4,500 seq/s.
+  pretrain pretrain_large_s128_b64_torch 90 bert/large 128 64 torch
+  pretrain pretrain_large_s128_b64_triton 150 bert/large 128 64 triton
+  pretrain pretrain_base_s128_b64_torch 60 bert/base 128 64 torch
+  pretrain pretrain_base_s128_b64_triton 90 bert/base 128 64 triton
+  # 3. BERT-base fine-tuning on book_review's lengths, batch 32, seq 128: unpadded Triton vs torch (goal 1.5x)
+  finetune finetune_base_s128_torch 60 128 torch
+  finetune finetune_base_s128_triton 90 128 triton
+  # 4. the Triton path's step is sync-free too
+  step 60 sync_check_triton python3 -m uer_ds bench pretrain --config_path bert/base --vocab_path "$vocab" \
+    --deepspeed_config zero0_bf16 --batch_size 16 --seq_length 128 --steps 5 --warmup_steps 3 --check_syncs \
+    --kernels triton --json_path "$work/sync_check_triton.json"
+  # 5. varlen attention, reduced grid: book_review lengths at 128 and 512, d 64 and 128 (goal >= 0.9x torch_varlen)
+  step 90 kernels_varlen_book_review python3 -m uer_ds bench kernels --ops varlen --head_dim 64 128 \
+    --lengths book_review --varlen_seq 128 512 --providers triton torch_varlen sdpa --chart none \
+    --out "$work/kernels_varlen_book_review.json"
+else
+  # 0. DeepSpeed's CPU Adam (offload) and FusedAdam (the comparison) build in the background, with their own
+  #    generous limit, while the GPU tests (no timings) run; nothing timed runs until they are done.
+  if [ "$dry" = 0 ]; then
+    timeout 300 python3 -c "
+from deepspeed.ops.op_builder import CPUAdamBuilder, FusedAdamBuilder
+for b in (CPUAdamBuilder(), FusedAdamBuilder()):
+    b.load(verbose=False); print(type(b).__name__, 'built')" > "$work/build_ops.txt" 2>&1 &
+    builder_pid=$!
+  fi
+  # 1. correctness at real sizes, compiled (bf16/fp16): the figures mean nothing if these fail; and the
+  #    sync-free step tests (with and without torch.compile).  Eight workers share Triton's compiles (one
+  #    worker took 150-260 s).
+  step 180 gpu_tests python3 -m pytest tests/kernels tests/engine/test_gpu_step.py -m gpu -q -p no:cacheprovider \
+    -o addopts= -n 8
+  [ -n "$builder_pid" ] && { wait "$builder_pid"; echo "== build_ops: exit $? ($((SECONDS - start_s)) s into the call)" \
+    | tee -a "$work/steps.txt"; builder_pid=""; find "$TORCH_EXTENSIONS_DIR" -name lock -delete 2>/dev/null; }
+  # 2. seq 512, batch 16: pre-training eager and --kernels triton; fine-tuning on book_review's lengths
+  pretrain pretrain_large_s512_b16_torch 60 bert/large 512 16 torch
+  pretrain pretrain_large_s512_b16_triton 90 bert/large 512 16 triton
+  finetune finetune_base_s512_torch 60 512 torch
+  finetune finetune_base_s512_triton 90 512 triton
+  # 3. BERT-large fine-tuning on one GPU with ZeRO-Offload: peak GPU memory and samples/s
+  step 120 offload_large_s128 python3 -m uer_ds bench finetune --config_path bert/large --vocab_path "$vocab" \
+    --synthetic_lengths book_review --seq_length 128 --batch_size 32 --steps 10 --warmup_steps 3 \
+    --deepspeed_config zero2_offload_bf16 --activation_checkpointing --kernels torch \
+    --json_path "$work/offload_large_s128.json"
+  # 4. LayerNorm and the fused sublayer close (goal: sublayer >= 1.3x torch's unfused ops at 768/1024)
+  step 90 kernels_norm python3 -m uer_ds bench kernels --ops layer_norm sublayer --providers triton torch \
+    --hidden 768 1024 4096 --chart none --out "$work/kernels_norm.json"
+  # 5. Adam step for BERT-large's parameters: torch's fused AdamW (the default) against DeepSpeed's FusedAdam
+  step 60 adam_step python3 launch/gpu_adam.py --json_path "$work/adam_step.json"
+  # 6. torch.compile, BERT-base seq 128 batch 64
+  pretrain pretrain_base_s128_b64_compile 150 bert/base 128 64 torch --compile
+  # 7. the rest of the varlen grid, and the kernels' host cost per call
+  step 120 kernels_varlen_rest python3 -m uer_ds bench kernels --ops varlen --head_dim 64 128 \
+    --lengths cmrc2018 uniform full --varlen_seq 128 512 --providers triton torch_varlen sdpa triton_padded \
+    --chart none --out "$work/kernels_varlen_rest.json"
+  step 40 overhead python3 launch/gpu_overhead.py
 fi
-
-if [ "$part" = pretrain ] || [ "$part" = all ]; then
-  # issue #9: the step never syncs on CUDA (sync debug mode "error"), then BERT-base / BERT-large MLM
-  # throughput at seq 128 (batch 64, and 64 x 4 accumulation) and seq 512 (batch 16), eager and (seq 128,
-  # batch 64) compiled; seq/s, tokens/s, model TFLOP/s and MFU per run; one table at the end.
-  step 240 gpu_step_tests python3 -m pytest tests/engine/test_gpu_step.py -q -p no:cacheprovider
-  ds=${PRETRAIN_DS_CONFIG:-zero0_bf16}
-  for cfg in bert/base bert/large; do
-    for shape in "128 64 1" "128 64 4" "512 16 1"; do
-      read -r seq batch accum <<< "$shape"
-      for compiled in "" "--compile"; do
-        [ -n "$compiled" ] && [ "$shape" != "128 64 1" ] && continue
-        name="pretrain_${cfg#bert/}_s${seq}_b${batch}x${accum}${compiled:+_compile}"
-        step 150 "$name" python3 -m uer_ds bench pretrain --config_path "$cfg" --vocab_path "$vocab" \
-          --deepspeed_config "$ds" --seq_length "$seq" --batch_size "$batch" --accumulation_steps "$accum" \
-          --steps 20 --warmup_steps 5 --kernels torch $compiled --json_path "$out/$name.json"
-      done
-    done
-  done
-  python3 - "$out" <<'PY' | tee "$out/pretrain_table.md"
-import json, pathlib, sys
-print("| model | seq | batch | compile | seq/s | tokens/s | model TFLOP/s | MFU | peak GPU GB |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for f in sorted(pathlib.Path(sys.argv[1]).glob("pretrain_*.json")):
-    r = json.loads(f.read_text())
-    print(f"| {r['config']} | {r['seq_length']} | {r['batch_size']}x{r['accumulation_steps']} | {r['compile']} | "
-          f"{r['samples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {r.get('model_tflops_per_s', 0):,.0f} | "
-          f"{r.get('mfu', 0):.1%} | {r['peak_memory_gb']:.1f} |")
-PY
-fi
-
-if [ "$part" = offload ] || [ "$part" = all ]; then
-  # BERT-large fine-tuning on one GPU with ZeRO-Offload (optimizer on the CPU), batch 32: peak GPU memory.
-  step 400 offload python3 -m uer_ds finetune classifier --config_path bert/large --vocab_path "$vocab" \
-    --train_path corpora/reviews_cls/train.tsv --dev_path corpora/reviews_cls/dev.tsv \
-    --output_model_path /tmp/bert_large_offload --deepspeed_config zero2_offload_bf16 --activation_checkpointing \
-    --epochs_num 1 --batch_size 32 --seq_length 128 --learning_rate 2e-5 \
-    --metrics_path "$out/offload_metrics.jsonl" --no_progress
-fi
-
-if [ "$part" = overhead ] || [ "$part" = profile ]; then
-  # the ops' CPU cost per call (a GPU that waits on the CPU shows it as time)
-  step 120 overhead python3 launch/gpu_overhead.py
-fi
-
-if [ "$part" = profile ]; then
-  # where a BERT-base step's time goes: cProfile of the benchmark
-  for kernels in torch triton; do
-    step 200 "profile_$kernels" python3 -m cProfile -o "/tmp/prof_$kernels.pstats" -m uer_ds bench pretrain \
-      --config_path bert/base --vocab_path "$vocab" --deepspeed_config zero0_bf16 --batch_size 64 --seq_length 128 \
-      --steps 60 --kernels "$kernels" --json_path "/tmp/prof_$kernels.json"
-    python3 -c "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime').print_stats(25); \
-p.sort_stats('cumtime').print_stats(45)" "/tmp/prof_$kernels.pstats" > "$out/pstats_$kernels.txt" 2>&1
-  done
-fi
+pack
+echo "== gpu_measure.sh $call: done after $((SECONDS - start_s)) s; $out: $(ls "$out" | tr '\n' ' ')"
+cat "$out/summary_$call.md"

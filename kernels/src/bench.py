@@ -206,8 +206,10 @@ def _torch_varlen() -> Optional[Callable]:
     return call
 
 
-def _varlen_rows(cfg: dict, providers: list[str], dtype: torch.dtype, device: str, timer) -> list[dict]:
-    """Packed batches whose lengths follow real data, ours (varlen) against the padded ways and torch's varlen."""
+def _varlen_rows(cfg: dict, providers: list[str], dtype: torch.dtype, device: str, timer,
+                 progress: Callable[[list[dict]], None] = lambda rows: None) -> list[dict]:
+    """Packed batches whose lengths follow real data, ours (varlen) against the padded ways and torch's varlen.
+    progress(rows so far) is called after each shape (the caller saves them: a run cut short keeps its rows)."""
     import numpy as np
 
     from uer_ds import kernels
@@ -235,6 +237,7 @@ def _varlen_rows(cfg: dict, providers: list[str], dtype: torch.dtype, device: st
                                            dict(lengths=name, seq=seq, batch=batch, head_dim=d, heads=heads,
                                                 tokens=len(slot), padding=round(1 - len(slot) / (batch * t), 3)),
                                            torch_varlen, kernels, reference, timer)
+                progress(rows)
                 del q, k, v
                 if device == "cuda":
                     torch.cuda.empty_cache()
@@ -471,21 +474,31 @@ def run(args: argparse.Namespace) -> int:
           f"triton {triton.__version__}" + ("  [interpreter smoke run: timings meaningless]" if args.interpret else "")
           + ("" if args.interpret or args.no_cudagraph else "\nspeeds: CUDA-graph replay (do_bench in parentheses)"))
     peak = _peak_bandwidth(device_name)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every op (and every varlen shape): a run stopped by a time limit keeps its rows
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
     if "layer_norm" in args.ops:
         result["layer_norm"] = _layer_norm_rows(cfg, providers, dtype, device, timer)
+        save()
         print(f"\nLayerNorm ({cfg['rows']} rows), GB/s" + (f"; % peak of {peak / 1e12:.2f} TB/s" if peak else ""))
         print(_table(result["layer_norm"], ["hidden"], "GB/s", providers, ["torch"], peak))
     if "sublayer" in args.ops:
         result["sublayer"] = _sublayer_rows(cfg, providers, dtype, device, timer)
+        save()
         print(f"\nLN(dropout(x + bias) + residual), dropout 0.1 ({cfg['rows']} rows), GB/s")
         print(_table(result["sublayer"], ["hidden"], "GB/s", providers, ["torch", "compile"], peak))
     if "attention" in args.ops:
         result["attention"] = _attention_rows(cfg, providers, dtype, device, timer)
+        save()
         base = "sdpa" if "sdpa" in providers else "torch"
         print(f"\nattention ({cfg['tokens']} tokens, heads x head_dim = {cfg['attn_hidden']}), TFLOP/s")
         print(_table(result["attention"], ["head_dim", "seq", "padded", "causal"], "TFLOP/s", providers, [base]))
     if "varlen" in args.ops:
-        result["varlen"] = _varlen_rows(cfg, providers, dtype, device, timer)
+        result["varlen"] = _varlen_rows(cfg, providers, dtype, device, timer,
+                                        progress=lambda rows: (result.__setitem__("varlen", rows), save()))
         print(f"\nvarlen attention (about {cfg['tokens']} positions per batch, padded to its longest row; heads x "
               f"head_dim = {cfg['attn_hidden']}; TFLOP/s of the real tokens' work)")
         print(_table(result["varlen"], ["lengths", "seq", "padding", "head_dim", "causal"], "TFLOP/s", providers,
@@ -493,9 +506,7 @@ def run(args: argparse.Namespace) -> int:
     errors = [r for op in OPS for r in result[op] if r.get("error")]
     for row in errors[:5]:
         print(f"n/a: {row['op']} {row['provider']}: {row['error']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    save()
     print(f"\nwrote {out}")
     if (args.chart or "").lower() != "none":
         chart = Path(args.chart) if args.chart else out.with_suffix(".png")

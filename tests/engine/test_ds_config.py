@@ -24,7 +24,7 @@ def test_command_line_numbers_are_written_into_the_dict():
                                                            "weight_decay": 0.01, "torch_adam": True,
                                                            "fused": True}}  # torch's one-op CPU AdamW
     gpu = build_ds_config(ds, source, TRAIN, data_parallel_size=4, on_cpu=False)
-    assert "torch_adam" not in gpu["optimizer"]["params"]  # DeepSpeed's FusedAdam on CUDA
+    assert gpu["optimizer"] == out["optimizer"]  # on CUDA too: torch's fused AdamW, no FusedAdam JIT build
     assert out["gradient_clipping"] == 1.0
     assert ds == load_ds_config("zero2")[0]  # the file's dict is not modified
 
@@ -113,3 +113,21 @@ def test_default_ds_config_follows_the_job():
     # the planner never recommends stage 0 for data parallelism, always it for one GPU
     assert plan(cfg, 8, 80.0, seq_length=128)[1].setup.name == "zero1"
     assert plan(cfg, 1, 80.0, seq_length=128)[1].setup.name == "zero0"
+
+
+@pytest.mark.parametrize("name, extra, fused_adam", [
+    ("zero0_bf16", {}, False),  # torch's fused AdamW
+    ("zero2_bf16", {}, False),
+    ("zero0_fp16", {}, True),  # DeepSpeed's fused fp16 wrapper needs FusedAdam (else FP16_UnfusedOptimizer)
+    ("zero1_fp16", {}, False),
+    ("zero0_bf16", {"optimizer": {"type": "AdamW", "params": {"torch_adam": False}}}, True),  # asked for in the file
+])
+def test_which_adam_on_a_gpu(name, extra, fused_adam):
+    """DeepSpeed builds FusedAdam where `torch_adam` is absent or false (engine.py _configure_basic_optimizer)."""
+    ds, source = load_ds_config(name)
+    ds = {**ds, **extra}
+    params = build_ds_config(ds, source, TRAIN, 1, on_cpu=False)["optimizer"]["params"]
+    assert bool(params.get("torch_adam")) is not fused_adam
+    assert params.get("fused", False) is not fused_adam
+    offload, offload_source = load_ds_config("zero2_offload_bf16")
+    assert "torch_adam" not in build_ds_config(offload, offload_source, TRAIN, 1, on_cpu=False)["optimizer"]["params"]

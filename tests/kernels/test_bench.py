@@ -109,3 +109,16 @@ def test_length_samples_follow_the_histogram_and_the_cut():
     assert set(uniform) == set(range(1, 11))
     with pytest.raises(ValueError, match="length distribution 'wiki' is unknown: it must be one of book_review"):
         lengths.sample("wiki", 128, 1, rng)
+
+
+def test_varlen_rows_are_handed_over_shape_by_shape():
+    """A GPU call stopped by its time limit keeps the varlen rows measured so far: the runner saves them
+    after every shape (progress), not only at the end."""
+    from uer_ds.kernels import bench
+
+    cfg = dict(bench.INTERPRET_DEFAULTS, lengths=["book_review", "full"], varlen_seq=[32], head_dim=[16], causal="false")
+    seen = []
+    rows = bench._varlen_rows(cfg, ["triton", "sdpa"], torch.float32, "cpu", bench._timer(False, graphs=False),
+                              progress=lambda so_far: seen.append([dict(r) for r in so_far]))
+    assert [len(s) for s in seen] == [6, 12]  # one shape per distribution: 2 providers x (fwd, bwd, fwd+bwd)
+    assert {r["lengths"] for r in seen[0]} == {"book_review"} and seen[1] == rows

@@ -4,7 +4,9 @@ COMMANDS is the one list of commands: name -> (module, one-line help); a name ma
 (`export onnx`), matched before the one-word command.  A command module provides
 `add_arguments(parser)` and `run(args) -> int`; it is imported only when its command runs, so
 `uer-ds --help` starts fast.  Errors a user can cause (ValueError, FileNotFoundError) print one line
-and exit 1; set UER_DS_DEBUG=1 for the traceback.
+and exit 1; set UER_DS_DEBUG=1 for the traceback.  UER_DS_PARSE_ONLY=1 parses a command line and stops
+there (exit 0 when it parses, 2 with argparse's message when not): launch/gpu_preflight.sh checks the GPU
+measurement's commands with it.
 """
 from __future__ import annotations
 
@@ -104,6 +106,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
     parsed.command_argv = [*name.split(), *rest]  # what a launcher re-runs in each process it starts
+    if os.environ.get("UER_DS_PARSE_ONLY") == "1":  # launch/gpu_preflight.sh: check a command line, run nothing
+        print(f"uer-ds {name}: arguments parse (UER_DS_PARSE_ONLY=1: not run)")
+        return 0
     try:
         with warnings.catch_warnings():
             _one_line_warnings(f"uer-ds {name}")

@@ -170,6 +170,19 @@ def _set(ds: dict, dotted: str, value: Any, flag: str, source: str) -> None:
     node[leaf] = value
 
 
+def _takes_torch_adamw(ds: dict, on_cpu: bool) -> bool:
+    """Whether the Adam step is torch's fused AdamW: always on the CPU (FusedAdam is a CUDA kernel); on a GPU
+    unless the optimizer is offloaded (DeepSpeed's CPU Adam), the ds_config asks for FusedAdam
+    (`"torch_adam": false`), or fp16 runs without ZeRO, where DeepSpeed's fused fp16 wrapper needs FusedAdam
+    (engine.py `_configure_fp16_optimizer`: any other optimizer gets the per-tensor FP16_UnfusedOptimizer)."""
+    if offloads_optimizer(ds):
+        return False
+    if on_cpu:
+        return True
+    asked = ds.get("optimizer", {}).get("params", {}).get("torch_adam")
+    return asked is not False and not (ds.get("fp16", {}).get("enabled") and zero_stage(ds) == 0)
+
+
 def build_ds_config(ds: dict, source: str, train: TrainConfig, data_parallel_size: int,
                     pipeline_stages: int = 1, on_cpu: bool = True) -> dict:
     """The DeepSpeed dict the engine starts with: the file's engine settings plus the command line's
@@ -187,9 +200,11 @@ def build_ds_config(ds: dict, source: str, train: TrainConfig, data_parallel_siz
     _set(out, "optimizer.params.eps", train.adam_eps, "--adam_eps", source)
     # weight decay is set per parameter group (matrices only); the group values override this one
     _set(out, "optimizer.params.weight_decay", train.weight_decay, "--weight_decay", source)
-    if on_cpu and not offloads_optimizer(out):
-        # torch's AdamW: DeepSpeed's FusedAdam is a CUDA kernel (its CPU build costs a minute for nothing).
-        # Its fused CPU kernel updates every tensor in one op; torch's CPU default is a loop per tensor
+    if _takes_torch_adamw(out, on_cpu):
+        # torch's fused AdamW (one multi-tensor kernel per group, as DeepSpeed's FusedAdam) instead of FusedAdam,
+        # which DeepSpeed JIT-compiles on first use: about a minute on a GPU machine, for nothing on a CPU, and
+        # a build killed half-way leaves a lock that stalls every later job.  Torch's CPU default without
+        # `fused` is a loop per tensor.
         params = out["optimizer"]["params"]
         params["torch_adam"] = True
         if "foreach" not in params:
