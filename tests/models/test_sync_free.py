@@ -210,7 +210,15 @@ TASK_ARGS = {
                          "--dev_path", str(CORPORA / "dbqa" / "dev.tsv")],
     "multi_label_classifier": lambda tmp: ["--train_path", str(multi_label_file(tmp)),
                                            "--dev_path", str(multi_label_file(tmp))],
+    "regression": lambda tmp: ["--train_path", str(regression_file(tmp)), "--dev_path", str(regression_file(tmp))],
 }
+
+
+def regression_file(tmp) -> str:
+    path = tmp / "regression.tsv"
+    path.write_text("label\ttext_a\ttext_b\n4.5\t很好看的书\t好书\n0.25\t一般\t很差\n-1\t没有\t标签\n3\t情节\t精彩\n",
+                    encoding="utf-8")
+    return path
 
 
 def multi_label_file(tmp) -> str:

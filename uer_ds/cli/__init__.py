@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
     "finetune": ("uer_ds.cli.finetune",
-                 "fine-tune a task with DeepSpeed: classifier, mt_classifier, multi_label_classifier, ner, cmrc, "
+                 "fine-tune a task with DeepSpeed: classifier, mt_classifier, multi_label_classifier, regression, ner, cmrc, "
                  "c3, dbqa"),
     "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV (cmrc: JSON, c3: JSON lines)"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),

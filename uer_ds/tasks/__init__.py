@@ -10,17 +10,19 @@ from uer_ds.tasks.mrc import CmrcTask
 from uer_ds.tasks.multi_label import MultiLabelClassifierTask
 from uer_ds.tasks.multiple_choice import C3Task
 from uer_ds.tasks.ner import NerTask
+from uer_ds.tasks.regression import RegressionTask
 
 TASKS: dict[str, Task] = {
     "classifier": ClassifierTask(),
     "mt_classifier": MtClassifierTask(),
     "multi_label_classifier": MultiLabelClassifierTask(),
+    "regression": RegressionTask(),
     "ner": NerTask(),
     "cmrc": CmrcTask(),
     "c3": C3Task(),
     "dbqa": DbqaTask(),
 }
 
-__all__ = ["TASKS", "ClassifierHead", "ClassifierTask", "Example", "MtClassifierTask", "MultiLabelClassifierTask",
+__all__ = ["TASKS", "ClassifierHead", "ClassifierTask", "Example", "MtClassifierTask", "MultiLabelClassifierTask", "RegressionTask",
            "Task", "TaskData", "TaskDataError", "TaskModel", "load_task_model", "predict_outputs",
            "select_pretrained", "soft_target_result"]

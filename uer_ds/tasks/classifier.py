@@ -101,7 +101,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 class ClassifierTask(Task):
     name = "classifier"
     help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
-    metrics = ("accuracy", "macro_f1")
+    metrics = ("accuracy", "macro_f1", "mcc")  # mcc: Matthews correlation (GLUE's CoLA), in report.json
     # `infer classifier --head NAME` serves multi-task models; UER-py infers DBQA with run_classifier_infer.py
     reads_models_of = ("classifier", "mt_classifier", "dbqa")
     uer_head = "classifier"

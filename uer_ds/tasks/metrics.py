@@ -1,8 +1,11 @@
-"""Classification metrics from gold labels and scores (logits or probabilities).
+"""Classification and regression metrics from gold labels and scores (logits or probabilities).
 
-Conventions follow scikit-learn (the tests compare with it): the confusion matrix has gold labels in
-rows and predictions in columns (UER-py prints the transpose); precision, recall and F1 of a class
-with no predicted (or no gold) example are 0; macro-F1 averages over all `labels_num` classes.
+Conventions follow scikit-learn and SciPy (the tests compare with them): the confusion matrix has gold
+labels in rows and predictions in columns (UER-py prints the transpose); precision, recall and F1 of a
+class with no predicted (or no gold) example are 0; macro-F1 averages over all `labels_num` classes;
+Matthews correlation is Gorodkin's multi-class form (R_K, 2004), which is the usual phi coefficient for
+two classes (GLUE's CoLA metric), 0 where undefined; Pearson and Spearman correlations are GLUE's STS-B
+metrics (Spearman: Pearson of the ranks, ties given their average rank), 0 where a side is constant.
 """
 from __future__ import annotations
 
@@ -38,6 +41,18 @@ def per_class(matrix: np.ndarray) -> list[dict]:
     return out
 
 
+def matthews_corrcoef(matrix: np.ndarray) -> float:
+    """Matthews correlation from a confusion matrix (rows gold, columns predicted), in [-1, 1]; 0 when a
+    margin is constant (sklearn's convention).  Gorodkin, "Comparing two K-category assignments by a
+    K-category correlation coefficient", Comput. Biol. Chem. 28 (2004)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    n, correct = m.sum(), np.trace(m)
+    t, p = m.sum(axis=1), m.sum(axis=0)  # gold and predicted counts per class
+    cov = correct * n - t @ p
+    denominator = np.sqrt((n * n - p @ p) * (n * n - t @ t))
+    return float(cov / denominator) if denominator else 0.0
+
+
 def classification_metrics(gold: np.ndarray, scores: np.ndarray, top_k: Optional[int] = None) -> dict:
     """accuracy, macro_f1, per-class precision/recall/F1, top-k accuracy and the confusion matrix.
 
@@ -52,7 +67,8 @@ def classification_metrics(gold: np.ndarray, scores: np.ndarray, top_k: Optional
     out = {"examples": int(len(gold)), "accuracy": float((pred == gold).mean()) if len(gold) else 0.0,
            "macro_f1": float(np.mean([c["f1"] for c in classes])),
            "macro_precision": float(np.mean([c["precision"] for c in classes])),
-           "macro_recall": float(np.mean([c["recall"] for c in classes]))}
+           "macro_recall": float(np.mean([c["recall"] for c in classes])),
+           "mcc": matthews_corrcoef(matrix)}
     if top_k is not None and 1 < top_k < labels_num:  # k >= labels_num: always 1
         out[f"top{top_k}_accuracy"] = top_k_accuracy(gold, scores, top_k)
     out["per_class"] = classes
@@ -78,4 +94,44 @@ def format_classification(metrics: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["classification_metrics", "confusion_matrix", "format_classification", "per_class", "top_k_accuracy"]
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank (scipy.stats.rankdata's default)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    for start, count in zip(first, counts):
+        if count > 1:
+            ranks[order[start: start + count]] = start + (count + 1) / 2
+    return ranks
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of two (N,) arrays; 0 when either is constant or N < 2."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2:
+        return 0.0
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((dx @ dx) * (dy @ dy))
+    return float(dx @ dy / denominator) if denominator else 0.0
+
+
+def regression_metrics(gold: np.ndarray, pred: np.ndarray) -> dict:
+    """pearson, spearman, mse, mae and the gold/predicted means of (N,) real-valued labels and predictions."""
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64).reshape(-1)
+    error = pred - gold
+    return {"examples": int(len(gold)), "pearson": pearson(gold, pred),
+            "spearman": pearson(_ranks(gold), _ranks(pred)) if len(gold) else 0.0,
+            "mse": float((error ** 2).mean()) if len(gold) else 0.0,
+            "mae": float(np.abs(error).mean()) if len(gold) else 0.0,
+            "gold_mean": float(gold.mean()) if len(gold) else 0.0,
+            "predicted_mean": float(pred.mean()) if len(gold) else 0.0}
+
+
+def format_regression(metrics: dict, title: str) -> str:
+    return (f"{title}: {metrics['examples']} examples  pearson {metrics['pearson']:.4f}  spearman "
+            f"{metrics['spearman']:.4f}  mse {metrics['mse']:.4f}  mae {metrics['mae']:.4f}")
+
+
+__all__ = ["classification_metrics", "confusion_matrix", "format_classification", "format_regression",
+           "matthews_corrcoef", "pearson", "per_class", "regression_metrics", "top_k_accuracy"]
