@@ -57,8 +57,8 @@ for call in first second; do
   out_dir=$(mktemp -d /tmp/preflight_out.XXXX)
   OUT="$out_dir" GPU_SITE="$site" bash launch/gpu_measure.sh dry "$call" > "/tmp/preflight_$call.txt" 2>&1
   rc=$?
-  bad=$(grep -c "dry FAILED" "/tmp/preflight_$call.txt")
-  steps=$(grep -c "^== .*: dry" "/tmp/preflight_$call.txt")
+  bad=$(grep "dry FAILED" "/tmp/preflight_$call.txt" | sort -u | wc -l)
+  steps=$(grep "^== .*: dry" "/tmp/preflight_$call.txt" | sort -u | wc -l)
   if [ $rc != 0 ] || [ "$bad" != 0 ] || [ "$steps" = 0 ]; then
     fail "gpu_measure.sh $call (dry): exit $rc, $bad of $steps command lines fail: $(grep -A3 "dry FAILED" "/tmp/preflight_$call.txt" | head -8 | tr '\n' ' ')"
   else
