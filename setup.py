@@ -57,6 +57,7 @@ setup(
             "onnxruntime>=1.18.0",
         ],
         "bench": ["matplotlib>=3.8.0"],
+        "plot": ["matplotlib>=3.8.0"],  # uer-ds plot
         "onnx": ["onnx>=1.16.0", "onnxruntime>=1.18.0"],  # uer-ds export onnx
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),
     "plan": ("uer_ds.cli.plan", "estimate memory per rank for ZeRO 0-3 / offload and recommend a ds_config"),
     "bench": ("uer_ds.cli.bench", "benchmarks: print a table, write JSON (`uer-ds bench <what> --help`)"),
+    "plot": ("uer_ds.cli.plot", "learning curves of runs (loss, accuracy, lr, dev metrics) -> PNG/SVG, runs overlaid"),
     "build-vocab": ("uer_ds.cli.build_vocab", "build a vocabulary (WordPiece, SentencePiece, char, space, word)"),
     "diff-vocab": ("uer_ds.cli.diff_vocab", "compare two vocabularies"),
     "average": ("uer_ds.cli.average", "average several checkpoints of one model"),
