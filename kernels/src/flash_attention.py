@@ -27,8 +27,10 @@ with no visible key gets output 0 and lse = +inf, so its probabilities and gradi
 (the reference's contract: zeros, not NaN).
 
 Dropout: keep(i, j) = rand(seed + b * H + h, i * Tk + j) >= p (Triton's Philox), seed a (1,) int64
-device tensor drawn per call (graph-safe, never read by the host), the same expression in the forward and both backward kernels, so the backward sees the forward's mask without
-storing it; `attention_keep_mask` (attention_common.py) materialises it for tests.  Kept probabilities are scaled by 1/(1-p).
+device tensor drawn per call (graph-safe, never read by the host), the same expression in the forward
+and both backward kernels, so the backward sees the forward's mask without storing it;
+`attention_keep_mask` (attention_common.py) materialises it for tests.  Kept probabilities are scaled
+by 1/(1-p).
 
 Interpreter (TRITON_INTERPRET=1, CPU): bf16 `tl.dot` is wrong there (it multiplies raw bits), so the
 launcher sets UPCAST and the kernels feed fp32 operands to every dot; on GPU the dots take the input

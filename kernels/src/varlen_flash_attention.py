@@ -55,7 +55,8 @@ from uer_ds.kernels.utils import call_seed, cdiv, check_launchable, compiling, c
 def _fwd_inner(acc, l_i, m_i, q,
                K_h,  # (L, D) this sequence's keys for head h, row stride stride_kn
                V_h,  # (L, D) its values, row stride stride_vn
-               stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p, BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+               stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p,
+               BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
                UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -101,7 +102,8 @@ def _varlen_fwd_kernel(Q,  # (N, H, D) packed queries, D contiguous
                        LSE,  # (H, N) fp32 out: row log-sum-exp of the scaled scores, base 2
                        CU,  # (B + 1,) int32 sequence starts, CU[B] = N
                        SEED,  # (1,) int64 Philox seed (DROPOUT; else unread)
-                       qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_on, stride_oh,
+                       qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh,
+                       stride_on, stride_oh,
                        n_tokens, H, HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
                        DOT_PRECISION: tl.constexpr):
@@ -163,7 +165,8 @@ def _dkdv_inner(dk, dv, k, v,
                 DO_h,  # (L, D) their output gradients, row stride stride_dn
                 LSE_h,  # (L,) fp32 the forward's row log-sum-exp
                 DELTA_h,  # (L,) fp32 rowsum(dO * O)
-                stride_qn, stride_dn, offs_n, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p, BLOCK_M: tl.constexpr, MASK: tl.constexpr, DROPOUT: tl.constexpr,
+                stride_qn, stride_dn, offs_n, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p,
+                BLOCK_M: tl.constexpr, MASK: tl.constexpr, DROPOUT: tl.constexpr,
                 UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -195,7 +198,8 @@ def _varlen_bwd_dkdv_kernel(Q,  # (N, H, D) packed queries
                             DELTA,  # (H, N) fp32 rowsum(dO * O)
                             CU,  # (B + 1,) int32 sequence starts
                             SEED,  # (1,) int64 Philox seed (DROPOUT)
-                            sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_dn, stride_dh,
+                            sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
+                            stride_vh, stride_dn, stride_dh,
                             stride_dkn, stride_dkh, stride_dvn, stride_dvh, n_tokens, H,
                             HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
@@ -248,7 +252,8 @@ def _varlen_bwd_dkdv_kernel(Q,  # (N, H, D) packed queries
 def _dq_inner(dq, q, do, lse, delta,
               K_h,  # (L, D) this sequence's keys for head h, row stride stride_kn
               V_h,  # (L, D) its values, row stride stride_vn
-              stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p, BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+              stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p, BLOCK_N: tl.constexpr,
+              MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
               UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -282,7 +287,8 @@ def _varlen_bwd_dq_kernel(Q,  # (N, H, D) packed queries
                           DELTA,  # (H, N) fp32 rowsum(dO * O)
                           CU,  # (B + 1,) int32 sequence starts
                           SEED,  # (1,) int64 Philox seed (DROPOUT)
-                          sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_dn, stride_dh,
+                          sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
+                          stride_vh, stride_dn, stride_dh,
                           stride_dqn, stride_dqh, n_tokens, H,
                           HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
