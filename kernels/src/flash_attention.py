@@ -233,19 +233,19 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v,
 
 
 @triton.jit
-def _attn_bwd_dkdv_kernel(Q,  # (B, H, Tq, D) queries
-                          K,  # (B, H, Tk, D) keys
-                          V,  # (B, H, Tk, D) values
-                          DO,  # (B, H, Tq, D) output gradient
+def _attn_bwd_dkdv_kernel(Q,  # (B, H, Tq, D) queries, walked a query block at a time
+                          K,  # (B, H, Tk, D) keys: this program's key block, loaded once
+                          V,  # (B, H, Tk, D) values: this program's block, loaded once
+                          DO,  # (B, H, Tq, D) output gradient, walked with Q
                           DK,  # (B, H, Tk, D) out: key gradient, k's dtype
                           DV,  # (B, H, Tk, D) out: value gradient
-                          LSE,  # (B*H, Tq) fp32 the forward's row log-sum-exp
-                          DELTA,  # (B*H, Tq) fp32 rowsum(dO * O)
-                          KPM,  # (B, Tk) int8 key padding (HAS_KPM)
-                          KV_LO,  # (B,) int32 first real key per batch row (HAS_KPM)
-                          KV_HI,  # (B,) int32 one past the last real key (HAS_KPM)
+                          LSE,  # (B*H, Tq) fp32 the forward's row log-sum-exp, walked with Q
+                          DELTA,  # (B*H, Tq) fp32 rowsum(dO * O), walked with Q
+                          KPM,  # (B, Tk) int8 key padding, masks this key block (HAS_KPM)
+                          KV_LO,  # (B,) int32 first real key: a key block before it is skipped (HAS_KPM)
+                          KV_HI,  # (B,) int32 one past the last real key: blocks from it are skipped (HAS_KPM)
                           sm_scale, qk_scale,
-                          SEED,  # (1,) int64 Philox seed (DROPOUT)
+                          SEED,  # (1,) int64 Philox seed, the forward's (DROPOUT)
                           dropout_p, stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                           stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                           stride_dkb, stride_dkh, stride_dkt, stride_dvb, stride_dvh, stride_dvt, stride_mb,
@@ -344,18 +344,18 @@ def _attn_bwd_dq_inner(dq, q, do, lse, delta,
 
 
 @triton.jit
-def _attn_bwd_dq_kernel(Q,  # (B, H, Tq, D) queries
-                        K,  # (B, H, Tk, D) keys
-                        V,  # (B, H, Tk, D) values
-                        DO,  # (B, H, Tq, D) output gradient
+def _attn_bwd_dq_kernel(Q,  # (B, H, Tq, D) queries: this program's query block, loaded once
+                        K,  # (B, H, Tk, D) keys, walked a key block at a time
+                        V,  # (B, H, Tk, D) values, walked with K
+                        DO,  # (B, H, Tq, D) output gradient of this query block
                         DQ,  # (B, H, Tq, D) out: query gradient, q's dtype
-                        LSE,  # (B*H, Tq) fp32 the forward's row log-sum-exp
-                        DELTA,  # (B*H, Tq) fp32 rowsum(dO * O)
-                        KPM,  # (B, Tk) int8 key padding (HAS_KPM)
-                        KV_LO,  # (B,) int32 first real key per batch row (HAS_KPM)
-                        KV_HI,  # (B,) int32 one past the last real key (HAS_KPM)
+                        LSE,  # (B*H, Tq) fp32 row log-sum-exp of this query block
+                        DELTA,  # (B*H, Tq) fp32 rowsum(dO * O) of this query block
+                        KPM,  # (B, Tk) int8 key padding, masks each key block walked (HAS_KPM)
+                        KV_LO,  # (B,) int32 where the walk over key blocks starts (HAS_KPM)
+                        KV_HI,  # (B,) int32 where it ends (HAS_KPM)
                         sm_scale, qk_scale,
-                        SEED,  # (1,) int64 Philox seed (DROPOUT)
+                        SEED,  # (1,) int64 the forward's Philox seed (DROPOUT)
                         dropout_p, stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                         stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                         stride_dqb, stride_dqh, stride_dqt, stride_mb,

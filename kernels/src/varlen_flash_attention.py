@@ -188,16 +188,16 @@ def _dkdv_inner(dk, dv, k, v,
 
 
 @triton.jit
-def _varlen_bwd_dkdv_kernel(Q,  # (N, H, D) packed queries
-                            K,  # (N, H, D) packed keys
-                            V,  # (N, H, D) packed values
-                            DO,  # (N, H, D) output gradient
+def _varlen_bwd_dkdv_kernel(Q,  # (N, H, D) packed queries, walked a query block at a time
+                            K,  # (N, H, D) packed keys: this program's key block, loaded once
+                            V,  # (N, H, D) packed values: this program's block, loaded once
+                            DO,  # (N, H, D) output gradient, walked with Q
                             DK,  # (N, H, D) out: key gradient, k's dtype
                             DV,  # (N, H, D) out: value gradient
-                            LSE,  # (H, N) fp32 the forward's row log-sum-exp
-                            DELTA,  # (H, N) fp32 rowsum(dO * O)
-                            CU,  # (B + 1,) int32 sequence starts
-                            SEED,  # (1,) int64 Philox seed (DROPOUT)
+                            LSE,  # (H, N) fp32 the forward's row log-sum-exp, walked with Q
+                            DELTA,  # (H, N) fp32 rowsum(dO * O), walked with Q
+                            CU,  # (B + 1,) int32 sequence starts: this program's sequence and its length
+                            SEED,  # (1,) int64 Philox seed, the forward's (DROPOUT)
                             sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
                             stride_vh, stride_dn, stride_dh,
                             stride_dkn, stride_dkh, stride_dvn, stride_dvh, n_tokens, H,
@@ -278,15 +278,15 @@ def _dq_inner(dq, q, do, lse, delta,
 
 
 @triton.jit
-def _varlen_bwd_dq_kernel(Q,  # (N, H, D) packed queries
-                          K,  # (N, H, D) packed keys
-                          V,  # (N, H, D) packed values
-                          DO,  # (N, H, D) output gradient
+def _varlen_bwd_dq_kernel(Q,  # (N, H, D) packed queries: this program's query block, loaded once
+                          K,  # (N, H, D) packed keys, walked a key block at a time
+                          V,  # (N, H, D) packed values, walked with K
+                          DO,  # (N, H, D) output gradient of this query block
                           DQ,  # (N, H, D) out: query gradient, q's dtype
-                          LSE,  # (H, N) fp32 the forward's row log-sum-exp
-                          DELTA,  # (H, N) fp32 rowsum(dO * O)
-                          CU,  # (B + 1,) int32 sequence starts
-                          SEED,  # (1,) int64 Philox seed (DROPOUT)
+                          LSE,  # (H, N) fp32 row log-sum-exp of this query block
+                          DELTA,  # (H, N) fp32 rowsum(dO * O) of this query block
+                          CU,  # (B + 1,) int32 sequence starts: where this block's sequence lies
+                          SEED,  # (1,) int64 the forward's Philox seed (DROPOUT)
                           sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
                           stride_vh, stride_dn, stride_dh,
                           stride_dqn, stride_dqh, n_tokens, H,
