@@ -568,7 +568,7 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     if dist.is_rank0():
         print(f"predicted {len(examples)} example(s) in {seconds:.1f} s ({len(examples) / max(seconds, 1e-9):.0f}/s) "
-              f"with head '{head_name}' -> {target}", flush=True)
+              f"with head '{head_name}' -> {Path(args.prediction_path)}", flush=True)
     return 0
 
 
