@@ -4,7 +4,10 @@ The interpreter runs the kernels' arithmetic on CPU but not Triton's compiler, w
 not enforce (types that must agree across a runtime `if`, tile shapes tl.dot accepts, shared memory
 per config).  Triton's wheel carries ptxas, so `triton.compile` can lower every kernel variant the
 launchers use to a cubin for a given architecture (default sm_90, H100/H200) with no GPU present;
-this reports each variant's shared memory and fails on the first that does not compile.
+this reports each variant's shared memory and fails on the first that does not compile, or when one
+needs more shared memory than a block may take.  The variants are exactly what the launchers run:
+the tiles come from fixed tables (attention_common.gpu_tiles, fused_layer_norm._launch), never from
+an autotuner (the package's one tuning policy, written down in attention_common.py).
 
 Run it where TRITON_INTERPRET is unset (the kernels must be imported as compiled functions).
 """
@@ -17,8 +20,7 @@ import time
 from typing import Callable, Iterator
 
 ATTN_POINTERS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV"}
-# a block gets at most this much shared memory on an H100/H200 (227 KB); the autotuner skips a config
-# over it at run time, so such a variant is reported, not failed
+# a block gets at most this much shared memory on an H100/H200 (227 KB): a variant over it cannot launch
 SHARED_LIMIT = 232448
 
 
@@ -56,20 +58,9 @@ def _ln_type(dtype: str, residual_dtype: str) -> Callable[[str], str]:
     return arg_type
 
 
-def _configs(kernel) -> list[tuple[dict, dict]]:
-    """(constexprs, launch options) of each config of an autotuned kernel (one plain entry otherwise)."""
-    configs = getattr(kernel, "configs", None)
-    if not configs:
-        return [({}, {})]
-    return [(dict(c.kwargs), {"num_warps": c.num_warps, "num_stages": c.num_stages}) for c in configs]
-
-
-def _plain(kernel):
-    return getattr(kernel, "fn", kernel)
-
-
 def variants(quick: bool) -> Iterator[tuple[object, Callable[[str], str], dict, dict]]:
     """(jit function, argument types, constexprs, launch options) for what the GPU launchers use."""
+    from uer_ds.kernels import attention_common as common
     from uer_ds.kernels import flash_attention as fa
     from uer_ds.kernels import fused_layer_norm as ln
     from uer_ds.kernels import varlen_flash_attention as va
@@ -83,20 +74,19 @@ def variants(quick: bool) -> Iterator[tuple[object, Callable[[str], str], dict, 
         for d in head_dims:
             for flags in flag_sets:
                 padded = dict(HAS_KPM=flags["CAUSAL"], EVEN_M=not flags["CAUSAL"], EVEN_N=not flags["CAUSAL"], **flags)
-                for kernel, backward in ((fa._attn_fwd_kernel, False), (fa._attn_bwd_dkdv_kernel, True),
-                                         (fa._attn_bwd_dq_kernel, True)):
-                    block_m, block_n, launch = fa._gpu_tiles(d, dtype == "fp32", backward)
-                    yield kernel, _attn_type(dtype), dict(HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, UPCAST=False,
-                                                          DOT_PRECISION=precision, **padded), launch
-                for kernel in (va._fwd, va._dkdv, va._dq):  # every autotuner config
-                    for tiles, launch in _configs(kernel):
-                        yield _plain(kernel), _attn_type(dtype), dict(HEAD_D=d, UPCAST=False, DOT_PRECISION=precision,
-                                                                      **flags, **tiles), launch
+                for kernel, varlen_kernel, backward in ((fa._attn_fwd_kernel, va._varlen_fwd_kernel, False),
+                                                        (fa._attn_bwd_dkdv_kernel, va._varlen_bwd_dkdv_kernel, True),
+                                                        (fa._attn_bwd_dq_kernel, va._varlen_bwd_dq_kernel, True)):
+                    block_m, block_n, launch = common.gpu_tiles(d, dtype == "fp32", backward)
+                    tile = dict(HEAD_D=d, BLOCK_M=block_m, BLOCK_N=block_n, UPCAST=False, DOT_PRECISION=precision)
+                    yield kernel, _attn_type(dtype), dict(**tile, **padded), launch
+                    yield varlen_kernel, _attn_type(dtype), dict(**tile, **flags), launch
             yield fa._attn_bwd_preprocess_kernel, _attn_type(dtype), dict(HEAD_D=d, BLOCK_M=64), {}
             yield va._varlen_bwd_preprocess_kernel, _attn_type(dtype), dict(HEAD_D=d, BLOCK=64), {}
         yield from _ln_variants(ln, dtype, quick)
     yield fa._key_range_kernel, _attn_type("fp16"), dict(BLOCK=1024), {}
-    yield fa._dropout_keep_kernel, _attn_type("fp16"), dict(BLOCK_M=32, BLOCK_N=32), {}
+    for varlen in (False, True):
+        yield common._keep_mask_kernel, _attn_type("fp16"), dict(VARLEN=varlen, BLOCK=32), {}
 
 
 def _ln_variants(ln, dtype: str, quick: bool) -> Iterator[tuple[object, Callable[[str], str], dict, dict]]:
@@ -124,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uer_ds.kernels.compile_check", description=__doc__.split("\n")[0])
     parser.add_argument("--arch", type=int, default=90, help="CUDA compute capability x10 (default 90: H100/H200)")
     parser.add_argument("--quick", action="store_true",
-                        help="bf16, head dim 64, every mask and dropout on, every autotuner config: the riskiest variants")
+                        help="bf16, head dim 64, every mask and dropout on: the riskiest variants")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("compile_check: unset TRITON_INTERPRET (the interpreter compiles nothing)", file=sys.stderr)
@@ -146,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         over = shared > SHARED_LIMIT
         types = "/".join(dict.fromkeys(t for n, t in signature.items() if n in ("Q", "X", "R")))
         print(f"sm_{args.arch} {kernel.__name__} {types} {shown} {launch}: shared {shared} B"
-              + (" (over the 227 KB a block may take: the autotuner skips it)" if over else "")
+              + (" (over the 227 KB a block may take: it cannot launch)" if over else "")
               + f", {time.perf_counter() - start:.1f} s", flush=True)
         count += 1
         too_big += over
     print(f"compiled {count} kernel variants for sm_{args.arch}"
-          + (f"; {too_big} over the shared-memory limit (autotuner configs it skips)" if too_big else ""))
-    return 0
+          + (f"; {too_big} over the shared-memory limit: shrink their tiles" if too_big else ""))
+    return 1 if too_big else 0
 
 
 if __name__ == "__main__":

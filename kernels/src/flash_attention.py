@@ -3,9 +3,11 @@
 Layers (as Liger-Kernel): jit kernels `_attn_fwd_kernel`, `_attn_bwd_preprocess_kernel`,
 `_attn_bwd_dkdv_kernel`, `_attn_bwd_dq_kernel` -> operators `uer_ds::attn_fwd` / `uer_ds::attn_bwd`
 (`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces into the kernels) with autograd
-registered on the forward -> `FlashAttention` (nn.Module, no parameters) -> `attention` (functional,
-the signature of `uer_ds.kernels.reference.attention`).  The model's unpadded path uses the varlen
-kernels instead (kernels/src/varlen_flash_attention.py); this one serves padded batches.
+registered on the forward -> `attention` (functional, the signature of
+`uer_ds.kernels.reference.attention`; `attention_with_seed` for a given dropout seed) ->
+`FlashAttention` (nn.Module, no parameters); all through the package's door, `uer_ds.kernels`.  The
+model's unpadded path uses the varlen kernels instead (kernels/src/varlen_flash_attention.py); this
+one serves padded batches.
 
 Algorithm (Dao, FlashAttention-2, 2023): the forward walks the key blocks of one query block with an
 online softmax (running max m, running sum l, rescaled accumulator) and saves only the row
@@ -13,7 +15,8 @@ log-sum-exp (fp32, base 2).  The backward recomputes P = exp2(S - lse) block by 
 per key block accumulates dK, dV over the query blocks, one per query block accumulates dQ over the
 key blocks, so no atomics are needed and results are deterministic.  delta = rowsum(dO * O) comes
 from a small preprocessing kernel.  The per-tile arithmetic (online-softmax step, epilogue, dK/dV
-and dQ steps, dropout mask) is shared with the varlen kernels: kernels/src/attention_tile.py.
+and dQ steps, dropout mask), the tile table, the checks and the autograd wiring are shared with the
+varlen kernels: kernels/src/attention_common.py.
 
 Masks.  key_padding_mask (B, Tk), True at padding: each program loops only over the key blocks between
 the batch row's first and last real key (two (B,) tensors computed on the device once per forward,
@@ -24,8 +27,10 @@ with no visible key gets output 0 and lse = +inf, so its probabilities and gradi
 (the reference's contract: zeros, not NaN).
 
 Dropout: keep(i, j) = rand(seed + b * H + h, i * Tk + j) >= p (Triton's Philox), seed a (1,) int64
-device tensor drawn per call (graph-safe, never read by the host), the same expression in the forward and both backward kernels, so the backward sees the forward's mask without
-storing it; `dropout_keep_mask` materialises it for tests.  Kept probabilities are scaled by 1/(1-p).
+device tensor drawn per call (graph-safe, never read by the host), the same expression in the forward
+and both backward kernels, so the backward sees the forward's mask without storing it;
+`attention_keep_mask` (attention_common.py) materialises it for tests.  Kept probabilities are scaled
+by 1/(1-p).
 
 Interpreter (TRITON_INTERPRET=1, CPU): bf16 `tl.dot` is wrong there (it multiplies raw bits), so the
 launcher sets UPCAST and the kernels feed fp32 operands to every dot; on GPU the dots take the input
@@ -34,25 +39,25 @@ dtype (bf16/fp16 tensor cores, fp32 accumulation; fp32 inputs use IEEE fp32, not
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.attention_tile import dkdv_step, dq_step, dropout_keep, softmax_finish, softmax_step
-from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
-                                  dropout_seed, eager_function, kernel_op, launch, next_power_of_2)
-
-HEAD_DIMS = (16, 32, 64, 128)  # powers of two that tl.dot tiles take (>= 16); the issue asks 32/64/128
-LOG2E = 1.4426950408889634
+from uer_ds.kernels.attention_common import (LOG2E, check_dropout, check_head_dim, check_inputs, dkdv_step,
+                                             dot_flags, dq_step, heads, register_autograd, softmax_finish,
+                                             softmax_step, tiles)
+from uer_ds.kernels.utils import (call_seed, cdiv, check_launchable, compiling, cuda_device_guard, kernel_op, launch,
+                                  next_power_of_2)
 
 
 # ---- jit kernels ---------------------------------------------------------------------------------
 @triton.jit
-def _visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr,
-             EVEN_N: tl.constexpr):
+def _visible(offs_m, offs_n,
+             KPM_row,  # (Tk,) int8 this batch row's key padding (1 = padding); read when HAS_KPM
+             Tq, Tk, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr, EVEN_N: tl.constexpr):
     """(BLOCK_M, BLOCK_N) bool: key in range, not padding, and (on diagonal blocks) not in the future."""
     ok = offs_m[:, None] >= 0  # all True, with the block's shape
     if not EVEN_N:
@@ -66,8 +71,11 @@ def _visible(offs_m, offs_n, KPM_row, Tq, Tk, HAS_KPM: tl.constexpr, MASK_CAUSAL
 
 
 @triton.jit
-def _attn_fwd_inner(acc, l_i, m_i, q, K_bh, V_bh, KPM_row, stride_kt, stride_vt, offs_m, offs_d,
-                    lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
+def _attn_fwd_inner(acc, l_i, m_i, q,
+                    K_bh,  # (Tk, D) this (b, h)'s keys, row stride stride_kt
+                    V_bh,  # (Tk, D) this (b, h)'s values, row stride stride_vt
+                    KPM_row,  # (Tk,) int8 key padding of batch row b (HAS_KPM)
+                    stride_kt, stride_vt, offs_m, offs_d, lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
                     BLOCK_N: tl.constexpr, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr,
                     DROPOUT: tl.constexpr, EVEN_N: tl.constexpr, UPCAST: tl.constexpr,
                     DOT_PRECISION: tl.constexpr):
@@ -91,8 +99,10 @@ def _attn_fwd_inner(acc, l_i, m_i, q, K_bh, V_bh, KPM_row, stride_kt, stride_vt,
 
 
 @triton.jit
-def _key_range(KV_LO, KV_HI, b, start_m, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-               HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr):
+def _key_range(KV_LO,  # (B,) int32 first real key of each batch row (HAS_KPM)
+               KV_HI,  # (B,) int32 one past each row's last real key (HAS_KPM)
+               b, start_m, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_KPM: tl.constexpr,
+               CAUSAL: tl.constexpr):
     """Key-block bounds for the query block at start_m: [lo, mid) needs no causal mask, [mid, hi) does."""
     lo = 0
     hi = Tk
@@ -110,8 +120,17 @@ def _key_range(KV_LO, KV_HI, b, start_m, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N:
 
 
 @triton.jit
-def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, SEED, dropout_p,
-                     stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+def _attn_fwd_kernel(Q,  # (B, H, Tq, D) queries, strided, D contiguous
+                     K,  # (B, H, Tk, D) keys
+                     V,  # (B, H, Tk, D) values
+                     O,  # (B, H, Tq, D) out, q's dtype (stored (B, Tq, H, D) by the launcher)
+                     LSE,  # (B*H, Tq) fp32 out: row log-sum-exp of the scaled scores, base 2
+                     KPM,  # (B, Tk) int8 key padding, 1 = padding (HAS_KPM; else unread)
+                     KV_LO,  # (B,) int32 first real key per batch row (HAS_KPM)
+                     KV_HI,  # (B,) int32 one past the last real key per batch row (HAS_KPM)
+                     qk_scale,
+                     SEED,  # (1,) int64 Philox seed (DROPOUT; else unread)
+                     dropout_p, stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                      stride_vb, stride_vh, stride_vt, stride_ob, stride_oh, stride_ot, stride_mb,
                      H, Tq, Tk,
                      HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -159,7 +178,10 @@ def _attn_fwd_kernel(Q, K, V, O, LSE, KPM, KV_LO, KV_HI, qk_scale, SEED, dropout
 
 
 @triton.jit
-def _attn_bwd_preprocess_kernel(O, DO, DELTA, stride_ob, stride_oh, stride_ot, stride_db, stride_dh, stride_dt,
+def _attn_bwd_preprocess_kernel(O,  # (B, H, Tq, D) the forward's output
+                                DO,  # (B, H, Tq, D) its gradient
+                                DELTA,  # (B*H, Tq) fp32 out: rowsum(dO * O)
+                                stride_ob, stride_oh, stride_ot, stride_db, stride_dh, stride_dt,
                                 H, Tq, HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr):
     """delta = rowsum(dO * O), fp32 (B*H, Tq)."""
     bh = tl.program_id(1)
@@ -176,8 +198,13 @@ def _attn_bwd_preprocess_kernel(O, DO, DELTA, stride_ob, stride_oh, stride_ot, s
 
 
 @triton.jit
-def _attn_bwd_dkdv_inner(dk, dv, k, v, Q_bh, DO_bh, LSE_bh, DELTA_bh, KPM_row, stride_qt, stride_dot,
-                         offs_n, offs_d, lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
+def _attn_bwd_dkdv_inner(dk, dv, k, v,
+                         Q_bh,  # (Tq, D) this (b, h)'s queries, row stride stride_qt
+                         DO_bh,  # (Tq, D) their output gradients, row stride stride_dot
+                         LSE_bh,  # (Tq,) fp32 the forward's row log-sum-exp
+                         DELTA_bh,  # (Tq,) fp32 rowsum(dO * O)
+                         KPM_row,  # (Tk,) int8 key padding of batch row b (HAS_KPM)
+                         stride_qt, stride_dot, offs_n, offs_d, lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
                          BLOCK_M: tl.constexpr, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr,
                          DROPOUT: tl.constexpr, EVEN_M: tl.constexpr, EVEN_N: tl.constexpr,
                          UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
@@ -206,8 +233,20 @@ def _attn_bwd_dkdv_inner(dk, dv, k, v, Q_bh, DO_bh, LSE_bh, DELTA_bh, KPM_row, s
 
 
 @triton.jit
-def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, SEED, dropout_p,
-                          stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+def _attn_bwd_dkdv_kernel(Q,  # (B, H, Tq, D) queries, walked a query block at a time
+                          K,  # (B, H, Tk, D) keys: this program's key block, loaded once
+                          V,  # (B, H, Tk, D) values: this program's block, loaded once
+                          DO,  # (B, H, Tq, D) output gradient, walked with Q
+                          DK,  # (B, H, Tk, D) out: key gradient, k's dtype
+                          DV,  # (B, H, Tk, D) out: value gradient
+                          LSE,  # (B*H, Tq) fp32 the forward's row log-sum-exp, walked with Q
+                          DELTA,  # (B*H, Tq) fp32 rowsum(dO * O), walked with Q
+                          KPM,  # (B, Tk) int8 key padding, masks this key block (HAS_KPM)
+                          KV_LO,  # (B,) int32 first real key: a key block before it is skipped (HAS_KPM)
+                          KV_HI,  # (B,) int32 one past the last real key: blocks from it are skipped (HAS_KPM)
+                          sm_scale, qk_scale,
+                          SEED,  # (1,) int64 Philox seed, the forward's (DROPOUT)
+                          dropout_p, stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                           stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                           stride_dkb, stride_dkh, stride_dkt, stride_dvb, stride_dvh, stride_dvt, stride_mb,
                           H, Tq, Tk,
@@ -278,8 +317,11 @@ def _attn_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, KPM, KV_LO, KV_HI, sm
 
 
 @triton.jit
-def _attn_bwd_dq_inner(dq, q, do, lse, delta, K_bh, V_bh, KPM_row, stride_kt, stride_vt, offs_m, offs_d,
-                       lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
+def _attn_bwd_dq_inner(dq, q, do, lse, delta,
+                       K_bh,  # (Tk, D) this (b, h)'s keys, row stride stride_kt
+                       V_bh,  # (Tk, D) this (b, h)'s values, row stride stride_vt
+                       KPM_row,  # (Tk,) int8 key padding of batch row b (HAS_KPM)
+                       stride_kt, stride_vt, offs_m, offs_d, lo, hi, qk_scale, seed, bh, dropout_p, Tq, Tk,
                        BLOCK_N: tl.constexpr, HAS_KPM: tl.constexpr, MASK_CAUSAL: tl.constexpr,
                        DROPOUT: tl.constexpr, EVEN_N: tl.constexpr, UPCAST: tl.constexpr,
                        DOT_PRECISION: tl.constexpr):
@@ -302,8 +344,19 @@ def _attn_bwd_dq_inner(dq, q, do, lse, delta, K_bh, V_bh, KPM_row, stride_kt, st
 
 
 @triton.jit
-def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale, qk_scale, SEED, dropout_p,
-                        stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
+def _attn_bwd_dq_kernel(Q,  # (B, H, Tq, D) queries: this program's query block, loaded once
+                        K,  # (B, H, Tk, D) keys, walked a key block at a time
+                        V,  # (B, H, Tk, D) values, walked with K
+                        DO,  # (B, H, Tq, D) output gradient of this query block
+                        DQ,  # (B, H, Tq, D) out: query gradient, q's dtype
+                        LSE,  # (B*H, Tq) fp32 row log-sum-exp of this query block
+                        DELTA,  # (B*H, Tq) fp32 rowsum(dO * O) of this query block
+                        KPM,  # (B, Tk) int8 key padding, masks each key block walked (HAS_KPM)
+                        KV_LO,  # (B,) int32 where the walk over key blocks starts (HAS_KPM)
+                        KV_HI,  # (B,) int32 where it ends (HAS_KPM)
+                        sm_scale, qk_scale,
+                        SEED,  # (1,) int64 the forward's Philox seed (DROPOUT)
+                        dropout_p, stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                         stride_vb, stride_vh, stride_vt, stride_dob, stride_doh, stride_dot,
                         stride_dqb, stride_dqh, stride_dqt, stride_mb,
                         H, Tq, Tk,
@@ -356,18 +409,10 @@ def _attn_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, KPM, KV_LO, KV_HI, sm_scale
 
 
 @triton.jit
-def _dropout_keep_kernel(KEEP, SEED, dropout_p, Tq, Tk, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """KEEP (B*H, Tq, Tk) int8: the dropout mask the attention kernels use for this seed."""
-    bh = tl.program_id(2)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    keep = dropout_keep(tl.load(SEED), bh, offs_m, offs_n, Tk, dropout_p)
-    tl.store(KEEP + bh.to(tl.int64) * Tq * Tk + offs_m[:, None] * Tk + offs_n[None, :], keep.to(tl.int8),
-             mask=(offs_m[:, None] < Tq) & (offs_n[None, :] < Tk))
-
-
-@triton.jit
-def _key_range_kernel(KPM, LO, HI, stride_mb, Tk, BLOCK: tl.constexpr):
+def _key_range_kernel(KPM,  # (B, Tk) int8 key padding, 1 = padding (a view of the bool mask)
+                      LO,  # (B,) int32 out: each row's first real key (Tk when none)
+                      HI,  # (B,) int32 out: one past its last real key (0 when none)
+                      stride_mb, Tk, BLOCK: tl.constexpr):
     """Row b of the padding mask (int8 view of bool, 1 = padding) -> LO[b], HI[b]: its first real key and
     one past its last (an all-padding row gets LO = Tk, HI = 0: the kernels visit no key block for it)."""
     b = tl.program_id(0)
@@ -384,60 +429,22 @@ def _key_range_kernel(KPM, LO, HI, stride_mb, Tk, BLOCK: tl.constexpr):
 
 
 # ---- launchers -----------------------------------------------------------------------------------
-# Block sizes.  GPU: FlashAttention-2's usual tiles (128 queries x 64 keys in the forward, 64 x 64 in
-# the backward, which holds five tiles at once); fp32 (a test dtype, not a speed target) takes
-# smaller tiles.  Not yet tuned on a GPU (see `uer-ds bench kernels`).  `python -m
-# uer_ds.kernels.compile_check` compiles every variant for sm_90 without a GPU: shared memory at most
-# 64 KB for 16-bit inputs, 68 KB for fp32.
-# Interpreter: small, unequal tiles, so that the tests' short sequences (17, 130) cross several
-# blocks, leave ragged tails, and exercise the causal split with BLOCK_M != BLOCK_N.
-_GPU_FWD = {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)}
-_GPU_BWD = {16: (64, 64, 4, 2), 32: (64, 64, 4, 2), 64: (64, 64, 4, 2), 128: (64, 64, 8, 2)}
-_INTERPRET_BLOCKS = (32, 16)  # (BLOCK_M, BLOCK_N)
-
-
-def _gpu_tiles(d: int, fp32: bool, backward: bool) -> tuple[int, int, dict]:
-    block_m, block_n, warps, stages = (_GPU_BWD if backward else _GPU_FWD)[d]
-    if fp32:
-        block_m, block_n, stages = (32, 32, 2) if d == 128 else (64, 32, 2)
-    return block_m, block_n, {"num_warps": warps, "num_stages": stages}
-
-
-def _tiles(d: int, q: torch.Tensor, backward: bool) -> tuple[int, int, dict]:
-    """(BLOCK_M, BLOCK_N, launch options) for head dim d and q's device and dtype."""
-    if q.device.type != "cuda":
-        return _INTERPRET_BLOCKS[0], _INTERPRET_BLOCKS[1], {}
-    return _gpu_tiles(d, q.dtype == torch.float32, backward)
-
-
-def _heads(t: torch.Tensor) -> torch.Tensor:
-    """Unit stride on the head dim (what the kernels assume); a no-op for the usual (B, T, H, D) views."""
-    return t if t.stride(-1) == 1 else t.contiguous()
+# Tiles: attention_common.tiles (one table for the padded and the varlen kernels; the policy and its
+# reason are written there).
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
            dropout_p: float) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        check_dtype("attention", name, t)
-        if t.dim() != 4:
-            raise ValueError(f"attention: {name} has shape {tuple(t.shape)}: it must be 4-d (B, H, T, D)")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"attention: q, k, v have dtypes {q.dtype}, {k.dtype}, {v.dtype}: they must be equal")
+    check_inputs("attention", q, k, v, 4, "(B, H, T, D)")
     b, h, _, d = q.shape
     if k.shape[:2] != (b, h) or v.shape != k.shape or k.shape[3] != d:
         raise ValueError(f"attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: k and v must be "
                          "(B, H, Tk, D) with q's B, H and D")
-    if d not in HEAD_DIMS:
-        raise ValueError(f"attention: head dim {d} is not supported: it must be one of "
-                         f"{', '.join(map(str, HEAD_DIMS))}")
+    check_head_dim("attention", d)
     if key_padding_mask is not None and tuple(key_padding_mask.shape) != (b, k.shape[2]):
         raise ValueError(f"attention: key_padding_mask has shape {tuple(key_padding_mask.shape)}: it must be "
                          f"(B, Tk) = ({b}, {k.shape[2]})")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"attention: dropout_p is {dropout_p}: it must be in [0, 1)")
-    if dropout_p > 0 and q.shape[2] * k.shape[2] >= 2 ** 31:
-        raise ValueError(f"attention: Tq * Tk = {q.shape[2] * k.shape[2]} with dropout: it must be < 2**31 "
-                         "(the dropout stream's 32-bit counter)")
+    check_dropout("attention", dropout_p, q.shape[2] * k.shape[2], "Tq * Tk")
 
 
 def _mask_bytes(key_padding_mask: torch.Tensor) -> torch.Tensor:
@@ -461,8 +468,7 @@ def _key_ranges(pad: torch.Tensor, tk: int) -> tuple[torch.Tensor, torch.Tensor]
 def _flags(q: torch.Tensor, tq: int, tk: int, block_m: int, block_n: int, has_kpm: bool, causal: bool,
            dropout_p: float) -> dict:
     return dict(HAS_KPM=has_kpm, CAUSAL=causal, DROPOUT=dropout_p > 0, EVEN_M=tq % block_m == 0,
-                EVEN_N=tk % block_n == 0, UPCAST=q.device.type != "cuda",
-                DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+                EVEN_N=tk % block_n == 0, **dot_flags(q))
 
 
 @kernel_op("attn_fwd")
@@ -472,7 +478,7 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask
     """(output (B, H, Tq, D) in q's dtype, stored (B, Tq, H, D) so the caller's head merge is a view;
     lse (B*H, Tq) fp32 in base-2 units of the scaled scores, +inf on rows with no visible key; and the
     padding's key ranges (`_key_ranges`; empty without a mask) for the backward)."""
-    q, k, v = _heads(q), _heads(k), _heads(v)
+    q, k, v = heads(q), heads(k), heads(v)
     b, h, tq, d = q.shape
     tk = k.shape[2]
     o = torch.empty((b, tq, h, d), dtype=q.dtype, device=q.device).transpose(1, 2)  # (B, H, Tq, D) view
@@ -488,7 +494,7 @@ def attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask
         o.zero_()
         lse.fill_(float("inf"))
         return o, lse, lo, hi
-    block_m, block_n, options = _tiles(d, q, backward=False)
+    block_m, block_n, options = tiles(q, backward=False)
     has_kpm = pad is not None
     with cuda_device_guard(q.device):
         launch(_attn_fwd_kernel, (cdiv(tq, block_m), b * h),
@@ -507,7 +513,7 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
              seed: Optional[torch.Tensor], causal: bool, dropout_p: float, softmax_scale: float
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dq, dk, dv (each shaped and typed as its input) from the forward's output, lse and key ranges."""
-    q, k, v, do = _heads(q), _heads(k), _heads(v), _heads(do)
+    q, k, v, do = heads(q), heads(k), heads(v), heads(do)
     b, h, tq, d = q.shape
     tk = k.shape[2]
     dq, dk, dv = (torch.empty((b, t, h, d), dtype=q.dtype, device=q.device).transpose(1, 2) for t in (tq, tk, tk))
@@ -518,7 +524,7 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         return dq, dk, dv
     pad = _mask_bytes(key_padding_mask) if key_padding_mask is not None else None
     has_kpm = pad is not None
-    block_m, block_n, options = _tiles(d, q, backward=True)
+    block_m, block_n, options = tiles(q, backward=True)
     flags = _flags(q, tq, tk, block_m, block_n, has_kpm, causal, dropout_p)
     delta = torch.empty((b * h, tq), dtype=torch.float32, device=q.device)
     strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
@@ -541,56 +547,23 @@ def attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return dq, dk, dv
 
 
-def _setup(ctx, inputs, output) -> None:
-    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
-    q, k, v, key_padding_mask, seed, causal, dropout_p, softmax_scale = inputs
-    o, lse, lo, hi = output
-    ctx.save_for_backward(q, k, v, o, lse, key_padding_mask, lo, hi, seed)
-    ctx.settings = (causal, dropout_p, softmax_scale)
+_AttentionEager = register_autograd(attn_fwd, attn_bwd)
 
 
-def _backward_with(bwd: Callable) -> Callable:
-    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
-
-    def backward(ctx, do, *_):
-        q, k, v, o, lse, key_padding_mask, lo, hi, seed = ctx.saved_tensors
-        dq, dk, dv = bwd(do, q, k, v, o, lse, key_padding_mask, lo, hi, seed, *ctx.settings)
-        return dq, dk, dv, None, None, None, None, None
-    return backward
-
-
-attn_fwd.register_autograd(_backward_with(attn_bwd), setup_context=_setup)
-_AttentionEager = eager_function(attn_fwd.launcher, _setup, _backward_with(attn_bwd.launcher))
-
-
-def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int, int, int], dropout_p: float,
-                      device: torch.device | str = "cuda") -> torch.Tensor:
-    """The (B, H, Tq, Tk) bool mask of kept probabilities that attention(..., seed=seed) uses (for tests)."""
-    b, h, tq, tk = shape
-    keep = torch.empty((b * h, tq, tk), dtype=torch.int8, device=device)
-    check_launchable("dropout_keep_mask", _dropout_keep_kernel, [keep])
-    if keep.numel():
-        with cuda_device_guard(keep.device):
-            _dropout_keep_kernel[(cdiv(tq, 32), cdiv(tk, 32), b * h)](
-                keep, as_seed(seed, keep.device), dropout_p, tq, tk, BLOCK_M=32, BLOCK_N=32)
-    return keep.view(b, h, tq, tk).bool()
-
-
-# ---- functional and module -----------------------------------------------------------------------
-def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
-                    causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None,
-                    seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
+# ---- functionals and module ----------------------------------------------------------------------
+def attention_with_seed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        key_padding_mask: Optional[torch.Tensor] = None, causal: bool = False, dropout_p: float = 0.0,
+                        softmax_scale: Optional[float] = None, seed: Optional[torch.Tensor | int] = None
+                        ) -> torch.Tensor:
     """`attention` with an explicit dropout seed (an int or a (1,) int64 tensor; None: drawn on the device
-    from torch's generator, so torch.manual_seed makes runs repeat and no value is read back)."""
+    from torch's generator, so torch.manual_seed makes runs repeat and no value is read back); tests
+    compare its dropout with `attention_keep_mask(seed, ...)`."""
     _check(q, k, v, key_padding_mask, dropout_p)
     check_launchable("attention", _attn_fwd_kernel,
                      [q, k, v] + ([key_padding_mask] if key_padding_mask is not None else []))
     if softmax_scale is None:
         softmax_scale = 1.0 / math.sqrt(q.shape[-1])
-    if dropout_p > 0:
-        seed = as_seed(seed, q.device) if seed is not None else dropout_seed(q.device)
-    else:
-        seed = None
+    seed = call_seed(dropout_p, seed, q.device)
     forward = attn_fwd if compiling() else _AttentionEager.apply
     return forward(q, k, v, key_padding_mask, seed, bool(causal), float(dropout_p), float(softmax_scale))[0]
 
@@ -602,9 +575,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mas
     q: (B, H, Tq, D); k, v: (B, H, Tk, D), D in 16/32/64/128, fp32/fp16/bf16 (all three alike);
     key_padding_mask: (B, Tk) bool, True where the key is padding; causal aligns the last query with
     the last key; softmax_scale defaults to 1/sqrt(D).  A query row with no visible key returns zeros.
-    The signature and contract of `uer_ds.kernels.reference.attention`.
+    The signature and contract of `uer_ds.kernels.reference.attention` (the dropout seed is drawn on
+    the device: `attention_with_seed` takes one).  ValueError for shapes, dtypes, head dims or a
+    dropout_p outside [0, 1); RuntimeError where the kernels cannot run (see utils.check_launchable).
     """
-    return flash_attention(q, k, v, key_padding_mask, causal, dropout_p, softmax_scale)
+    return attention_with_seed(q, k, v, key_padding_mask, causal, dropout_p, softmax_scale)
 
 
 class FlashAttention(nn.Module):

@@ -11,7 +11,10 @@ Two public forms, both differentiable in every tensor argument:
 Layers (as Liger-Kernel): jit kernels `_ln_fwd_kernel` / `_ln_bwd_kernel` / `_ln_reduce_kernel` ->
 operators `uer_ds::ln_fwd` / `uer_ds::ln_bwd` (`kernel_op`: torch.library.triton_op on a GPU, so
 torch.compile and CUDA graphs see the launches) with autograd registered on the forward ->
-functionals -> `FusedLayerNorm` (nn.Module, the reference's parameter names: weight, bias).
+functionals (`bias_dropout_add_layer_norm_with_seed` for a given dropout seed) -> `FusedLayerNorm`
+(nn.Module, the reference's parameter names: weight, bias); all through the package's door,
+`uer_ds.kernels`.  Launch shapes follow the package's one tuning policy (fixed rules in plain
+Python, no autotuner: kernels/src/attention_common.py says why): `_launch` below.
 
 Numerics: inputs fp32/fp16/bf16 (x, bias and residual may differ: y takes their promoted dtype, as
 the reference's additions do), statistics and every sum in fp32.  Dropout keeps element (i, j) when
@@ -34,8 +37,8 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
-                                  dropout_seed, eager_function, kernel_op, launch, multiprocessor_count,
+from uer_ds.kernels.utils import (as_seed, call_seed, cdiv, check_dtype, check_launchable, compiling,
+                                  cuda_device_guard, eager_function, kernel_op, launch, multiprocessor_count,
                                   next_power_of_2)
 
 MAX_HIDDEN = 8192  # one row lives in one register block; the issue's bound (BERT ... LLaMA-7B widths)
@@ -49,13 +52,16 @@ GPU_TILE_ELEMENTS = 4096
 
 # ---- jit kernels ---------------------------------------------------------------------------------
 @triton.jit
-def _ln_keep(SEED, rows, cols, N, dropout_p):
+def _ln_keep(SEED,  # (1,) int64 Philox seed
+             rows, cols, N, dropout_p):
     """(BLOCK_M, BLOCK_N) bool: which elements dropout keeps; one expression for every kernel."""
     return tl.rand(tl.load(SEED), rows[:, None] * N + cols[None, :]) >= dropout_p
 
 
 @triton.jit
-def _ln_keep_kernel(KEEP, SEED, M, N, dropout_p, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _ln_keep_kernel(KEEP,  # (M, N) int8 out: 1 where dropout keeps the element
+                    SEED,  # (1,) int64 Philox seed
+                    M, N, dropout_p, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """KEEP (M, N) int8: the dropout mask of the LayerNorm kernels for this seed."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
@@ -65,7 +71,11 @@ def _ln_keep_kernel(KEEP, SEED, M, N, dropout_p, BLOCK_M: tl.constexpr, BLOCK_N:
 
 
 @triton.jit
-def _ln_input(X, BIAS, R, SEED, rows, cols, mask, stride_x, stride_r, N, dropout_p,
+def _ln_input(X,  # (M, N) input rows, row stride stride_x, unit column stride
+              BIAS,  # (N,) the sublayer's linear bias (HAS_BIAS; else unread)
+              R,  # (M, N) residual rows, row stride stride_r (HAS_RESIDUAL; else unread)
+              SEED,  # (1,) int64 Philox seed (DROPOUT; else unread)
+              rows, cols, mask, stride_x, stride_r, N, dropout_p,
               HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, DROPOUT: tl.constexpr):
     """(BLOCK_M, BLOCK_N) fp32 LN input h = dropout(x + bias) + residual, and the dropout keep mask."""
     rows64 = rows.to(tl.int64)[:, None]
@@ -82,7 +92,16 @@ def _ln_input(X, BIAS, R, SEED, rows, cols, mask, stride_x, stride_r, N, dropout
 
 
 @triton.jit
-def _ln_fwd_kernel(X, BIAS, R, W, B, Y, Mean, Rstd, SEED, stride_x, stride_r, stride_y, M, N, eps, dropout_p,
+def _ln_fwd_kernel(X,  # (M, N) input rows, row stride stride_x
+                   BIAS,  # (N,) the sublayer's linear bias (HAS_BIAS)
+                   R,  # (M, N) residual rows, row stride stride_r (HAS_RESIDUAL)
+                   W,  # (N,) LayerNorm weight
+                   B,  # (N,) LayerNorm bias
+                   Y,  # (M, N) out, the promoted dtype, row stride stride_y
+                   Mean,  # (M,) fp32 out: row mean of the LN input
+                   Rstd,  # (M,) fp32 out: row 1 / sqrt(var + eps)
+                   SEED,  # (1,) int64 Philox seed (DROPOUT)
+                   stride_x, stride_r, stride_y, M, N, eps, dropout_p,
                    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, DROPOUT: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -105,7 +124,19 @@ def _ln_fwd_kernel(X, BIAS, R, W, B, Y, Mean, Rstd, SEED, stride_x, stride_r, st
 
 
 @triton.jit
-def _ln_bwd_kernel(X, BIAS, R, W, DY, DX, DR, Mean, Rstd, SEED, DW, DB, DBIAS,
+def _ln_bwd_kernel(X,  # (M, N) the forward's input rows
+                   BIAS,  # (N,) the sublayer's linear bias (HAS_BIAS)
+                   R,  # (M, N) residual rows (HAS_RESIDUAL)
+                   W,  # (N,) LayerNorm weight
+                   DY,  # (M, N) output gradient, row stride stride_dy
+                   DX,  # (M, N) out: x's gradient (x's dtype)
+                   DR,  # (M, N) out: the residual's gradient (STORE_DR: it differs from dx)
+                   Mean,  # (M,) fp32 the forward's row mean
+                   Rstd,  # (M,) fp32 the forward's row 1 / std
+                   SEED,  # (1,) int64 Philox seed (DROPOUT)
+                   DW,  # (G, N) fp32 out: this program's partial sum of dweight (row pid)
+                   DB,  # (G, N) fp32 out: partial sums of dln_bias
+                   DBIAS,  # (G, N) fp32 out: partial sums of dbias (HAS_BIAS)
                    stride_x, stride_r, stride_dy, stride_dx, stride_dr, M, N, rows_per_program, dropout_p,
                    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, DROPOUT: tl.constexpr,
                    STORE_DR: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -151,8 +182,13 @@ def _ln_bwd_kernel(X, BIAS, R, W, DY, DX, DR, Mean, Rstd, SEED, DW, DB, DBIAS,
 
 
 @triton.jit
-def _ln_reduce_kernel(DW_P, DB_P, DBIAS_P, DW, DB, DBIAS, G, N, HAS_BIAS: tl.constexpr, BLOCK_G: tl.constexpr,
-                      BLOCK_N: tl.constexpr):
+def _ln_reduce_kernel(DW_P,  # (G, N) fp32 partial sums of dweight
+                      DB_P,  # (G, N) fp32 partial sums of dln_bias
+                      DBIAS_P,  # (G, N) fp32 partial sums of dbias (HAS_BIAS)
+                      DW,  # (N,) out: dweight, weight's dtype
+                      DB,  # (N,) out: dln_bias
+                      DBIAS,  # (N,) out: dbias (HAS_BIAS)
+                      G, N, HAS_BIAS: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr):
     """Column sums of the (G, N) fp32 partials of dweight, dln_bias (and dbias), cast to their dtypes."""
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < N
@@ -332,38 +368,35 @@ def _check(x: torch.Tensor, weight: torch.Tensor, ln_bias: torch.Tensor, residua
     check_launchable(op, _ln_fwd_kernel, [t for t in (x, weight, ln_bias, residual, bias) if t is not None])
 
 
-def bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional[torch.Tensor],
-                                weight: Optional[torch.Tensor], ln_bias: Optional[torch.Tensor], eps: float = 1e-12,
-                                dropout_p: float = 0.0) -> torch.Tensor:
-    """LayerNorm(dropout(x + bias) + residual) (see `fused_bias_dropout_add_layer_norm`), with the signature
-    of `uer_ds.kernels.reference.bias_dropout_add_layer_norm`."""
-    return fused_bias_dropout_add_layer_norm(x, bias, residual, weight, ln_bias, eps, dropout_p)
-
-
-def fused_bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor],
-                                      residual: Optional[torch.Tensor], weight: Optional[torch.Tensor],
-                                      ln_bias: Optional[torch.Tensor], eps: float = 1e-12, dropout_p: float = 0.0,
-                                      seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
-    """y = LayerNorm(dropout(x + bias) + residual) over the last dim, in one kernel (and one backward).
-
-    x, residual: (..., N) with N <= 8192; bias (the sublayer's linear bias), weight, ln_bias: (N,);
-    bias and residual may be None.  Dropout (probability dropout_p, survivors scaled by 1/(1-p)) draws
-    a Philox seed on the device per call unless `seed` is given (an int or a (1,) int64 tensor: tests).
-    The signature and contract of `uer_ds.kernels.reference.bias_dropout_add_layer_norm`.
-    ValueError for shapes, dtypes or a dropout_p outside [0, 1).
-    """
+def bias_dropout_add_layer_norm_with_seed(x: torch.Tensor, bias: Optional[torch.Tensor],
+                                          residual: Optional[torch.Tensor], weight: Optional[torch.Tensor],
+                                          ln_bias: Optional[torch.Tensor], eps: float = 1e-12, dropout_p: float = 0.0,
+                                          seed: Optional[torch.Tensor | int] = None) -> torch.Tensor:
+    """`bias_dropout_add_layer_norm` with an explicit dropout seed (an int or a (1,) int64 tensor; None:
+    drawn on the device per call); tests compare its dropout with `layer_norm_keep_mask(seed, ...)`."""
     n = x.shape[-1]
     if weight is None:
         weight = torch.ones(n, dtype=x.dtype, device=x.device)
     if ln_bias is None:
         ln_bias = torch.zeros(n, dtype=weight.dtype, device=x.device)
     _check(x, weight, ln_bias, residual, bias, dropout_p)
-    if dropout_p > 0:
-        seed = as_seed(seed, x.device) if seed is not None else dropout_seed(x.device)
-    else:
-        seed = None
+    seed = call_seed(dropout_p, seed, x.device)
     forward = ln_fwd if compiling() else _LayerNormEager.apply
     return forward(x, bias, residual, weight, ln_bias, seed, float(eps), float(dropout_p))[0]
+
+
+def bias_dropout_add_layer_norm(x: torch.Tensor, bias: Optional[torch.Tensor], residual: Optional[torch.Tensor],
+                                weight: Optional[torch.Tensor], ln_bias: Optional[torch.Tensor], eps: float = 1e-12,
+                                dropout_p: float = 0.0) -> torch.Tensor:
+    """y = LayerNorm(dropout(x + bias) + residual) over the last dim, in one kernel (and one backward).
+
+    x, residual: (..., N) with N <= 8192; bias (the sublayer's linear bias), weight, ln_bias: (N,);
+    bias and residual may be None.  Dropout (probability dropout_p, survivors scaled by 1/(1-p)) draws
+    a Philox seed on the device per call (`bias_dropout_add_layer_norm_with_seed` takes one).
+    The signature and contract of `uer_ds.kernels.reference.bias_dropout_add_layer_norm`.
+    ValueError for shapes, dtypes or a dropout_p outside [0, 1).
+    """
+    return bias_dropout_add_layer_norm_with_seed(x, bias, residual, weight, ln_bias, eps, dropout_p)
 
 
 def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor], eps: float = 1e-12,
@@ -374,7 +407,7 @@ def layer_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
     bias and residual.  weight/bias None mean 1/0 (no gradient), as in F.layer_norm.  x and residual
     of different dtypes give y in their promoted dtype, like the reference's x + residual.
     """
-    return fused_bias_dropout_add_layer_norm(x, None, residual, weight, bias, eps)
+    return bias_dropout_add_layer_norm_with_seed(x, None, residual, weight, bias, eps)
 
 
 class FusedLayerNorm(nn.Module):
@@ -398,10 +431,10 @@ class FusedLayerNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-def dropout_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int], dropout_p: float,
-                      device: torch.device | str = "cuda") -> torch.Tensor:
-    """The (M, N) bool mask of the elements that bias_dropout_add_layer_norm(..., seed=seed) keeps, for
-    rows of N columns (how its dropout is tested against the reference)."""
+def layer_norm_keep_mask(seed: torch.Tensor | int, shape: tuple[int, int], dropout_p: float,
+                         device: torch.device | str = "cuda") -> torch.Tensor:
+    """The (M, N) bool mask of the elements that bias_dropout_add_layer_norm_with_seed(..., seed=seed) keeps,
+    for rows of N columns (how its dropout is tested against the reference)."""
     m, n = shape
     keep = torch.empty((m, n), dtype=torch.int8, device=device)
     check_launchable("dropout_keep_mask", _ln_keep_kernel, [keep])

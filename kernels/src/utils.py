@@ -101,7 +101,7 @@ def launch(kernel: Any, grid: Any, *args: Any, **kwargs: Any) -> None:
     from torch._subclasses.fake_tensor import is_fake
 
     first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-    interpreted = is_interpreted(kernel) or _interpreted_autotuner(kernel)
+    interpreted = is_interpreted(kernel)
     if first is None or not is_fake(first):
         if interpreted:
             with _interpreting_launch():
@@ -164,10 +164,6 @@ def compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def _interpreted_autotuner(kernel: Any) -> bool:
-    return is_interpreted(getattr(kernel, "fn", None))
-
-
 def dropout_seed(device: torch.device) -> torch.Tensor:
     """(1,) int64 Philox seed for one kernel call, drawn on `device` from torch's generator.
 
@@ -176,6 +172,14 @@ def dropout_seed(device: torch.device) -> torch.Tensor:
     checkpointing's replay draws the same seed again (it restores the generator).  One torch op.
     """
     return torch.randint(0, 2 ** 62, (1,), device=device, dtype=torch.int64)
+
+
+def call_seed(dropout_p: float, seed: Any, device: torch.device) -> Any:
+    """The seed one kernel call reads: None without dropout; else `seed` as a tensor (`as_seed`), or one
+    drawn on the device (`dropout_seed`) when none is given."""
+    if dropout_p <= 0:
+        return None
+    return as_seed(seed, device) if seed is not None else dropout_seed(device)
 
 
 def as_seed(seed: Any, device: torch.device) -> torch.Tensor:

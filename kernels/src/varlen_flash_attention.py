@@ -11,7 +11,8 @@ Layers (as Liger-Kernel): jit kernels `_varlen_fwd_kernel`, `_varlen_bwd_preproc
 `_varlen_bwd_dkdv_kernel`, `_varlen_bwd_dq_kernel` -> operators `uer_ds::varlen_attn_fwd` /
 `uer_ds::varlen_attn_bwd` (`kernel_op`: torch.library.triton_op on a GPU, so torch.compile traces
 into the kernels and CUDA graphs capture them) with autograd registered on the forward ->
-`varlen_flash_attention` / `varlen_attention` (functionals, check the inputs) -> `VarlenFlashAttention` (nn.Module).
+`varlen_attention` (functional, checks the inputs; `varlen_attention_with_seed` for a given dropout
+seed) -> `VarlenFlashAttention` (nn.Module); all through the package's door, `uer_ds.kernels`.
 
 Algorithm (Dao, FlashAttention-2, 2023; the varlen indexing of its `flash_attn_varlen_func`): a
 program per (query block, head, sequence) reads its sequence's bounds from cu_seqlens and walks the
@@ -22,12 +23,13 @@ a host int: programs past their sequence's end do nothing.  Key blocks wholly in
 recomputes P = exp2(S - lse): one program per key block accumulates dK, dV over the query blocks,
 one per query block accumulates dQ over the key blocks (no atomics: deterministic); delta =
 rowsum(dO * O) comes from a small preprocessing kernel.  Three launches, no torch op.  The per-tile
-arithmetic is shared with the padded kernels (kernels/src/attention_tile.py).
+arithmetic, the tile table, the checks and the autograd wiring are shared with the padded kernels
+(kernels/src/attention_common.py).
 
 Dropout: keep(b, h, i, j) = Philox(seed + b * H + h, i * L_b + j) >= p (Triton's `tl.rand`), seed a
 (1,) int64 device tensor drawn per call (graph-safe, no host read), the same expression in every
 kernel, so the backward regenerates the forward's mask; a sequence's mask depends only on its own
-length, and `dropout_keep_mask` materialises it for tests.
+length, and `varlen_attention_keep_mask` (attention_common.py) materialises it for tests.
 
 Interpreter (TRITON_INTERPRET=1, CPU): bf16 `tl.dot` is wrong there (it multiplies raw bits), so the
 launcher sets UPCAST and the kernels feed fp32 operands to every dot; on a GPU the dots take the
@@ -36,25 +38,25 @@ input dtype (bf16/fp16 tensor cores, fp32 accumulation; fp32 inputs use IEEE fp3
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 from torch import nn
 
-from uer_ds.kernels.attention_tile import dkdv_step, dq_step, dropout_keep, softmax_finish, softmax_step
-from uer_ds.kernels.utils import (as_seed, cdiv, check_dtype, check_launchable, compiling, cuda_device_guard,
-                                  dropout_seed, eager_function, interpreting, kernel_op, launch)
-
-HEAD_DIMS = (16, 32, 64, 128)  # powers of two that tl.dot tiles take (>= 16); the issue asks 32/64/128
-LOG2E = 1.4426950408889634
+from uer_ds.kernels.attention_common import (LOG2E, check_dropout, check_head_dim, check_inputs, dkdv_step, dot_flags,
+                                             dq_step, heads, register_autograd, softmax_finish, softmax_step, tiles)
+from uer_ds.kernels.utils import call_seed, cdiv, check_launchable, compiling, cuda_device_guard, kernel_op, launch
 
 
 # ---- jit kernels ---------------------------------------------------------------------------------
 @triton.jit
-def _fwd_inner(acc, l_i, m_i, q, K_h, V_h, stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh,
-               dropout_p, BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+def _fwd_inner(acc, l_i, m_i, q,
+               K_h,  # (L, D) this sequence's keys for head h, row stride stride_kn
+               V_h,  # (L, D) its values, row stride stride_vn
+               stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p,
+               BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
                UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -93,8 +95,15 @@ def _key_split(start_m, L, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL:
 
 
 @triton.jit
-def _varlen_fwd_kernel(Q, K, V, O, LSE, CU, SEED, qk_scale, dropout_p,
-                       stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_on, stride_oh,
+def _varlen_fwd_kernel(Q,  # (N, H, D) packed queries, D contiguous
+                       K,  # (N, H, D) packed keys
+                       V,  # (N, H, D) packed values
+                       O,  # (N, H, D) out, q's dtype
+                       LSE,  # (H, N) fp32 out: row log-sum-exp of the scaled scores, base 2
+                       CU,  # (B + 1,) int32 sequence starts, CU[B] = N
+                       SEED,  # (1,) int64 Philox seed (DROPOUT; else unread)
+                       qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh,
+                       stride_on, stride_oh,
                        n_tokens, H, HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
                        DOT_PRECISION: tl.constexpr):
@@ -134,7 +143,10 @@ def _varlen_fwd_kernel(Q, K, V, O, LSE, CU, SEED, qk_scale, dropout_p,
 
 
 @triton.jit
-def _varlen_bwd_preprocess_kernel(O, DO, DELTA, stride_on, stride_oh, stride_dn, stride_dh, n_tokens,
+def _varlen_bwd_preprocess_kernel(O,  # (N, H, D) the forward's output
+                                  DO,  # (N, H, D) its gradient
+                                  DELTA,  # (H, N) fp32 out: rowsum(dO * O)
+                                  stride_on, stride_oh, stride_dn, stride_dh, n_tokens,
                                   HEAD_D: tl.constexpr, BLOCK: tl.constexpr):
     """delta = rowsum(dO * O), fp32 (H, N), over all tokens at once (sequence bounds do not matter)."""
     h = tl.program_id(1)
@@ -148,8 +160,13 @@ def _varlen_bwd_preprocess_kernel(O, DO, DELTA, stride_on, stride_oh, stride_dn,
 
 
 @triton.jit
-def _dkdv_inner(dk, dv, k, v, Q_h, DO_h, LSE_h, DELTA_h, stride_qn, stride_dn, offs_n, offs_d, lo, hi, L,
-                qk_scale, seed, bh, dropout_p, BLOCK_M: tl.constexpr, MASK: tl.constexpr, DROPOUT: tl.constexpr,
+def _dkdv_inner(dk, dv, k, v,
+                Q_h,  # (L, D) this sequence's queries for head h, row stride stride_qn
+                DO_h,  # (L, D) their output gradients, row stride stride_dn
+                LSE_h,  # (L,) fp32 the forward's row log-sum-exp
+                DELTA_h,  # (L,) fp32 rowsum(dO * O)
+                stride_qn, stride_dn, offs_n, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p,
+                BLOCK_M: tl.constexpr, MASK: tl.constexpr, DROPOUT: tl.constexpr,
                 UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -171,8 +188,18 @@ def _dkdv_inner(dk, dv, k, v, Q_h, DO_h, LSE_h, DELTA_h, stride_qn, stride_dn, o
 
 
 @triton.jit
-def _varlen_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, CU, SEED, sm_scale, qk_scale, dropout_p,
-                            stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_dn, stride_dh,
+def _varlen_bwd_dkdv_kernel(Q,  # (N, H, D) packed queries, walked a query block at a time
+                            K,  # (N, H, D) packed keys: this program's key block, loaded once
+                            V,  # (N, H, D) packed values: this program's block, loaded once
+                            DO,  # (N, H, D) output gradient, walked with Q
+                            DK,  # (N, H, D) out: key gradient, k's dtype
+                            DV,  # (N, H, D) out: value gradient
+                            LSE,  # (H, N) fp32 the forward's row log-sum-exp, walked with Q
+                            DELTA,  # (H, N) fp32 rowsum(dO * O), walked with Q
+                            CU,  # (B + 1,) int32 sequence starts: this program's sequence and its length
+                            SEED,  # (1,) int64 Philox seed, the forward's (DROPOUT)
+                            sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
+                            stride_vh, stride_dn, stride_dh,
                             stride_dkn, stride_dkh, stride_dvn, stride_dvh, n_tokens, H,
                             HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                             CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
@@ -222,8 +249,11 @@ def _varlen_bwd_dkdv_kernel(Q, K, V, DO, DK, DV, LSE, DELTA, CU, SEED, sm_scale,
 
 
 @triton.jit
-def _dq_inner(dq, q, do, lse, delta, K_h, V_h, stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh,
-              dropout_p, BLOCK_N: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
+def _dq_inner(dq, q, do, lse, delta,
+              K_h,  # (L, D) this sequence's keys for head h, row stride stride_kn
+              V_h,  # (L, D) its values, row stride stride_vn
+              stride_kn, stride_vn, offs_m, offs_d, lo, hi, L, qk_scale, seed, bh, dropout_p, BLOCK_N: tl.constexpr,
+              MASK: tl.constexpr, CAUSAL: tl.constexpr, DROPOUT: tl.constexpr,
               UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr):
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -248,8 +278,17 @@ def _dq_inner(dq, q, do, lse, delta, K_h, V_h, stride_kn, stride_vn, offs_m, off
 
 
 @triton.jit
-def _varlen_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, CU, SEED, sm_scale, qk_scale, dropout_p,
-                          stride_qn, stride_qh, stride_kn, stride_kh, stride_vn, stride_vh, stride_dn, stride_dh,
+def _varlen_bwd_dq_kernel(Q,  # (N, H, D) packed queries: this program's query block, loaded once
+                          K,  # (N, H, D) packed keys, walked a key block at a time
+                          V,  # (N, H, D) packed values, walked with K
+                          DO,  # (N, H, D) output gradient of this query block
+                          DQ,  # (N, H, D) out: query gradient, q's dtype
+                          LSE,  # (H, N) fp32 row log-sum-exp of this query block
+                          DELTA,  # (H, N) fp32 rowsum(dO * O) of this query block
+                          CU,  # (B + 1,) int32 sequence starts: where this block's sequence lies
+                          SEED,  # (1,) int64 the forward's Philox seed (DROPOUT)
+                          sm_scale, qk_scale, dropout_p, stride_qn, stride_qh, stride_kn, stride_kh, stride_vn,
+                          stride_vh, stride_dn, stride_dh,
                           stride_dqn, stride_dqh, n_tokens, H,
                           HEAD_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           CAUSAL: tl.constexpr, DROPOUT: tl.constexpr, UPCAST: tl.constexpr,
@@ -289,85 +328,29 @@ def _varlen_bwd_dq_kernel(Q, K, V, DO, DQ, LSE, DELTA, CU, SEED, sm_scale, qk_sc
                  mask=row_ok[:, None])
 
 
-@triton.jit
-def _varlen_keep_kernel(KEEP, CU, SEED, H, max_seqlen, dropout_p, BLOCK: tl.constexpr):
-    """KEEP (B, H, max_seqlen, max_seqlen) int8: the dropout mask of sequence b, head h (0 past its end)."""
-    bh = tl.program_id(2)
-    b = bh // H
-    L = tl.load(CU + b + 1) - tl.load(CU + b)
-    offs_m = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    offs_n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    keep = dropout_keep(tl.load(SEED), bh, offs_m, offs_n, L, dropout_p)
-    keep = keep & (offs_m[:, None] < L) & (offs_n[None, :] < L)
-    tl.store(KEEP + bh.to(tl.int64) * max_seqlen * max_seqlen + offs_m[:, None] * max_seqlen + offs_n[None, :],
-             keep.to(tl.int8), mask=(offs_m[:, None] < max_seqlen) & (offs_n[None, :] < max_seqlen))
-
-
-# ---- tiles ---------------------------------------------------------------------------------------
-# GPU: a few FlashAttention-2 tile shapes, chosen per (head dim, causal, dropout, dtype) by Triton's
-# autotuner on first use (the GPU measurement, `uer-ds bench kernels`, records which wins); not yet
-# tuned on a GPU.  `python -m uer_ds.kernels.compile_check` compiles every one for sm_90 without a GPU.
-# Interpreter: one small pair of unequal tiles, so the tests' short sequences (17, 130) cross several
-# blocks, leave ragged tails, and take the causal split with BLOCK_M != BLOCK_N.
-FWD_CONFIGS = ((128, 64, 4, 3), (128, 128, 8, 3), (64, 64, 4, 3))  # (BLOCK_M, BLOCK_N, warps, stages)
-DKDV_CONFIGS = ((64, 64, 4, 2), (32, 128, 4, 3))
-DQ_CONFIGS = ((64, 64, 4, 2), (128, 32, 4, 3))
-INTERPRET_BLOCKS = (32, 16)  # (BLOCK_M, BLOCK_N) for every kernel
-AUTOTUNE_KEY = ["HEAD_D", "CAUSAL", "DROPOUT"]  # plus the tensors' dtypes, which Triton adds
-
-
-def _autotuned(kernel, configs):
-    """The kernel under Triton's autotuner on a GPU; the plain (interpreted) kernel on CPU."""
-    if interpreting():
-        return kernel
-    return triton.autotune([triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
-                            for m, n, w, s in configs], key=AUTOTUNE_KEY)(kernel)
-
-
-_fwd = _autotuned(_varlen_fwd_kernel, FWD_CONFIGS)
-_dkdv = _autotuned(_varlen_bwd_dkdv_kernel, DKDV_CONFIGS)
-_dq = _autotuned(_varlen_bwd_dq_kernel, DQ_CONFIGS)
-
-
-def _grid(max_seqlen: int, heads: int, batch: int, block: str):
-    """The launch grid: (blocks over max_seqlen, heads, sequences); the tile from the autotuner's choice."""
-    if interpreting():
-        size = INTERPRET_BLOCKS[0] if block == "BLOCK_M" else INTERPRET_BLOCKS[1]
-        return (cdiv(max_seqlen, size), heads, batch)
-    return lambda meta: (cdiv(max_seqlen, meta[block]), heads, batch)
-
-
-def _tile_args() -> dict:
-    return dict(BLOCK_M=INTERPRET_BLOCKS[0], BLOCK_N=INTERPRET_BLOCKS[1]) if interpreting() else {}
-
-
-def _flags(q: torch.Tensor, causal: bool, dropout_p: float) -> dict:
-    return dict(HEAD_D=q.shape[-1], CAUSAL=causal, DROPOUT=dropout_p > 0, UPCAST=q.device.type != "cuda",
-                DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
-
-
-def _heads(t: torch.Tensor) -> torch.Tensor:
-    """Unit stride on the head dim (what the kernels assume); a no-op for the model's (N, H, D) views."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 # ---- operators -----------------------------------------------------------------------------------
+# Tiles: attention_common.tiles, the padded kernels' table (the policy and its reason are written there).
+def _flags(q: torch.Tensor, causal: bool, dropout_p: float) -> dict:
+    return dict(HEAD_D=q.shape[-1], CAUSAL=causal, DROPOUT=dropout_p > 0, **dot_flags(q))
+
+
 @kernel_op("varlen_attn_fwd")
 def varlen_attn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                     seed: Optional[torch.Tensor], max_seqlen: int, causal: bool, dropout_p: float,
                     softmax_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(output (N, H, D) in q's dtype, lse (H, N) fp32 in base-2 units of the scaled scores)."""
-    q, k, v = _heads(q), _heads(k), _heads(v)
+    q, k, v = heads(q), heads(k), heads(v)
     n, h, d = q.shape
     o = torch.empty((n, h, d), dtype=q.dtype, device=q.device)
     lse = torch.empty((h, n), dtype=torch.float32, device=q.device)
     batch = cu_seqlens.shape[0] - 1
     if n and batch and max_seqlen:
+        block_m, block_n, options = tiles(q, backward=False)
         with cuda_device_guard(q.device):
-            launch(_fwd, _grid(max_seqlen, h, batch, "BLOCK_M"), q, k, v, o, lse, cu_seqlens,
+            launch(_varlen_fwd_kernel, (cdiv(max_seqlen, block_m), h, batch), q, k, v, o, lse, cu_seqlens,
                    seed if seed is not None else cu_seqlens, softmax_scale * LOG2E, dropout_p,
                    q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), o.stride(0),
-                   o.stride(1), n, h, **_flags(q, causal, dropout_p), **_tile_args())
+                   o.stride(1), n, h, BLOCK_M=block_m, BLOCK_N=block_n, **_flags(q, causal, dropout_p), **options)
     return o, lse
 
 
@@ -377,94 +360,69 @@ def varlen_attn_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
                     causal: bool, dropout_p: float, softmax_scale: float
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dq, dk, dv, each (N, H, D) in q's dtype, from the forward's output and lse."""
-    q, k, v, do = _heads(q), _heads(k), _heads(v), _heads(do)
+    q, k, v, do = heads(q), heads(k), heads(v), heads(do)
     n, h, d = q.shape
     dq, dk, dv = (torch.empty((n, h, d), dtype=q.dtype, device=q.device) for _ in range(3))
     delta = torch.empty((h, n), dtype=torch.float32, device=q.device)
     batch = cu_seqlens.shape[0] - 1
     if n and batch and max_seqlen:
-        flags = _flags(q, causal, dropout_p)
+        block_m, block_n, options = tiles(q, backward=True)
+        tile_args = dict(BLOCK_M=block_m, BLOCK_N=block_n, **_flags(q, causal, dropout_p), **options)
         seed_arg = seed if seed is not None else cu_seqlens
         strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), do.stride(0),
                    do.stride(1))
         with cuda_device_guard(q.device):
-            block = 64 if q.device.type == "cuda" else INTERPRET_BLOCKS[0]
+            block = 64 if q.device.type == "cuda" else block_m
             launch(_varlen_bwd_preprocess_kernel, (cdiv(n, block), h), o, do, delta, o.stride(0), o.stride(1),
                    do.stride(0), do.stride(1), n, HEAD_D=d, BLOCK=block)
-            launch(_dkdv, _grid(max_seqlen, h, batch, "BLOCK_N"), q, k, v, do, dk, dv, lse, delta, cu_seqlens,
-                   seed_arg, softmax_scale, softmax_scale * LOG2E, dropout_p, *strides, dk.stride(0), dk.stride(1),
-                   dv.stride(0), dv.stride(1), n, h, **flags, **_tile_args())
-            launch(_dq, _grid(max_seqlen, h, batch, "BLOCK_M"), q, k, v, do, dq, lse, delta, cu_seqlens, seed_arg,
-                   softmax_scale, softmax_scale * LOG2E, dropout_p, *strides, dq.stride(0), dq.stride(1), n, h,
-                   **flags, **_tile_args())
+            launch(_varlen_bwd_dkdv_kernel, (cdiv(max_seqlen, block_n), h, batch), q, k, v, do, dk, dv, lse, delta,
+                   cu_seqlens, seed_arg, softmax_scale, softmax_scale * LOG2E, dropout_p, *strides, dk.stride(0),
+                   dk.stride(1), dv.stride(0), dv.stride(1), n, h, **tile_args)
+            launch(_varlen_bwd_dq_kernel, (cdiv(max_seqlen, block_m), h, batch), q, k, v, do, dq, lse, delta,
+                   cu_seqlens, seed_arg, softmax_scale, softmax_scale * LOG2E, dropout_p, *strides, dq.stride(0),
+                   dq.stride(1), n, h, **tile_args)
     elif n:  # no sequence covers the tokens (an empty batch): nothing reaches them
         dq.zero_(), dk.zero_(), dv.zero_()
     return dq, dk, dv
 
 
-def _setup(ctx, inputs, output) -> None:
-    ctx.set_materialize_grads(False)  # the statistics' gradients are never used: no zeros to make
-    q, k, v, cu_seqlens, seed, max_seqlen, causal, dropout_p, softmax_scale = inputs
-    o, lse = output
-    ctx.save_for_backward(q, k, v, o, lse, cu_seqlens, seed)
-    ctx.settings = (max_seqlen, causal, dropout_p, softmax_scale)
+_VarlenEager = register_autograd(varlen_attn_fwd, varlen_attn_bwd)
 
 
-def _backward_with(bwd: Callable) -> Callable:
-    """The backward formula, calling `bwd` (the registered operator, or its plain launcher when eager)."""
-
-    def backward(ctx, do, *_lse):
-        q, k, v, o, lse, cu_seqlens, seed = ctx.saved_tensors
-        dq, dk, dv = bwd(do, q, k, v, o, lse, cu_seqlens, seed, *ctx.settings)
-        return dq, dk, dv, None, None, None, None, None, None
-    return backward
-
-
-varlen_attn_fwd.register_autograd(_backward_with(varlen_attn_bwd), setup_context=_setup)
-_VarlenEager = eager_function(varlen_attn_fwd.launcher, _setup, _backward_with(varlen_attn_bwd.launcher))
-
-
-# ---- functional and module -----------------------------------------------------------------------
+# ---- functionals and module ----------------------------------------------------------------------
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
            dropout_p: float) -> None:
     op = "varlen_attention"
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        check_dtype(op, name, t)
-        if t.dim() != 3:
-            raise ValueError(f"{op}: {name} has shape {tuple(t.shape)}: it must be 3-d (N, H, D), the packed tokens")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"{op}: q, k, v have dtypes {q.dtype}, {k.dtype}, {v.dtype}: they must be equal")
+    check_inputs(op, q, k, v, 3, "(N, H, D), the packed tokens")
     if not (q.shape == k.shape == v.shape):
         raise ValueError(f"{op}: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: they must be equal")
-    if q.shape[-1] not in HEAD_DIMS:
-        raise ValueError(f"{op}: head dim {q.shape[-1]} is not supported: it must be one of "
-                         f"{', '.join(map(str, HEAD_DIMS))}")
+    check_head_dim(op, q.shape[-1])
     if cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 or cu_seqlens.numel() < 1:
         raise ValueError(f"{op}: cu_seqlens has dtype {cu_seqlens.dtype} and shape {tuple(cu_seqlens.shape)}: it "
                          "must be int32 (B + 1,), the sequence starts and the token count")
     if not isinstance(max_seqlen, int) or max_seqlen < 0 or (q.shape[0] and not max_seqlen):
         raise ValueError(f"{op}: max_seqlen is {max_seqlen!r}: it must be a Python int, the longest sequence "
                          "(computed on the host, with cu_seqlens)")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"{op}: dropout_p is {dropout_p}: it must be in [0, 1)")
-    if dropout_p > 0 and max_seqlen * max_seqlen >= 2 ** 31:
-        raise ValueError(f"{op}: max_seqlen^2 = {max_seqlen ** 2} with dropout: it must be < 2**31 (the dropout "
-                         "stream's 32-bit counter)")
+    check_dropout(op, dropout_p, max_seqlen * max_seqlen, "max_seqlen^2")
     check_launchable(op, _varlen_fwd_kernel, [q, k, v, cu_seqlens])
+
+
+def varlen_attention_with_seed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                               max_seqlen: int, causal: bool = False, dropout_p: float = 0.0,
+                               softmax_scale: Optional[float] = None, seed: Optional[torch.Tensor | int] = None
+                               ) -> torch.Tensor:
+    """`varlen_attention` with an explicit dropout seed (an int or a (1,) int64 tensor; None: drawn on the
+    device per call); tests compare its dropout with `varlen_attention_keep_mask(seed, ...)`."""
+    _check(q, k, v, cu_seqlens, max_seqlen, dropout_p)
+    scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    seed = call_seed(dropout_p, seed, q.device)
+    forward = varlen_attn_fwd if compiling() else _VarlenEager.apply
+    return forward(q, k, v, cu_seqlens, seed, int(max_seqlen), bool(causal), float(dropout_p), scale)[0]
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
                      causal: bool = False, dropout_p: float = 0.0, softmax_scale: Optional[float] = None
                      ) -> torch.Tensor:
-    """Attention within each packed sequence; differentiable in q, k and v (see `varlen_flash_attention`).
-    The signature of `uer_ds.kernels.reference.varlen_attention`."""
-    return varlen_flash_attention(q, k, v, cu_seqlens, max_seqlen, causal, dropout_p, softmax_scale)
-
-
-def varlen_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                           max_seqlen: int, causal: bool = False, dropout_p: float = 0.0,
-                           softmax_scale: Optional[float] = None, seed: Optional[torch.Tensor | int] = None
-                           ) -> torch.Tensor:
     """Attention within each packed sequence; differentiable in q, k and v.
 
     q, k, v: (N, H, D), D in 16/32/64/128, fp32/fp16/bf16 (all three alike), the B sequences' tokens one
@@ -472,32 +430,12 @@ def varlen_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     cu_seqlens[b + 1]), cu_seqlens[B] = N; max_seqlen: the longest sequence, a Python int (from the
     host, with cu_seqlens: the kernels never read a value back).  causal: token i sees its sequence's
     tokens <= i.  softmax_scale defaults to 1/sqrt(D).  Dropout on the probabilities (dropout_p) draws
-    a Philox seed on the device per call, unless `seed` (an int or a (1,) int64 tensor) is given.
-    Returns (N, H, D) in q's dtype.  The contract of `uer_ds.kernels.reference.varlen_attention`.
+    a Philox seed on the device per call (`varlen_attention_with_seed` takes one).
+    Returns (N, H, D) in q's dtype.  The signature and contract of
+    `uer_ds.kernels.reference.varlen_attention`.
     ValueError for shapes, dtypes, head dims or arguments outside their range.
     """
-    _check(q, k, v, cu_seqlens, max_seqlen, dropout_p)
-    scale = float(softmax_scale) if softmax_scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    if dropout_p > 0:
-        seed = as_seed(seed, q.device) if seed is not None else dropout_seed(q.device)
-    else:
-        seed = None
-    forward = varlen_attn_fwd if compiling() else _VarlenEager.apply
-    return forward(q, k, v, cu_seqlens, seed, int(max_seqlen), bool(causal), float(dropout_p), scale)[0]
-
-
-def dropout_keep_mask(seed: torch.Tensor | int, cu_seqlens: torch.Tensor, heads: int, max_seqlen: int,
-                      dropout_p: float) -> torch.Tensor:
-    """(B, H, max_seqlen, max_seqlen) bool: the probabilities varlen_attention(..., seed=seed) keeps in
-    sequence b, head h (False past the sequence's end); on cu_seqlens' device (tests)."""
-    b = cu_seqlens.numel() - 1
-    keep = torch.empty((b, heads, max_seqlen, max_seqlen), dtype=torch.int8, device=cu_seqlens.device)
-    check_launchable("dropout_keep_mask", _varlen_keep_kernel, [keep, cu_seqlens])
-    if keep.numel():
-        with cuda_device_guard(keep.device):
-            _varlen_keep_kernel[(cdiv(max_seqlen, 32), cdiv(max_seqlen, 32), b * heads)](
-                keep, cu_seqlens, as_seed(seed, keep.device), heads, max_seqlen, float(dropout_p), BLOCK=32)
-    return keep.bool()
+    return varlen_attention_with_seed(q, k, v, cu_seqlens, max_seqlen, causal, dropout_p, softmax_scale)
 
 
 class VarlenFlashAttention(nn.Module):

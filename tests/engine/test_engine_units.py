@@ -9,6 +9,7 @@ import torch
 
 from uer_ds.config import ModelConfig, TrainConfig
 from uer_ds.engine.engine import lr_lambda, parameter_groups
+from uer_ds.engine.recompute import apply_activation_checkpointing
 from uer_ds.models import build_model
 
 
@@ -46,7 +47,8 @@ def test_activation_checkpointing_changes_memory_not_results():
     grads = []
     for checkpointing in (False, True):
         model.zero_grad()
-        model.encoder.activation_checkpointing = checkpointing
+        if checkpointing:  # the second pass: the engine's wrapper on the same model
+            apply_activation_checkpointing(model)
         loss = model(src, tgt, seg).loss
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))

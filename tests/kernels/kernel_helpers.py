@@ -24,7 +24,7 @@ INTERPRET = DEVICE == "cpu"
 _BROKEN = None
 
 if INTERPRET and "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1" \
-        and "uer_ds.kernels.triton_ops" not in sys.modules:
+        and "uer_ds.kernels.flash_attention" not in sys.modules:
     _BROKEN = ("tests/kernels: triton was imported (by a module collected earlier) before TRITON_INTERPRET=1 "
                "could be set, so the kernels cannot run in Triton's interpreter in this process; run "
                "`pytest tests/kernels` on its own, or start pytest with TRITON_INTERPRET=1 in the environment")
@@ -34,7 +34,9 @@ elif INTERPRET:
     try:
         import triton.experimental.gluon  # noqa: F401  (imported lazily by the interpreter's first launch)
 
-        import uer_ds.kernels.triton_ops  # noqa: F401  (decorates the kernels as interpreted functions)
+        import uer_ds.kernels
+
+        uer_ds.kernels.load()  # imports the kernels: decorates them as interpreted functions
     finally:
         if _before is None:
             del os.environ["TRITON_INTERPRET"]

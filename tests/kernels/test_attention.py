@@ -11,8 +11,8 @@ from kernel_helpers import (  # noqa: F401
     DEVICE, DTYPE_IDS, DTYPES, as_double, assert_matches, leaf, triton_interpreter)
 
 import uer_ds.kernels as kernels
-from uer_ds.kernels import flash_attention, reference
-from uer_ds.kernels.flash_attention import FlashAttention, dropout_keep_mask
+from uer_ds.kernels import FlashAttention, attention_common, reference
+from uer_ds.kernels import attention_keep_mask as dropout_keep_mask
 
 
 def _padding(b: int, tk: int, lengths) -> torch.Tensor:
@@ -35,7 +35,7 @@ def _check(b, h, tq, tk, d, dtype, causal=False, lengths=None, scale=None, layou
     q, k, v, do = _inputs(b, h, tq, tk, d, dtype, layout_bthd=layout_bthd)
     kpm = _padding(b, tk, lengths).to(DEVICE) if lengths is not None else None
     if dropout_p:
-        o = flash_attention.flash_attention(q, k, v, kpm, causal, dropout_p, scale, seed=seed)
+        o = kernels.attention_with_seed(q, k, v, kpm, causal, dropout_p, scale, seed=seed)
     else:
         o = kernels.attention(q, k, v, key_padding_mask=kpm, causal=causal, softmax_scale=scale)
     o.backward(do)
@@ -98,7 +98,7 @@ def test_dead_rows_are_zero_and_have_zero_gradient():
 @pytest.mark.parametrize("blocks", [(16, 32), (16, 16)], ids=["M16-N32", "M16-N16"])
 def test_other_tile_shapes(monkeypatch, blocks):
     """The causal split and the padding skip with BLOCK_N > BLOCK_M and with square tiles."""
-    monkeypatch.setattr(flash_attention, "_INTERPRET_BLOCKS", blocks)
+    monkeypatch.setattr(attention_common, "INTERPRET_BLOCKS", blocks)
     _check(2, 1, 50, 70, 16, torch.float32, causal=True, lengths=[70, 41])
     _check(2, 1, 70, 50, 16, torch.float32, causal=True, lengths=[12, 50])
 

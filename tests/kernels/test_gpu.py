@@ -18,7 +18,8 @@ from kernel_helpers import assert_no_worse_than_torch, triton_interpreter  # noq
 
 import uer_ds.kernels as kernels
 from uer_ds.kernels import reference
-from uer_ds.kernels.flash_attention import dropout_keep_mask, flash_attention
+from uer_ds.kernels import attention_keep_mask as dropout_keep_mask
+from uer_ds.kernels import attention_with_seed as flash_attention
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -107,7 +108,7 @@ VARLEN_CASES = {  # (lengths, heads, head dim, causal)
 @pytest.mark.parametrize("case", list(VARLEN_CASES))
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_varlen_attention_real_sizes(dtype, case):
-    """Compiled varlen kernels (every autotuned tile the tuner picks) against SDPA run per sequence."""
+    """Compiled varlen kernels (at their fixed GPU tiles) against SDPA run per sequence."""
     lengths, h, d, causal = VARLEN_CASES[case]
     g = torch.Generator(device="cuda").manual_seed(0)
     n = sum(lengths)
@@ -124,8 +125,8 @@ def test_varlen_attention_real_sizes(dtype, case):
 
 
 def test_fused_sublayer_close_real_size():
-    from uer_ds.kernels.fused_layer_norm import dropout_keep_mask as ln_keep
-    from uer_ds.kernels.fused_layer_norm import fused_bias_dropout_add_layer_norm
+    from uer_ds.kernels import bias_dropout_add_layer_norm_with_seed as fused_bias_dropout_add_layer_norm
+    from uer_ds.kernels import layer_norm_keep_mask as ln_keep
 
     g = torch.Generator(device="cuda").manual_seed(2)
     shape, n = (8192, 768), 768
@@ -171,7 +172,7 @@ def test_unpadded_bert_base_step_is_graph_capturable_and_sync_free():
         loss.backward()
         return loss
 
-    for _ in range(3):  # autotune and compile outside the capture
+    for _ in range(3):  # compile outside the capture
         eager = step().detach().clone()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

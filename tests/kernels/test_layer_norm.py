@@ -108,7 +108,7 @@ def test_weight_and_bias_may_be_none():
 
 
 def test_module_state_dict_is_the_reference_modules():
-    ours, theirs = fused_layer_norm.FusedLayerNorm(32, eps=1e-12), LayerNorm(32, eps=1e-12, kernels="torch")
+    ours, theirs = kernels.FusedLayerNorm(32, eps=1e-12), LayerNorm(32, eps=1e-12, kernels="torch")
     assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight", "bias"]
     with torch.no_grad():
         theirs.weight.uniform_(0.5, 1.5)
@@ -160,10 +160,10 @@ def _fused_check(shape, dtype, dropout_p, seed=11, bias=True, residual=True, eps
     lin_b = leaf((n,), dtype, g, scale=0.5) if bias else None
     w, b = leaf((n,), dtype, g, scale=0.2, shift=1.0), leaf((n,), dtype, g, scale=0.2)
     dy = torch.randn(shape, generator=g).to(device=DEVICE, dtype=dtype)
-    y = fused_layer_norm.fused_bias_dropout_add_layer_norm(x, lin_b, r, w, b, eps, dropout_p, seed=seed)
+    y = kernels.bias_dropout_add_layer_norm_with_seed(x, lin_b, r, w, b, eps, dropout_p, seed=seed)
     y.backward(dy)
     m = x.numel() // n
-    keep = (fused_layer_norm.dropout_keep_mask(seed, (m, n), dropout_p, DEVICE).cpu().view(shape) if dropout_p
+    keep = (kernels.layer_norm_keep_mask(seed, (m, n), dropout_p, DEVICE).cpu().view(shape) if dropout_p
             else torch.ones(shape, dtype=torch.bool))
     names, tensors = ["x", "r", "bias", "w", "b"], (x, r, lin_b, w, b)
     doubles = {name: as_double(t)[0] if t is not None else None for name, t in zip(names, tensors)}
@@ -205,7 +205,7 @@ def test_several_rows_per_program_as_on_gpu_for_narrow_rows(monkeypatch):
 
 def test_dropout_mask_statistics_and_reproducibility():
     p, shape = 0.3, (64, 300)
-    keep = fused_layer_norm.dropout_keep_mask(99, shape, p, DEVICE).cpu().float()
+    keep = kernels.layer_norm_keep_mask(99, shape, p, DEVICE).cpu().float()
     n = keep.numel()
     assert abs(keep.mean().item() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n)
     assert abs((keep[1:] == keep[:-1]).float().mean().item() - 0.58) < 0.02  # rows independent

@@ -210,9 +210,9 @@ def test_tiny_bert_pretrains_20_steps_unpadded_like_padded(big_interpreter_tiles
 def big_interpreter_tiles(monkeypatch):
     """One tile per (sequence, head) under the interpreter, whose cost is per program: the training runs
     here test the model's path, the kernel tests the tiling."""
-    from uer_ds.kernels import fused_layer_norm, varlen_flash_attention
+    from uer_ds.kernels import attention_common, fused_layer_norm
 
-    monkeypatch.setattr(varlen_flash_attention, "INTERPRET_BLOCKS", (64, 64))
+    monkeypatch.setattr(attention_common, "INTERPRET_BLOCKS", (64, 64))
     monkeypatch.setattr(fused_layer_norm, "INTERPRET_ROWS", 64)
 
 

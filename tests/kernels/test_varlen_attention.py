@@ -13,7 +13,9 @@ from kernel_helpers import (  # noqa: F401
 
 import uer_ds.kernels as kernels
 from uer_ds.kernels import reference
-from uer_ds.kernels.varlen_flash_attention import VarlenFlashAttention, dropout_keep_mask, varlen_flash_attention
+from uer_ds.kernels import VarlenFlashAttention
+from uer_ds.kernels import varlen_attention_keep_mask as dropout_keep_mask
+from uer_ds.kernels import varlen_attention_with_seed as varlen_flash_attention
 
 # sequence lengths: 1, 17 and 130 together (none a multiple of a block; 130 crosses several); all
 # equal; a single sequence; and a batch holding an empty row (a sequence of 0 tokens)

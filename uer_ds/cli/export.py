@@ -4,8 +4,6 @@ pipeline layers) into one fp32 model: OUT.safetensors, OUT.bin (a state dict) or
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 
 
@@ -22,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
+    from uer_ds.atomic import atomic_path
     from uer_ds.engine.checkpoint import export_state, resolve_checkpoint
     from uer_ds.models import save_model
     from uer_ds.models.io import model_from_state, unique_state_dict
@@ -29,18 +28,12 @@ def run(args: argparse.Namespace) -> int:
     cfg, state = export_state(*resolve_checkpoint(args.checkpoint, args.tag))
     model = model_from_state(cfg, state, args.checkpoint)  # checks every key and shape
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix == ".safetensors":
-        save_file(unique_state_dict(model), str(tmp), metadata={"format": "pt", "producer": "uer_ds"})
-        os.replace(tmp, out)
-    elif out.suffix == ".bin":
-        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, out)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".safetensors":
+            save_file(unique_state_dict(model), str(tmp), metadata={"format": "pt", "producer": "uer_ds"})
+        elif out.suffix == ".bin":
+            torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
+        else:
+            save_model(model, tmp)
     print(f"exported {sum(p.numel() for p in model.parameters()):,} parameters (fp32) to {out}")
     return 0

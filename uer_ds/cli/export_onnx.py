@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
     from pathlib import Path
 
+    from uer_ds.atomic import atomic_path
     from uer_ds.tasks import TASKS
     from uer_ds.tasks.model import load_task_model
     from uer_ds.tasks.onnx import export_onnx, onnx_session, padded_example, parity, require_onnx
@@ -61,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
             texts = [t + ["second text"] for t in texts]
         examples = [Example("<trace>", {}, *encode_texts(tokenizer, t, seq_length)) for t in texts]
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.onnx")
-    try:
+    with atomic_path(out) as tmp:
         export_onnx(model, head, str(tmp), padded_example(examples, collate, head), args.opset)
         result = {"output": str(out), "head": head_name, "opset": args.opset}
         if args.check_path:
@@ -72,9 +70,5 @@ def run(args: argparse.Namespace) -> int:
             if not check["max_abs_prob_diff"] <= args.tolerance:
                 raise ValueError(f"onnxruntime and PyTorch differ by {check['max_abs_prob_diff']:.3g} in probability "
                                  f"on {args.check_path} (tolerance {args.tolerance}): nothing written")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     print(json.dumps(result))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -222,6 +221,7 @@ def _launch(args: argparse.Namespace) -> Optional[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from uer_ds.atomic import atomic_path
     from uer_ds.data import PretrainDataset
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
     from uer_ds.engine.data import DataPosition, advance, batch_iterator
@@ -317,11 +317,8 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_rank0():
         final_cfg, state = ckpt.export_state(out)
         model = model_from_state(final_cfg, state, str(out))
-        tmp = out / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, tmp)
-        shutil.rmtree(out / "model", ignore_errors=True)
-        tmp.rename(out / "model")
+        with atomic_path(out / "model") as tmp:
+            save_model(model, tmp)
         print(f"final: {json.dumps(record)}\nwrote {out / 'model'} (and checkpoints in {out})", flush=True)
     dist.barrier()
     return 0

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
+from uer_ds.atomic import atomic_path
 from uer_ds.config import ModelConfig
 
 PathLike = Union[str, os.PathLike]
@@ -178,19 +178,10 @@ def _check_new_output(output: Path) -> None:
 def new_directory(output: PathLike) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it is renamed to `output`, on failure removed."""
     output = Path(output)
-    _check_new_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    _check_new_output(output)  # an existing `output` is an empty directory: replaced
+    with atomic_path(output) as tmp:
+        tmp.mkdir()
         yield tmp
-        if output.is_dir():
-            output.rmdir()  # empty, checked above
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -201,14 +192,8 @@ def new_file(output: PathLike, overwrite: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"--output {output}: is a directory; give a file path")
     if output.exists() and not overwrite:
         raise FileExistsError(f"--output {output}: the file exists; give a new path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(output) as tmp:
         yield tmp
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def common_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from uer_ds.atomic import atomic_paths
 from uer_ds.data import native
 from uer_ds.data.mmap_dataset import (BIN_HEADER, BIN_MAGIC, DTYPE_CODES, FLAG_LABELS, FLAG_WORD_STARTS, IDX_HEADER,
                                       IDX_MAGIC, VERSION, PathLike, dataset_prefix, dtype_code_for, idx_layout)
@@ -442,49 +443,43 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     prefix = dataset_prefix(dataset_path)
     out_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(out_dir, exist_ok=True)
-    tag = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    finals = [prefix + ".bin", prefix + ".idx", prefix + ".json"]
-    temps = [path + tag for path in finals]
+    finals = [prefix + ".bin", prefix + ".idx", prefix + ".json"]  # the .json last: it says the rest is complete
     part_dir = tempfile.mkdtemp(prefix=os.path.basename(prefix) + ".parts-", dir=out_dir)
     began = time.perf_counter()
     try:
-        _WORKER.clear()
-        code = dtype_code_for(tokenizer.vocab_size)
-        flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0)
-        run_id = secrets.randbits(63)
-        _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
-                       word_starts=options.word_starts,
-                       bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
-        from tqdm import tqdm
+        with atomic_paths(*finals) as temps:
+            _WORKER.clear()
+            code = dtype_code_for(tokenizer.vocab_size)
+            flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0)
+            run_id = secrets.randbits(63)
+            _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
+                           word_starts=options.word_starts,
+                           bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
+            from tqdm import tqdm
 
-        with open(corpus, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            ranges = split_ranges(mm, size, processes_num)
-        with tqdm(total=size, unit="B", unit_scale=True, desc=f"preprocess {corpus.name}", disable=not progress,
-                  file=sys.stderr) as bar:
-            totals = _run_workers(ranges, bar)
-        counts = _merge(part_dir, len(ranges), code, flags, run_id, temps[0], temps[1])
-        stats = {name: sum(t[name] for t in totals) for name in totals[0]}
-        if counts["sequences"] == 0:
-            raise ValueError(f"{corpus}: no text to train on ({stats['lines']} lines: {stats['blank_lines']} blank, "
-                             f"{stats['empty_lines']} without any token)")
-        meta = _metadata(corpus, size, corpus_format, tokenizer, specials, options, code, run_id,
-                         {**counts, "lines": stats["lines"], "blank_lines": stats["blank_lines"],
-                          "empty_lines": stats["empty_lines"], "unk_tokens": stats["unk"]},
-                         processes_num, time.perf_counter() - began)
-        if corpus_format == "cls":
-            meta.update(_label_summary(part_dir, len(ranges)))
-        with open(temps[2], "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.write("\n")
-        for tmp, final in zip(temps, finals):  # the .json last: its presence says the rest is complete
-            os.replace(tmp, final)
+            with open(corpus, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                ranges = split_ranges(mm, size, processes_num)
+            with tqdm(total=size, unit="B", unit_scale=True, desc=f"preprocess {corpus.name}", disable=not progress,
+                      file=sys.stderr) as bar:
+                totals = _run_workers(ranges, bar)
+            counts = _merge(part_dir, len(ranges), code, flags, run_id, str(temps[0]), str(temps[1]))
+            stats = {name: sum(t[name] for t in totals) for name in totals[0]}
+            if counts["sequences"] == 0:
+                raise ValueError(f"{corpus}: no text to train on ({stats['lines']} lines: {stats['blank_lines']} "
+                                 f"blank, {stats['empty_lines']} without any token)")
+            meta = _metadata(corpus, size, corpus_format, tokenizer, specials, options, code, run_id,
+                             {**counts, "lines": stats["lines"], "blank_lines": stats["blank_lines"],
+                              "empty_lines": stats["empty_lines"], "unk_tokens": stats["unk"]},
+                             processes_num, time.perf_counter() - began)
+            if corpus_format == "cls":
+                meta.update(_label_summary(part_dir, len(ranges)))
+            with open(temps[2], "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2)
+                f.write("\n")
         return meta
     finally:
         _WORKER.clear()
         shutil.rmtree(part_dir, ignore_errors=True)
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def _label_summary(part_dir: str, parts: int) -> dict:

@@ -27,6 +27,7 @@ from array import array
 from functools import lru_cache
 from pathlib import Path
 
+from uer_ds.atomic import atomic_path
 from uer_ds.tokenizers import bert
 from uer_ds.tokenizers.bert import _CJK_RANGES, CJK, DROP, OTHER, SPACE, char_class, is_punctuation
 
@@ -63,10 +64,8 @@ def build() -> tuple[bytes, ...]:
         pass
     parts = _compute()
     try:  # best effort: a read-only home only costs the recomputation next time
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(array("Q", [len(p) for p in parts]).tobytes() + b"".join(parts))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(array("Q", [len(p) for p in parts]).tobytes() + b"".join(parts))
     except OSError:
         pass
     return parts

@@ -1,6 +1,6 @@
 """Checkpoint directories, export to one fp32 state dict, and reading pretrained weights.
 
-    OUT/latest                     "global_step<N>", written last and atomically (tmp + rename)
+    OUT/latest                     "global_step<N>", written last and atomically (uer_ds.atomic)
     OUT/global_step<N>/            DeepSpeed's files (model/optimizer states, ZeRO shards, pipeline layers)
                       config.json  the resolved model config (UER key names)
                       uer_ds.json  step, data position, tokenizer identity, training settings, ds_config
@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from uer_ds.atomic import atomic_path
 from uer_ds.config import ModelConfig
 
 LATEST = "latest"
@@ -33,25 +34,17 @@ def tag_for(step: int) -> str:
 
 
 def write_metadata(tag_dir: Path, model_config: Optional[ModelConfig], state: dict) -> None:
-    tag_dir.mkdir(parents=True, exist_ok=True)
     if model_config is not None:
-        tmp = tag_dir / f".{CONFIG}.tmp"
-        model_config.to_json(tmp)
-        os.replace(tmp, tag_dir / CONFIG)
-    tmp = tag_dir / f".{METADATA}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, tag_dir / METADATA)
+        with atomic_path(tag_dir / CONFIG) as tmp:
+            model_config.to_json(tmp)
+    with atomic_path(tag_dir / METADATA) as tmp:
+        tmp.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def write_latest(directory: PathLike, tag: str) -> None:
-    """Point `latest` at `tag`: write a temporary file, fsync, rename over (atomic on POSIX)."""
-    directory = Path(directory)
-    tmp = directory / f".{LATEST}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(tag)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / LATEST)
+    """Point `latest` at `tag`: a temporary file, fsync'd, renamed over (atomic on POSIX)."""
+    with atomic_path(Path(directory) / LATEST, fsync=True) as tmp:
+        tmp.write_text(tag, encoding="utf-8")
 
 
 def read_latest(directory: PathLike) -> str:
@@ -189,7 +182,6 @@ def convert_to_universal(directory: PathLike, tag: str) -> str:
     Megatron-DeepSpeed does; in one process, on the CPU) and return its tag.  Written under a temporary
     name and renamed, so a universal folder is always complete; an existing one is reused."""
     import argparse
-    import shutil
 
     from deepspeed.checkpoint import ds_to_universal
 
@@ -198,21 +190,16 @@ def convert_to_universal(directory: PathLike, tag: str) -> str:
     if done is not None:
         return done
     name = tag + UNIVERSAL_SUFFIX
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    args = argparse.Namespace(input_folder=str(directory / tag), output_folder=str(tmp), num_extract_workers=1,
-                              num_merge_workers=1, keep_temp_folder=False, strict=True,
-                              # uer_ds models carry no Megatron tensor-parallel layout: the default info
-                              inject_missing_state=True)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            ds_to_universal.main(args)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_path(directory / name) as tmp:
+            args = argparse.Namespace(input_folder=str(directory / tag), output_folder=str(tmp), num_extract_workers=1,
+                                      num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                      # uer_ds models carry no Megatron tensor-parallel layout: the default info
+                                      inject_missing_state=True)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                ds_to_universal.main(args)
     finally:
         (directory / "latest_universal").unlink(missing_ok=True)  # it names the temporary folder
-    os.replace(tmp, directory / name)
     return name
 
 

@@ -22,6 +22,7 @@ from uer_ds.engine import checkpoint as ckpt
 from uer_ds.engine import dist
 from uer_ds.engine.ds_config import (build_ds_config, describe_precision, offloads_optimizer, offloads_params,
                                      precision, zero_stage)
+from uer_ds.engine.recompute import apply_activation_checkpointing
 from uer_ds.data.batch import batch_info, forward_kwargs
 from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
@@ -467,8 +468,8 @@ def build_engine(ds_config: dict, source: str, train: TrainConfig, model_config:
     tie = getattr(module, "tie_weights", None)
     if callable(tie):
         tie()
-    if activation_checkpointing and pipeline_stages == 1 and hasattr(module, "encoder"):
-        module.encoder.activation_checkpointing = True
+    if activation_checkpointing and pipeline_stages == 1:
+        apply_activation_checkpointing(module)
     ds_engine, _, _, _ = deepspeed.initialize(model=module, model_parameters=parameter_groups(module, train.weight_decay),
                                               optimizer=client_optimizer, lr_scheduler=scheduler, config=full)
     return engine_cls(ds_engine, model_config, full)

@@ -1,12 +1,11 @@
-"""A DeepSpeed PipelineModule generated from the model's own layer list.
+"""A DeepSpeed PipelineModule generated from the model's own layer list (uer_ds.models.layer_list).
 
-    word table -> rest of the embedding (+ factorized projection) -> transformer layer x N
-    -> final layer norm (pre-LN) -> targets (the heads; the loss is computed with the labels)
-
-Activations between stages are the pair (hidden, seg); seg carries the padding mask.  With
-tie_weights the word table is a TiedLayerSpec at both ends, so the MLM/LM output matrix on the last
-stage is the first stage's word embedding (DeepSpeed all-reduces its gradient between the two).
-Works for BERT-style (fully visible, any targets incl. MLM + SP) and GPT-style (causal) models.
+Each Layer becomes a LayerSpec of a LayerModule (built only on the stage that holds it); the repeated
+transformer layers are the ones DeepSpeed's activation checkpointing recomputes.  Activations between
+stages are the pair (hidden, seg); seg carries the padding mask.  With tie_weights the word table is a
+TiedLayerSpec at both ends, so the MLM/LM output matrix on the last stage is the first stage's word
+embedding (DeepSpeed all-reduces its gradient between the two).  Works for BERT-style (fully visible,
+any targets incl. MLM + SP) and GPT-style (causal) models.
 """
 from __future__ import annotations
 
@@ -17,91 +16,22 @@ from deepspeed.pipe import LayerSpec, PipelineModule, TiedLayerSpec
 from torch import nn
 
 from uer_ds.config import ModelConfig
-from uer_ds.models.embeddings.parts import WordEmbedding
-from uer_ds.models.layers import LayerNorm
+from uer_ds.models.layer_list import Layer, LayerModule, key_prefixes, layer_list
 from uer_ds.models.model import init_module
-from uer_ds.models.registry import EMBEDDINGS
-from uer_ds.models.targets import TARGETS, TargetResult
+from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import Picked
-from uer_ds.models.encoders import TransformerLayer
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
-class WordTablePipe(nn.Module):
-    """(src, seg) -> (word vectors, seg)."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.word = WordEmbedding(cfg)
-
-    def forward(self, inputs: Pair) -> Pair:
-        src, seg = inputs
-        return self.word(src, seg), seg
-
-
-class EmbeddingRestPipe(nn.Module):
-    """Adds the other embedding parts, layer norm, dropout and the factorized projection."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.parts = nn.ModuleDict({name: EMBEDDINGS[name](cfg) for name in cfg.embedding if name != "word"})
-        self.layer_norm = None if cfg.remove_embedding_layernorm else \
-            LayerNorm(cfg.emb_size, cfg.layernorm_eps, cfg.kernels)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.linear = nn.Linear(cfg.emb_size, cfg.hidden_size) if cfg.factorized_embedding_parameterization else None
-
-    def forward(self, inputs: Pair) -> Pair:
-        emb, seg = inputs
-        for part in self.parts.values():
-            emb = emb + part(seg, seg)  # positional parts read only the shape of their first argument
-        if self.layer_norm is not None:
-            emb = self.layer_norm(emb)
-        emb = self.dropout(emb)
-        return (self.linear(emb) if self.linear is not None else emb), seg
-
-
-class TransformerLayerPipe(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.causal = cfg.mask == "causal"
-        self.layer = TransformerLayer(cfg)
-
-    def forward(self, inputs: Pair) -> Pair:
-        hidden, seg = inputs
-        key_padding_mask = seg == 0
-        return self.layer(hidden, key_padding_mask, self.causal), seg
-
-
-class FinalNormPipe(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.layer_norm = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
-
-    def forward(self, inputs: Pair) -> Pair:
-        hidden, seg = inputs
-        return self.layer_norm(hidden), seg
-
-
-class TargetPipe(nn.Module):
-    """Holds the heads; they run in the loss function, which has the labels."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.target = nn.ModuleDict({name: TARGETS[name](cfg) for name in cfg.target})
-
-    def forward(self, inputs: Pair) -> Pair:
-        return inputs
-
-
-def _pass_through(module: nn.Module, inputs: Pair) -> Pair:
-    return inputs
+class RecomputedLayerModule(LayerModule):
+    """A LayerModule that DeepSpeed's activation checkpointing recomputes (it selects by class name)."""
 
 
 class TargetLoss:
     """loss_fn(outputs, labels) for the last stage; keeps each micro-batch's TargetResult for reporting."""
 
-    def __init__(self, heads: TargetPipe, names: tuple[str, ...]) -> None:
+    def __init__(self, heads: LayerModule, names: tuple[str, ...]) -> None:
         self.heads = heads
         self.names = names
         self.results: list[TargetResult] = []
@@ -117,39 +47,37 @@ class TargetLoss:
         return result.loss if self.weigh is None else self.weigh(len(self.results) - 1, result)
 
 
-def layer_specs(cfg: ModelConfig) -> list:
+def _pipeline_layers(cfg: ModelConfig) -> list[Layer]:
     if cfg.encoder != "transformer":
         raise ValueError(f"--pipeline_stages needs a transformer encoder (encoder is '{cfg.encoder}')")
     if cfg.parameter_sharing:
         raise ValueError("--pipeline_stages with parameter_sharing (ALBERT) is not supported: the shared layer "
                          "would have to live on every stage; train ALBERT with ZeRO instead")
-    tied = cfg.tie_weights
-    specs: list = [TiedLayerSpec("word", WordTablePipe, cfg, tied_weight_attr="word.embedding.weight") if tied
-                   else LayerSpec(WordTablePipe, cfg),
-                   LayerSpec(EmbeddingRestPipe, cfg)]
-    specs += [LayerSpec(TransformerLayerPipe, cfg) for _ in range(cfg.layers_num)]
-    if cfg.layernorm_positioning == "pre":
-        specs.append(LayerSpec(FinalNormPipe, cfg))
-    if tied:
-        specs.append(TiedLayerSpec("word", WordTablePipe, cfg, forward_fn=_pass_through,
-                                   tied_weight_attr="word.embedding.weight"))
-    specs.append(LayerSpec(TargetPipe, cfg))
-    return specs
+    return layer_list(cfg)
+
+
+def _spec(layer: Layer):
+    module = RecomputedLayerModule if layer.recompute else LayerModule
+    if not layer.tied:
+        return LayerSpec(module, layer)
+    weight = f"{next(iter(layer.parts))}.embedding.weight"  # the word table's matrix
+    if layer.heads_side:  # the same module as the first copy, its forward left out: the heads use its weight
+        return TiedLayerSpec(layer.tied, module, layer, forward_fn=_pass_through, tied_weight_attr=weight)
+    return TiedLayerSpec(layer.tied, module, layer, tied_weight_attr=weight)
+
+
+def _pass_through(module: nn.Module, inputs: Pair) -> Pair:
+    return inputs
+
+
+def layer_specs(cfg: ModelConfig) -> list:
+    """The PipelineModule's layers: one spec per entry of the model's layer list."""
+    return [_spec(layer) for layer in _pipeline_layers(cfg)]
 
 
 def layer_prefixes(cfg: ModelConfig) -> list[tuple[str, str]]:
     """[(pipeline layer key prefix, Model key prefix)], for loading and exporting weights."""
-    pairs = [("0.word.", "embedding.word."), ("1.layer_norm.", "embedding.layer_norm."), ("1.linear.", "encoder.linear.")]
-    pairs += [(f"1.parts.{name}.", f"embedding.{name}.") for name in cfg.embedding if name != "word"]
-    pairs += [(f"{2 + i}.layer.", f"encoder.transformer.{i}.") for i in range(cfg.layers_num)]
-    last = 2 + cfg.layers_num
-    if cfg.layernorm_positioning == "pre":
-        pairs.append((f"{last}.layer_norm.", "encoder.layer_norm."))
-        last += 1
-    if cfg.tie_weights:
-        last += 1
-    pairs.append((f"{last}.target.", "target."))
-    return pairs
+    return key_prefixes(_pipeline_layers(cfg))
 
 
 def _to_model_key(key: str, cfg: ModelConfig) -> Optional[str]:
@@ -168,14 +96,14 @@ class UerPipelineModule(PipelineModule):
         # (reentrant) checkpoint over inputs without gradients would cut the table off from backward
         super().__init__(layers=layer_specs(cfg), num_stages=num_stages, partition_method="parameters",
                          activation_checkpoint_interval=activation_checkpoint_interval,
-                         checkpointable_layers=["TransformerLayerPipe"])
+                         checkpointable_layers=[RecomputedLayerModule.__name__])
         self.config = cfg
         for local, layer in enumerate(self.forward_funcs):  # seeded per layer: same values on any partition
             if isinstance(layer, nn.Module):
                 torch.manual_seed(seed + int(self._local_start) + local)
                 for module in layer.modules():
                     init_module(module)
-        heads = next((m for m in self.forward_funcs if isinstance(m, TargetPipe)), None)
+        heads = next((m for m in self.forward_funcs if getattr(m, "kind", None) == "heads"), None)
         if heads is not None:
             if cfg.tie_weights:
                 word = self.tied_modules["word"].word.embedding.weight

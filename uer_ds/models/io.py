@@ -12,6 +12,7 @@ from typing import Union
 import torch
 from safetensors.torch import load_file, save_file
 
+from uer_ds.atomic import atomic_paths
 from uer_ds.config import ModelConfig
 from uer_ds.models.model import Model, build_model
 
@@ -40,11 +41,10 @@ def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_model(model: Model, directory: Union[str, os.PathLike]) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp_config, tmp_weights = directory / f".{CONFIG_NAME}.tmp", directory / f".{WEIGHTS_NAME}.tmp"
-    model.config.to_json(tmp_config)
-    save_file(unique_state_dict(model), str(tmp_weights), metadata={"format": "pt", "producer": "uer_ds"})
-    os.replace(tmp_weights, directory / WEIGHTS_NAME)
-    os.replace(tmp_config, directory / CONFIG_NAME)  # last: a directory with config.json is complete
+    # config.json last: a directory with it is complete
+    with atomic_paths(directory / WEIGHTS_NAME, directory / CONFIG_NAME) as (tmp_weights, tmp_config):
+        model.config.to_json(tmp_config)
+        save_file(unique_state_dict(model), str(tmp_weights), metadata={"format": "pt", "producer": "uer_ds"})
     return directory
 
 

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("benchmark")
     group.add_argument("--steps", type=int, default=30, help="timed steps (default 30)")
     group.add_argument("--warmup_steps", type=int, default=5,
-                       help="untimed steps first (default 5; the first Triton calls compile and autotune)")
+                       help="untimed steps first (default 5; the first Triton calls compile)")
     group.add_argument("--synthetic_lengths", choices=("book_review", "cmrc2018", "uniform", "full"),
                        help="instead of --train_path: examples of random vocabulary words whose token counts follow "
                             "this distribution at --seq_length (uer_ds.kernels.lengths; for machines without the "

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from uer_ds.atomic import atomic_paths
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers.packing import Packing
 from uer_ds.models.model import Model
@@ -147,13 +148,11 @@ def write_task_dir(directory: Union[str, os.PathLike], model: TaskModel, state: 
     aliases = aliased_keys(model)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in state.items() if k not in aliases}
-    tmp_task, tmp_weights, tmp_config = (directory / f".{n}.tmp" for n in (TASK_FILE, WEIGHTS_NAME, CONFIG_NAME))
-    tmp_task.write_text(json.dumps(task_info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    save_file(tensors, str(tmp_weights), metadata={"format": "pt", "producer": "uer_ds"})
-    model.config.to_json(tmp_config)
-    os.replace(tmp_task, directory / TASK_FILE)
-    os.replace(tmp_weights, directory / WEIGHTS_NAME)
-    os.replace(tmp_config, directory / CONFIG_NAME)
+    with atomic_paths(*(directory / n for n in (TASK_FILE, WEIGHTS_NAME, CONFIG_NAME))) as (tmp_task, tmp_weights,
+                                                                                         tmp_config):
+        tmp_task.write_text(json.dumps(task_info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_file(tensors, str(tmp_weights), metadata={"format": "pt", "producer": "uer_ds"})
+        model.config.to_json(tmp_config)
     return directory
 
 

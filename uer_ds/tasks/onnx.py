@@ -7,10 +7,8 @@ extra (pip install uer_ds[onnx]; onnxruntime's PyPI wheel is CPU-only and needs 
 """
 from __future__ import annotations
 
-import os
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -122,11 +120,6 @@ def padded_example(examples: Sequence[Example], collate: Callable[[list[Example]
         short = Example(pair[1].source, pair[1].text, pair[1].src[:-1] or pair[1].src, pair[1].seg[:-1] or pair[1].seg)
         pair[1] = short
     return collate(pair, head)
-
-
-def replace_file(tmp: str, target: str) -> None:
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
 
 
 __all__ = ["OnnxWrapper", "export_onnx", "onnx_session", "padded_example", "parity", "require_onnx"]

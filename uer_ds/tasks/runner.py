@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from uer_ds.atomic import atomic_path
 from uer_ds.data.batch import batch_info
 from uer_ds.tasks.base import Task, TaskData, predict_outputs
 from uer_ds.tasks.data import Example, eval_batches, steps_per_epoch, train_batches
@@ -417,19 +418,15 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
         report["test"] = metrics
         echo(format_metrics(task, metrics, "test (best model)"))
     report["seconds"] = round(time.perf_counter() - started, 2)
-    tmp = out / f".{REPORT_FILE}.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / REPORT_FILE)
+    with atomic_path(out / REPORT_FILE) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     echo(f"best dev {args.metric} {report['best']['dev'][args.metric]:.4f} at epoch {report['best']['epoch']}; "
          f"model in {out}; report in {out / REPORT_FILE}; {report['seconds']:.1f} s")
 
 
 def _write_bad_cases(task: Task, path: str, data: TaskData, heads: dict, outputs: list) -> int:
     count, header_written = 0, False
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for index, name in enumerate(heads):
             header, rows = task.bad_cases(data.dev[index], outputs[index], heads[name])
             if not header_written:
@@ -438,7 +435,6 @@ def _write_bad_cases(task: Task, path: str, data: TaskData, heads: dict, outputs
             for row in rows:
                 f.write("\t".join(([name] if len(heads) > 1 else []) + row) + "\n")
                 count += 1
-    os.replace(tmp, target)
     return count
 
 
@@ -567,16 +563,12 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
                                batch_maker(task, names, pad_id, tokenizer), args.batch_size,
                                desc=None if args.no_progress else "predict")
-    target = Path(args.prediction_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(args.prediction_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         task.write_prediction_file(f, examples, outputs, spec, args)
-    os.replace(tmp, target)
     seconds = time.perf_counter() - started
     if dist.is_rank0():
         print(f"predicted {len(examples)} example(s) in {seconds:.1f} s ({len(examples) / max(seconds, 1e-9):.0f}/s) "
-              f"with head '{head_name}' -> {target}", flush=True)
+              f"with head '{head_name}' -> {Path(args.prediction_path)}", flush=True)
     return 0
 
 

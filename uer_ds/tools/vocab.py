@@ -19,6 +19,7 @@ from typing import Sequence, Union
 
 from tqdm import tqdm
 
+from uer_ds.atomic import atomic_paths
 from uer_ds.convert.rules import new_file
 from uer_ds.textfile import iter_lines, split_fields
 from uer_ds.tokenizers import Vocab
@@ -62,21 +63,17 @@ def build_sentencepiece(corpus: Sequence[PathLike], output_prefix: PathLike, voc
 
     prefix = Path(output_prefix)
     prefix = prefix.with_suffix("") if prefix.suffix == ".model" else prefix
-    tmp_prefix = prefix.parent / f".{prefix.name}.tmp-{os.getpid()}"
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    tmp_files = [tmp_prefix.with_name(tmp_prefix.name + suffix) for suffix in (".model", ".vocab")]
-    try:
-        sentencepiece.SentencePieceTrainer.train(
-            input=",".join(_corpus(corpus)), model_prefix=str(tmp_prefix), vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-            pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
-            user_defined_symbols=["[MASK]"], num_threads=1, minloglevel=2)
-    except RuntimeError as err:
-        for tmp in tmp_files:
-            tmp.unlink(missing_ok=True)
-        raise ValueError(f"sentencepiece could not train on {', '.join(map(str, corpus))}: {err}") from None
-    for tmp, suffix in zip(tmp_files, (".model", ".vocab")):
-        os.replace(tmp, prefix.with_name(prefix.name + suffix))
+    targets = [prefix.with_name(prefix.name + suffix) for suffix in (".model", ".vocab")]
+    with atomic_paths(*targets) as temps:
+        tmp_prefix = temps[0].with_suffix("")  # the temporaries share it: SentencePiece writes <prefix>.model/.vocab
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                input=",".join(_corpus(corpus)), model_prefix=str(tmp_prefix), vocab_size=vocab_size,
+                model_type=model_type, character_coverage=character_coverage, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+                pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]", eos_piece="[SEP]",
+                user_defined_symbols=["[MASK]"], num_threads=1, minloglevel=2)
+        except RuntimeError as err:
+            raise ValueError(f"sentencepiece could not train on {', '.join(map(str, corpus))}: {err}") from None
     return vocab_size
 
 

@@ -6,7 +6,6 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from uer_ds.config import ModelConfig
 from uer_ds.models.layers import LayerNorm, MultiHeadedAttention, PositionwiseFeedForward
@@ -71,8 +70,6 @@ class TransformerEncoder(nn.Module):
             [TransformerLayer(cfg) for _ in range(1 if cfg.parameter_sharing else cfg.layers_num)])
         self.layer_norm = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels) \
             if cfg.layernorm_positioning == "pre" else None
-        # recompute each layer's activations in backward (set by the engine's --activation_checkpointing)
-        self.activation_checkpointing = False
 
     def layer(self, i: int) -> TransformerLayer:
         """The module that computes layer i (the same one for every i under parameter sharing)."""
@@ -103,10 +100,7 @@ class TransformerEncoder(nn.Module):
         key_padding_mask = None if padded is False else seg == 0  # (B, T)
         hidden = self.linear(emb) if self.linear is not None else emb
         for i in range(self.layers_num):
-            if self.activation_checkpointing and self.training:
-                hidden = checkpoint(self.layer(i), hidden, key_padding_mask, self.causal, use_reentrant=False)
-            else:
-                hidden = self.layer(i)(hidden, key_padding_mask, self.causal, *([] if cache is None else [cache[i]]))
+            hidden = self.layer(i)(hidden, key_padding_mask, self.causal, *([] if cache is None else [cache[i]]))
         if self.layer_norm is not None:
             hidden = self.layer_norm(hidden)
         return hidden
@@ -120,11 +114,7 @@ class TransformerEncoder(nn.Module):
         if self.linear is not None:
             hidden = self.linear(hidden)
         for i in range(self.layers_num):
-            layer = self.layer(i)
-            if self.activation_checkpointing and self.training:
-                hidden = checkpoint(layer.forward_packed, hidden, packing, self.causal, use_reentrant=False)
-            else:
-                hidden = layer.forward_packed(hidden, packing, self.causal)
+            hidden = self.layer(i).forward_packed(hidden, packing, self.causal)
         if self.layer_norm is not None:
             hidden = self.layer_norm(hidden)
         return PackedHidden(hidden, packing)

@@ -15,12 +15,12 @@ True (one line) only when `bash launch/gpu_measure.sh kernels` shows `--kernels 
 """
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 
 import torch
 
+import uer_ds.kernels
 from uer_ds.kernels import reference
 
 
@@ -33,14 +33,14 @@ _triton_ops: object = _UNTRIED  # the module once imported (None: unavailable)
 
 
 def triton_ops() -> ModuleType | None:
-    """The Triton kernel package, or None where Triton (or a kernel) is unavailable.  Imported once and
-    kept, so torch.compile reads a global here instead of tracing an import (a graph break); the
-    modules that take a `kernels` mode call `prepare` when built, so the import happens outside any
-    compiled region."""
+    """The kernel package `uer_ds.kernels` with its Triton ops loaded (`load()`), or None where Triton (or
+    a kernel) is unavailable.  Loaded once and kept, so torch.compile reads a global here instead of
+    tracing an import (a graph break); the modules that take a `kernels` mode call `prepare` when
+    built, so the import happens outside any compiled region."""
     global _triton_ops
     if _triton_ops is _UNTRIED:
         try:
-            _triton_ops = importlib.import_module("uer_ds.kernels.triton_ops")
+            _triton_ops = uer_ds.kernels.load()
         except ImportError:
             _triton_ops = None
     return _triton_ops
@@ -74,7 +74,7 @@ def kernel_ops(mode: str, x: torch.Tensor) -> ModuleType:
                            "interpreter (TRITON_INTERPRET=1 set before start-up); use kernels='auto' or 'torch'")
     ops = triton_ops()
     if ops is None:
-        raise RuntimeError("kernels='triton': the Triton kernels (uer_ds.kernels.triton_ops) cannot be imported "
+        raise RuntimeError("kernels='triton': the Triton kernels (uer_ds.kernels.load()) cannot be imported "
                            "in this installation; use kernels='auto' or 'torch'")
     return ops
 
