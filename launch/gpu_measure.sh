@@ -28,10 +28,11 @@ export PYTHONUNBUFFERED=1 TORCH_EXTENSIONS_DIR=/tmp/torch_extensions
 export TORCH_CUDA_ARCH_LIST="$(echo "${TORCH_CUDA_ARCH_LIST:-}" | sed -E 's/([0-9])[a-z]+/\1/g')"
 [ -n "$TORCH_CUDA_ARCH_LIST" ] || unset TORCH_CUDA_ARCH_LIST
 site=${GPU_SITE:-/tmp/site}
-if [ "$dry" = 1 ] && [ -z "$(ls .whl/*.whl 2>/dev/null)" ]; then
-  echo "gpu_measure.sh: dry run without .whl/: deepspeed and the rest from this environment"
+wheels=${GPU_WHEELS:-.whl}  # the tests point a dry run at an empty folder: this environment's packages then
+if [ "$dry" = 1 ] && [ -z "$(ls "$wheels"/*.whl 2>/dev/null)" ]; then
+  echo "gpu_measure.sh: dry run without wheels in $wheels: deepspeed and the rest from this environment"
 else
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" .whl/*.whl \
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$wheels"/*.whl \
     || { echo "gpu_measure.sh: the wheels in .whl/ did not install (run launch/gpu_wheels.sh here first)"; exit 1; }
 fi
 # No pip install of the project: the GPU machine has no package index.  The source tree is used in place:

@@ -19,8 +19,9 @@ SCRIPT = ROOT / "launch" / "gpu_measure.sh"
 
 def _env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TRITON_INTERPRET"))}
+    (tmp_path / "no_wheels").mkdir(exist_ok=True)  # not the checkout's .whl/ (Python 3.12 wheels for the GPU image)
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", OUT=str(tmp_path / "out"),
-               GPU_SITE=str(tmp_path / "site"), DS_ACCELERATOR="cpu")
+               GPU_SITE=str(tmp_path / "site"), GPU_WHEELS=str(tmp_path / "no_wheels"), DS_ACCELERATOR="cpu")
     return env
 
 
