@@ -2,14 +2,14 @@
 # README command 1: set up .venv, then the quickstart on the shipped corpus (CPU is enough):
 #   preprocess -> pre-train a tiny BERT with DeepSpeed ZeRO-2, stopping half-way -> resume to the end
 #   -> fine-tune a classifier on corpora/reviews_cls from it -> predict the unlabelled test set.
-# Outputs go to out/quickstart/ (removed and rewritten on each run).
+# Outputs go to out/quickstart/ (or $QUICKSTART_OUT; removed and rewritten on each run).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/launch/setup"
 cd "$root"
 export PATH="$root/.venv/bin:$PATH" DS_ACCELERATOR="${DS_ACCELERATOR:-cpu}" \
        TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$root/.torch_extensions}"
-out=out/quickstart
+out=${QUICKSTART_OUT:-out/quickstart}
 rm -rf "$out"
 mkdir -p "$out"
 quiet() { grep -v -e '^\[20' -e 'UserWarning' -e 'warnings.warn' || true; }  # DeepSpeed's INFO lines

@@ -71,3 +71,32 @@ def deepspeed_ops() -> None:
             start = time.perf_counter()
             builder.load(verbose=False)
             print(f"\n[deepspeed_ops] {name} ready in {time.perf_counter() - start:.0f} s")
+
+
+# ---- the suite leaves no files in the checkout (temporary directories only) ---------------------------
+# What a run may add at the top level: caches and build outputs the set-up itself makes.
+_ALLOWED_NEW = {".torch_extensions", ".pytest_cache", ".hypothesis", "build", "uer_ds.egg-info", ".whl"}
+
+
+def _checkout_files() -> set[str]:
+    """Top-level names of the checkout and every file under out/ (where users keep their runs)."""
+    names = {p.name for p in ROOT.iterdir()}
+    out = ROOT / "out"
+    if out.is_dir():
+        names |= {str(p.relative_to(ROOT)) for p in out.rglob("*")}
+    return names
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist), not a worker
+        session.config._uer_ds_files = _checkout_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_uer_ds_files", None)
+    if before is None:
+        return
+    added = sorted(_checkout_files() - before - _ALLOWED_NEW)
+    if added:
+        print(f"\nthe test run wrote into the checkout (tests must use temporary directories): {added[:20]}")
+        session.exitstatus = 1

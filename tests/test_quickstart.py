@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -12,10 +13,11 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_preprocesses_pretrains_resumes_finetunes_infers():
-    out = subprocess.run([str(ROOT / "launch" / "quickstart.sh")], capture_output=True, text=True, timeout=1200)
+def test_quickstart_preprocesses_pretrains_resumes_finetunes_infers(tmp_path):
+    run = tmp_path / "quickstart"  # never the user's out/quickstart
+    out = subprocess.run([str(ROOT / "launch" / "quickstart.sh")], capture_output=True, text=True, timeout=1200,
+                         env=dict(os.environ, QUICKSTART_OUT=str(run)))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    run = ROOT / "out" / "quickstart"
     assert "stopped after step 100 of 200" in out.stdout
     assert "steps 101..200" in out.stdout  # the second run resumed, not restarted
     rows = [json.loads(line) for line in (run / "pretrain_metrics.jsonl").read_text().splitlines()]

@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="varlen: causal masking (default false: BERT)")
     parser.add_argument("--no_cudagraph", action="store_true",
                         help="GPU: time with do_bench only (no do_bench_cudagraph column)")
-    parser.add_argument("--out", default="bench_kernels.json", help="JSON results (default bench_kernels.json)")
+    parser.add_argument("--out", default="out/bench_kernels.json",
+                        help="JSON results (default out/bench_kernels.json)")
     parser.add_argument("--chart", default=None,
                         help="PNG chart (default: the JSON path with .png; 'none' to skip; needs matplotlib)")
     parser.add_argument("--interpret", action="store_true",
