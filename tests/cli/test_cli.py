@@ -1,11 +1,13 @@
 """The command line: help, model summary, flag spellings, errors with exit codes."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
+from conftest import ROOT
 from uer_ds.cli import COMMANDS, main
 
 
@@ -53,3 +55,23 @@ def test_launcher_local_rank_is_accepted(capsys):
 def test_summary_needs_a_vocabulary(vocab_flag, capsys):
     assert main(["model", "summary", "--config_path", "bert/tiny", *vocab_flag]) == 1
     assert "vocab_size is 0" in capsys.readouterr().err
+
+
+def test_one_torch_extensions_cache_from_a_checkout():
+    """Run from the checkout, every command builds DeepSpeed's ops into the checkout's .torch_extensions (the cache
+    the quickstart and the tests use), unless TORCH_EXTENSIONS_DIR says otherwise."""
+    probe = ("import os, sys; os.environ.pop('TORCH_EXTENSIONS_DIR', None); from uer_ds.cli import main; "
+             "main(['--help']); print(os.environ['TORCH_EXTENSIONS_DIR'], file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stderr.strip() == str(ROOT / ".torch_extensions")
+    mine = dict(env, TORCH_EXTENSIONS_DIR="/elsewhere")
+    out = subprocess.run([sys.executable, "-c", probe.replace("os.environ.pop('TORCH_EXTENSIONS_DIR', None); ", "")],
+                         capture_output=True, text=True, env=mine, timeout=120)
+    assert out.stderr.strip() == "/elsewhere"
+
+
+def test_export_help_points_to_export_onnx():
+    out = subprocess.run([sys.executable, "-m", "uer_ds", "export", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert "uer-ds export onnx" in out.stdout

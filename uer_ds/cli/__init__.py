@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Optional, Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -91,7 +92,17 @@ def _one_line_warnings(prog: str) -> None:
     warnings.showwarning = show
 
 
+def _torch_extensions_in_checkout() -> None:
+    """One build cache for DeepSpeed's JIT ops (CPU Adam, the shared-memory allreduce): run from a checkout,
+    the checkout's `.torch_extensions/` (what launch/quickstart.sh and the tests use), unless
+    TORCH_EXTENSIONS_DIR is set; processes a launcher starts inherit it."""
+    checkout = Path(__file__).resolve().parents[2]
+    if "TORCH_EXTENSIONS_DIR" not in os.environ and (checkout / ".git").exists() and (checkout / "setup.py").exists():
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(checkout / ".torch_extensions")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _torch_extensions_in_checkout()
     args = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
         print(_usage())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("A fine-tuned classifier to ONNX (for onnxruntime) is `uer-ds export onnx`; other formats "
+                     "(Hugging Face, UER-py) are `uer-ds convert`.")
     parser.add_argument("--checkpoint", required=True,
                         help="a uer_ds checkpoint directory (its 'latest' step) or one of its global_step<N> tags "
                              "(that step), as --pretrained_model_path and convert --from uer_ds take them")
