@@ -43,11 +43,11 @@ def init_distributed(timeout: Optional[float] = None, job: Optional[dict] = None
     from uer_ds.engine import rendezvous
 
     global _rendezvous
+    timeout = DEFAULT_DIST_TIMEOUT if timeout is None else float(timeout)
+    if not timeout > 0:
+        raise ValueError(f"--dist_timeout has value {timeout:g}: must be a positive number of seconds")
     if dist.is_available() and dist.is_initialized():
         return
-    timeout = DEFAULT_DIST_TIMEOUT if timeout is None else float(timeout)
-    if timeout <= 0:
-        raise ValueError(f"--dist_timeout has value {timeout:g}: must be a positive number of seconds")
     rendezvous.adopt_mpi_environment()
     if "RANK" not in os.environ:  # not started by a launcher: a job of one
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK=os.environ.get("LOCAL_RANK", "0"),

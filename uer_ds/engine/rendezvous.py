@@ -398,10 +398,11 @@ def _collect(store, world: int, timeout: float, host: str) -> tuple[list[Peer], 
         missing = [r for r in range(world) if not present[r]]
         named = ", ".join(f"{r} ({hosts[r]})" if hosts and r < len(hosts) else str(r) for r in missing)
         joined = ", ".join(f"{p.rank} ({p.host})" for p in peers)
-        return peers, (f"rank 0 on {host}: rank(s) {named} did not reach the rendezvous within {timeout:.0f} s "
-                       f"(--dist_timeout); {len(peers)} of {world} did ({joined}). A host did not start its "
-                       "processes (see the launcher's output above: ssh refused or timed out?) or cannot reach "
-                       f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}", True)
+        error = (f"rank 0 on {host}: rank(s) {named} did not reach the rendezvous within {timeout:.0f} s "
+                 f"(--dist_timeout); {len(peers)} of {world} did ({joined}). A host did not start its processes "
+                 "(see the launcher's output above: ssh refused or timed out?) or cannot reach "
+                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
+        return peers, error, True
     return peers, verdict(peers, [e["job"] for e in entries]), False
 
 
