@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,6 +226,8 @@ def test_master_addr_resolving_to_loopback_stops_at_once(cluster, dataset, work,
 def test_openmpi_runner_across_hosts(cluster, dataset, work, launch_env, two_hosts):
     """`deepspeed --launcher openmpi`: mpirun starts the ranks over ssh; uer_ds takes the ranks from
     OMPI_COMM_WORLD_*, MASTER_ADDR/PORT from mpirun -x."""
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun not installed (.ci/run installs Debian's openmpi-bin)")
     out = work / "openmpi"
     port = next(PORTS)
     job = cluster.start("node1", deepspeed(
@@ -381,9 +384,10 @@ def test_fault_b_link_cut(cluster, dataset, work, launch_env, reference):
     cluster.kill_everything(["node1", "node2"])
     assert code != 0 and seconds < BOUND_TIMEOUT, (code, seconds)
     assert not left, f"processes left running: {left}"
-    assert re.search(rf"node1: uer-ds pretrain: error: rank 0 on node1 \(10\.231\.0\.2\): a collective did not complete "
-                     rf"within {TIMEOUT} s \(--dist_timeout\); rank 1 on node2 \(10\.231\.0\.3\) not heard from for "
-                     r"\d+ s", output), output[-4000:]
+    # said by the heartbeat's watchdog (gloo itself may wait in TCP's retransmissions for 15 minutes), or by
+    # gloo's timeout, whichever comes first
+    assert re.search(r"node1: uer-ds(?: pretrain)?: error: rank 0 on node1 \(10\.231\.0\.2\): .*rank 1 on node2 "
+                     r"\(10\.231\.0\.3\) not heard from for \d+ s", output), output[-4000:]
     assert "pdsh@node1: node2: ssh exited with exit code 255" in output
     print(f"\n[multihost] (b) link cut: job ended after {seconds:.1f} s (rc {code}, --dist_timeout {TIMEOUT}); "
           f"resumes at {latest(out)} on 3 hosts")

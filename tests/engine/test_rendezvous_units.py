@@ -163,3 +163,18 @@ def test_dist_timeout_must_be_positive():
 
     with pytest.raises(ValueError, match=r"--dist_timeout has value 0: must be a positive number of seconds"):
         dist.init_distributed(timeout=0)
+
+
+def test_the_watchdog_stops_a_rank_once_a_peer_is_silent_longer_than_the_timeout():
+    """What bounds a cut link: gloo may wait in TCP's retransmissions for 15 minutes."""
+    peers = [peer(0, "node1", "10.0.0.2"), peer(1, "node2", "10.0.0.3")]
+    now = time.monotonic()
+    zero = Rendezvous(None, peers, peers[0], 15.0, "10.0.0.2:29500", heard={0: now, 1: now - 10})
+    assert zero.lost(15) is None
+    zero.heard[1] = now - 16
+    assert zero.lost(15).startswith("rank 0 on node1 (10.0.0.2): rank 1 on node2 (10.0.0.3) not heard from for 16 s "
+                                    "(longer than --dist_timeout 15 s): its host is down or cut off")
+    one = Rendezvous(None, peers, peers[1], 15.0, "10.0.0.2:29500", last_reply=now - 5)
+    assert one.lost(15) is None
+    one.last_reply = now - 20
+    assert one.lost(15).startswith("rank 1 on node2 (10.0.0.3): rank 0's store (10.0.0.2:29500) unanswered for 20 s")

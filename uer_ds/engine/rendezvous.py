@@ -25,6 +25,7 @@ import ipaddress
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -277,13 +278,18 @@ class Rendezvous:
     last_reply: float = field(default_factory=time.monotonic)  # when the store last answered this rank
 
     def start_heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> None:
-        """A daemon thread with its own store connection: bump this rank's counter, and note when the
-        store answered and (on rank 0) when each rank's counter last moved."""
+        """A daemon thread with its own store connection: bump this rank's counter, note when the store
+        answered and (on rank 0) when each rank's counter last moved, and stop the process (exit status
+        1, after one line naming the rank and host) once a rank has been silent for longer than the
+        timeout (rank 0), or the store has not answered for that long (the others).  Gloo does not
+        always time out by itself: a collective sending into a link that went down waits in TCP's
+        retransmissions (15 minutes by Linux's default), so this is what bounds a cut link."""
         import torch.distributed as tdist
 
         host, port = self.master.rsplit(":", 1)
-        try:
-            client = tdist.TCPStore(host, int(port), is_master=False, timeout=timedelta(seconds=self.timeout),
+        patience = max(self.timeout, 3 * interval)
+        try:  # a short store timeout: the thread keeps looking even when the store does not answer
+            client = tdist.TCPStore(host, int(port), is_master=False, timeout=timedelta(seconds=2 * interval),
                                     wait_for_workers=False)
         except Exception:  # noqa: BLE001 (no heartbeat: failures are still reported, less precisely)
             return
@@ -305,11 +311,32 @@ class Rendezvous:
                                 self.heard[peer.rank] = now
                 except Exception:  # noqa: BLE001 (the store is gone or unreachable: keep last_reply as it is)
                     pass
+                message = self.lost(patience)
+                if message is not None:
+                    print(f"uer-ds: error: {message}", file=sys.stderr, flush=True)
+                    sys.stdout.flush()
+                    os._exit(1)
                 time.sleep(interval)
 
         now = time.monotonic()
         self.heard.update({p.rank: now for p in self.peers})
         threading.Thread(target=beat, name="uer_ds-heartbeat", daemon=True).start()
+
+    def lost(self, patience: float) -> Optional[str]:
+        """Why this process should stop (None: every rank still answers): on rank 0 the ranks silent for
+        longer than `patience` seconds, elsewhere rank 0's store unanswered for that long."""
+        if self.me.rank == 0:
+            silent = self.silent(patience)
+            if not silent:
+                return None
+            who = ", ".join(f"{p.where()} not heard from for {seconds:.0f} s" for p, seconds in silent)
+        else:
+            quiet = time.monotonic() - self.last_reply
+            if quiet <= patience:
+                return None
+            who = f"rank 0's store ({self.master}) unanswered for {quiet:.0f} s"
+        return (f"{self.me.where()}: {who} (longer than --dist_timeout {self.timeout:.0f} s): its host is down or cut "
+                "off from the network; stopping this rank, whatever collective it waits in")
 
     def silent(self, longer_than: float = 2.5 * HEARTBEAT_SECONDS) -> list[tuple[Peer, float]]:
         """(peer, seconds) for the ranks not heard from for longer than `longer_than` (rank 0 only)."""
