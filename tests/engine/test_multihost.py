@@ -51,7 +51,9 @@ SAME_SHAPE = 1e-6  # the same world size through another path
 # ---- the cluster and the data ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster():
+    start = time.monotonic()
     made = Cluster.up(3)
+    print(f"\n[multihost] 3 hosts up in {time.monotonic() - start:.1f} s")
     try:
         for host in made.hosts:  # Debian's /etc/hosts: a machine's own name is 127.0.1.1
             made.ctl("hosts-entry", host, "127.0.1.1")
@@ -155,8 +157,10 @@ def nothing_left(cluster, hosts, within: float = 20) -> None:
 def reference(dataset, work):
     """One process, no launcher, the whole global batch in each step."""
     out = work / "reference"
+    start = time.monotonic()
     done = run_job([sys.executable, "-m", "uer_ds", *pretrain_args(dataset, out, GLOBAL_BATCH)])
     assert done.returncode == 0, done.stdout[-3000:]
+    print(f"\n[multihost] the reference (1 process): {time.monotonic() - start:.1f} s")
     return out
 
 
@@ -168,8 +172,9 @@ def two_hosts(cluster, dataset, work, launch_env):
     job = cluster.start("node1", [str(ROOT / "launch" / "pretrain_multinode.sh"), str(hostfile), str(dataset), str(out),
                                   *pretrain_args(dataset, out, GLOBAL_BATCH // 2)[1:]],
                         env=dict(launch_env, MASTER_PORT=str(next(PORTS))))
-    code, output, _ = finish(job)
+    code, output, seconds = finish(job)
     assert code == 0, output[-4000:]
+    print(f"\n[multihost] launch/pretrain_multinode.sh on 2 hosts: {seconds:.1f} s")
     return out, output
 
 

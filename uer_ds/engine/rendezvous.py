@@ -278,12 +278,13 @@ class Rendezvous:
     last_reply: float = field(default_factory=time.monotonic)  # when the store last answered this rank
 
     def start_heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> None:
-        """A daemon thread with its own store connection: bump this rank's counter, note when the store
-        answered and (on rank 0) when each rank's counter last moved, and stop the process (exit status
-        1, after one line naming the rank and host) once a rank has been silent for longer than the
-        timeout (rank 0), or the store has not answered for that long (the others).  Gloo does not
-        always time out by itself: a collective sending into a link that went down waits in TCP's
-        retransmissions (15 minutes by Linux's default), so this is what bounds a cut link."""
+        """Two daemon threads.  The heartbeat, with its own store connection, bumps this rank's counter
+        and notes when the store answered and (on rank 0) when each rank's counter last moved.  The
+        watchdog stops the process (exit status 1, after one line naming the rank and host) once a rank
+        has been silent for longer than the timeout (rank 0), or the store has not answered for that long
+        (the others).  Gloo does not always time out by itself: a collective sending into a link that
+        went down waits in TCP's retransmissions (15 minutes by Linux's default), and so does a store
+        call; this is what bounds a cut link."""
         import torch.distributed as tdist
 
         host, port = self.master.rsplit(":", 1)
@@ -295,13 +296,13 @@ class Rendezvous:
             return
         keys = [f"{PREFIX}alive/{p.rank}" for p in self.peers]
 
-        def beat() -> None:
+        def beat() -> None:  # talks to the store (a call may block for as long as the link is down)
             seen: dict[int, bytes] = {}
-            count = 0
             while True:
-                count += 1
                 try:
-                    client.set(f"{PREFIX}alive/{self.me.rank}", str(count))
+                    # add, not set: set is never answered, so it "succeeds" into a cut link; add waits for
+                    # the store's reply
+                    client.add(f"{PREFIX}alive/{self.me.rank}", 1)
                     self.last_reply = time.monotonic()
                     if self.me.rank == 0:
                         now = time.monotonic()
@@ -311,16 +312,22 @@ class Rendezvous:
                                 self.heard[peer.rank] = now
                 except Exception:  # noqa: BLE001 (the store is gone or unreachable: keep last_reply as it is)
                     pass
+                time.sleep(interval)
+
+        def watch() -> None:  # no I/O: it cannot be held up by what it watches
+            while True:
+                time.sleep(interval)
                 message = self.lost(patience)
                 if message is not None:
                     print(f"uer-ds: error: {message}", file=sys.stderr, flush=True)
                     sys.stdout.flush()
                     os._exit(1)
-                time.sleep(interval)
 
         now = time.monotonic()
         self.heard.update({p.rank: now for p in self.peers})
+        self.last_reply = now
         threading.Thread(target=beat, name="uer_ds-heartbeat", daemon=True).start()
+        threading.Thread(target=watch, name="uer_ds-watchdog", daemon=True).start()
 
     def lost(self, patience: float) -> Optional[str]:
         """Why this process should stop (None: every rank still answers): on rank 0 the ranks silent for
@@ -382,7 +389,7 @@ def join(rank: int, world: int, local_rank: int, backend: str, device: str, time
               machine_identity(interfaces), chosen.problem)
     print(start_line(me, world), flush=True)
     store = _connect(master_addr, port, rank, world, timeout, host)
-    store.set(f"{PREFIX}alive/{rank}", "0")
+    store.add(f"{PREFIX}alive/{rank}", 0)
     store.set(f"{PREFIX}peer/{rank}", json.dumps({"peer": asdict(me), "job": job or {}}, default=str))
     if rank == 0:
         peers, error, missing = _collect(store, world, timeout, host)
