@@ -33,6 +33,12 @@ from datetime import timedelta
 from typing import Any, Optional, Sequence
 
 PREFIX = "uer_ds/"
+
+
+def _prefix() -> str:
+    """The store keys' prefix: torchrun keeps its store across restarts of the workers, so each attempt
+    has its own keys (TORCHELASTIC_RESTART_COUNT)."""
+    return f"{PREFIX}{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
 HEARTBEAT_SECONDS = 5.0
 ACK_SECONDS = 30.0  # how long rank 0 keeps the store up for the others to read a failed verdict
 
@@ -294,7 +300,7 @@ class Rendezvous:
                                     wait_for_workers=False)
         except Exception:  # noqa: BLE001 (no heartbeat: failures are still reported, less precisely)
             return
-        keys = [f"{PREFIX}alive/{p.rank}" for p in self.peers]
+        keys = [f"{_prefix()}alive/{p.rank}" for p in self.peers]
 
         def beat() -> None:  # talks to the store (a call may block for as long as the link is down)
             seen: dict[int, bytes] = {}
@@ -302,7 +308,7 @@ class Rendezvous:
                 try:
                     # add, not set: set is never answered, so it "succeeds" into a cut link; add waits for
                     # the store's reply
-                    client.add(f"{PREFIX}alive/{self.me.rank}", 1)
+                    client.add(f"{_prefix()}alive/{self.me.rank}", 1)
                     self.last_reply = time.monotonic()
                     if self.me.rank == 0:
                         now = time.monotonic()
@@ -389,23 +395,23 @@ def join(rank: int, world: int, local_rank: int, backend: str, device: str, time
               machine_identity(interfaces), chosen.problem)
     print(start_line(me, world), flush=True)
     store = _connect(master_addr, port, rank, world, timeout, host)
-    store.add(f"{PREFIX}alive/{rank}", 0)
-    store.set(f"{PREFIX}peer/{rank}", json.dumps({"peer": asdict(me), "job": job or {}}, default=str))
+    store.add(f"{_prefix()}alive/{rank}", 0)
+    store.set(f"{_prefix()}peer/{rank}", json.dumps({"peer": asdict(me), "job": job or {}}, default=str))
     if rank == 0:
         peers, error, missing = _collect(store, world, timeout, host)
-        store.set(f"{PREFIX}verdict", json.dumps({"error": error, "missing": missing,
+        store.set(f"{_prefix()}verdict", json.dumps({"error": error, "missing": missing,
                                                   "peers": [asdict(p) for p in peers]}))
         if error is not None:
             _wait_for_acks(store, len(peers) - 1)
     else:
         try:
-            store.wait([f"{PREFIX}verdict"], timedelta(seconds=timeout + ACK_SECONDS))
-            answer = json.loads(store.get(f"{PREFIX}verdict"))
+            store.wait([f"{_prefix()}verdict"], timedelta(seconds=timeout + ACK_SECONDS))
+            answer = json.loads(store.get(f"{_prefix()}verdict"))
         except Exception as err:  # noqa: BLE001
             raise RendezvousError(f"rank {rank} on {host}: rank 0 ({master_addr}) gave no verdict on the start-up "
                                   f"check within {timeout:.0f} s (--dist_timeout): its process ended or its host "
                                   f"became unreachable ({err})") from None
-        store.add(f"{PREFIX}ack", 1)
+        store.add(f"{_prefix()}ack", 1)
         peers, error, missing = [Peer(**p) for p in answer["peers"]], answer["error"], answer["missing"]
     if error is not None:
         raise (RendezvousError if missing else ValueError)(error)
@@ -417,7 +423,7 @@ def join(rank: int, world: int, local_rank: int, backend: str, device: str, time
 def _collect(store, world: int, timeout: float, host: str) -> tuple[list[Peer], Optional[str], bool]:
     """Rank 0: the Peer of every rank that came (waiting up to `timeout`), the error (None: all came and
     agree), and whether ranks are missing."""
-    keys = [f"{PREFIX}peer/{r}" for r in range(world)]
+    keys = [f"{_prefix()}peer/{r}" for r in range(world)]
     deadline = time.monotonic() + timeout
     present = [False] * world
     while True:
@@ -444,7 +450,7 @@ def _wait_for_acks(store, others: int) -> None:
     """Keep the store (this process) up until the other ranks read the verdict, or ACK_SECONDS pass."""
     deadline = time.monotonic() + ACK_SECONDS
     while others > 0 and time.monotonic() < deadline:
-        if store.check([f"{PREFIX}ack"]) and int(store.add(f"{PREFIX}ack", 0)) >= others:
+        if store.check([f"{_prefix()}ack"]) and int(store.add(f"{_prefix()}ack", 0)) >= others:
             return
         time.sleep(0.05)
 
