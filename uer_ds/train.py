@@ -222,10 +222,13 @@ def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start
     evaluates every evaluation.every_steps and at the last step, and may stop early."""
     last = min(train_cfg.total_steps, stop_after or train_cfg.total_steps)
     record: dict = {}
+    started, samples, step = time.perf_counter(), 0, start_step
     try:
         for step in range(start_step + 1, last + 1):
             micro = [next(batches) for _ in range(train_cfg.accumulation_steps)]
-            reporter.update(engine.train_step(micro, step))
+            stats = engine.train_step(micro, step)
+            samples += stats.samples
+            reporter.update(stats)
             if step % train_cfg.report_steps == 0 or step == last:
                 record = reporter.report(step, engine)
             if step % train_cfg.save_checkpoint_steps == 0 or step == last:
@@ -241,4 +244,13 @@ def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start
                     break
     finally:
         reporter.close()
+    if dist.world_size() > 1:  # every rank says what it did: a picture of which hosts took part
+        print(end_line(step - start_step, samples, time.perf_counter() - started, start_step), flush=True)
     return record
+
+
+def end_line(steps: int, samples: int, seconds: float, start_step: int) -> str:
+    """The line each rank of a multi-process job prints when its training loop ends."""
+    first = f"steps {start_step + 1}..{start_step + steps}" if steps else "no steps"
+    return (f"uer-ds: rank {dist.rank()} of {dist.world_size()} on {dist.host()} done: {first} ({steps} steps), "
+            f"{samples} samples, {seconds:.1f} s")

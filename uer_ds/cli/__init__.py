@@ -122,14 +122,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"uer-ds {name}: arguments parse (UER_DS_PARSE_ONLY=1: not run)")
         return 0
     try:
+        if "OMPI_COMM_WORLD_RANK" in os.environ:  # mpirun's ranks: RANK, WORLD_SIZE, ... before a command reads them
+            from uer_ds.engine.rendezvous import adopt_mpi_environment
+
+            adopt_mpi_environment()
         with warnings.catch_warnings():
             _one_line_warnings(f"uer-ds {name}")
             return int(module.run(parsed) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError) as err:
         if os.environ.get("UER_DS_DEBUG") == "1":
             raise
-        print(f"uer-ds {name}: error: {err}", file=sys.stderr)
+        print(f"uer-ds {name}: error: {err}", file=sys.stderr, flush=True)
         return 1
+    except Exception as err:  # ranks that did not start together, or a collective that failed or timed out
+        message, collective = _distributed_failure(err)
+        if message is None or os.environ.get("UER_DS_DEBUG") == "1":
+            raise
+        print(f"uer-ds {name}: error: {message}", file=sys.stderr, flush=True)
+        if not collective:
+            return 1
+        # the process group cannot be shut down cleanly once a peer is gone (its destructor may wait for
+        # that peer): leave at once, with the error status
+        sys.stdout.flush()
+        os._exit(1)
+
+
+def _distributed_failure(err: BaseException) -> tuple[Optional[str], bool]:
+    """(one-line message, whether a collective failed) for an error of the job's processes together;
+    (None, False) for others.  Ranks that did not start together (RendezvousError), or a collective that
+    failed or timed out, naming the rank and host lost.  Only where the engine was loaded (a command that
+    never started a job has none)."""
+    rendezvous = sys.modules.get("uer_ds.engine.rendezvous")
+    if rendezvous is None:
+        return None, False
+    if isinstance(err, rendezvous.RendezvousError):
+        return str(err), False
+    from uer_ds.engine import dist
+
+    message = dist.failure_message(err)
+    return message, message is not None
 
 
 __all__ = ["COMMANDS", "main"]

@@ -147,6 +147,10 @@ def add_uer_engine_arguments(group: argparse._ArgumentGroup) -> None:
                             "(zero2 -> zero2_fp16; DeepSpeed's loss scaling and fp32 master weights)")
     group.add_argument("--fp16_opt_level", choices=FP16_OPT_LEVELS, default=None,
                        help="accepted with --fp16 (apex's level in UER-py); DeepSpeed's fp16 is one mode, close to O2")
+    group.add_argument("--dist_timeout", type=float, default=None,
+                       help="seconds a collective (and the start-up rendezvous of several processes) may wait for "
+                            "the other ranks before the job fails, naming the rank and host it lost (default "
+                            "300; DeepSpeed's own is 600, torch's 1800)")
 
 
 def deepspeed_config_name(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -227,3 +231,61 @@ def check_model_flags(args: argparse.Namespace, saved: ModelConfig, source: str,
                                  "used; leave --config_path out)")
     runtime = {k: _coerce(k, given[k], "--" + k) for k in ("kernels",) if k in given}
     return saved.replace(**runtime) if runtime else saved
+
+
+# ---- what every rank of a job must agree on ---------------------------------------------------------
+# flags that may differ between the hosts of one job: UER-py's --gpu_ranks names each node's own ranks;
+# the rest only change what rank 0 shows or writes, or where
+PER_HOST_ARGUMENTS = ("gpu_ranks", "no_progress", "metrics_path", "tensorboard_dir", "command_argv", "local_rank")
+HASHED_BYTES = 64 << 20  # files up to this size are hashed whole, larger ones by size, head and tail
+
+
+def file_identity(path: str) -> str:
+    """sha256 of a file's bytes (of its size, first and last 16 MiB when larger than 64 MiB)."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if size <= HASHED_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+            return f"sha256 {digest.hexdigest()[:16]}, {size} bytes"
+        digest.update(f.read(16 << 20))
+        f.seek(size - (16 << 20))
+        digest.update(f.read())
+    return f"sha256 of head and tail {digest.hexdigest()[:16]}, {size} bytes"
+
+
+def flags_given(argv: list[str]) -> list[str]:
+    """The --flags on a command line (--name=value counted as --name)."""
+    return sorted({a.split("=", 1)[0][2:] for a in argv if a.startswith("--")})
+
+
+def job_fingerprint(args: argparse.Namespace, **sections: dict) -> dict:
+    """This rank's description of its job, which every rank of a multi-process job compares before the
+    first collective (uer_ds.engine.rendezvous): the arguments (all but PER_HOST_ARGUMENTS), the identity
+    of every file an argument names (a vocabulary, a ds_config, the training data), the software, and the
+    sections given (model config, dataset, ds_config, ...: {entry: value}).  "given" lists the flags on
+    this rank's command line, so that a difference can say which value was a default."""
+    import importlib.metadata
+    import json
+    import os
+    import platform
+
+    arguments, files = {}, {}
+    for key, value in sorted(vars(args).items()):
+        if key in PER_HOST_ARGUMENTS or callable(value):
+            continue
+        arguments[key] = json.loads(json.dumps(value, default=str))
+        if isinstance(value, str) and os.path.isfile(value):
+            files[f"--{key}"] = file_identity(value)
+    software = {"python": platform.python_version()}
+    for package in ("uer_ds", "torch", "deepspeed"):
+        try:
+            software[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            software[package] = None
+    return {"arguments": arguments, "files": files, **sections, "software": software,
+            "given": flags_given(getattr(args, "command_argv", []))}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from uer_ds.cli.common import (add_model_arguments, add_tokenizer_arguments, add_uer_engine_arguments,
-                               deepspeed_config_name, resolve_config_default, tokenizer_from_args)
+                               deepspeed_config_name, job_fingerprint, resolve_config_default, tokenizer_from_args)
 from uer_ds.compat import accepted_notes, add_accepted_flags
 from uer_ds.config import ModelConfig, add_train_config_arguments, model_config_from_args, train_config_from_args
 
@@ -194,6 +194,16 @@ def _apply_masking_flags(dataset, args: argparse.Namespace) -> list[str]:
     return [f"masking at training time (dynamic masking): {flags}"]
 
 
+def dataset_identity(prefix: str, meta: dict, instances: int) -> dict:
+    """What tells one preprocessed dataset from another (compared between the ranks of a job): its run id
+    (new at every preprocessing), what it was built for, its instance count and file sizes."""
+    sizes = {suffix: os.path.getsize(f"{prefix}{suffix}") for suffix in (".bin", ".idx")
+             if os.path.isfile(f"{prefix}{suffix}")}
+    return {"run_id": meta.get("run_id"), "data_processor": meta.get("data_processor"),
+            "seq_length": meta.get("seq_length"), "options": meta.get("options"), "instances": instances,
+            "bytes": sizes}
+
+
 def _launch(args: argparse.Namespace) -> Optional[int]:
     """UER-py's --world_size/--gpu_ranks/--master_ip/--backend: start this machine's processes and
     return their exit status, or set up this one process (None: carry on here)."""
@@ -252,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
     launched = _launch(args)
     if launched is not None:
         return launched
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes: meet the others, check they run this job
+        dist.init_distributed(args.dist_timeout, job_fingerprint(args, **{
+            "model config": cfg.to_dict(), "dataset": dataset_identity(args.dataset_path, dataset.meta, len(dataset)),
+            "ds_config": ds_config}))
     if os.environ.get("RANK", "0") == "0":
         for line in notes + accepted_notes(args):
             print(line, flush=True)

@@ -47,6 +47,19 @@ def write_latest(directory: PathLike, tag: str) -> None:
         tmp.write_text(tag, encoding="utf-8")
 
 
+def remove_incomplete(directory: Path, tag: str) -> bool:
+    """Remove directory/tag unless `latest` names it (an interrupted save's leftovers; `latest` is
+    written last, so it never names one).  Returns whether something was removed."""
+    import shutil
+
+    path = directory / tag
+    latest = directory / LATEST
+    if not path.is_dir() or (latest.is_file() and latest.read_text(encoding="utf-8").strip() == tag):
+        return False
+    shutil.rmtree(path)
+    return True
+
+
 def read_latest(directory: PathLike) -> str:
     path = Path(directory) / LATEST
     if not path.is_file():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Optional, Sequence
 from urllib.parse import urlparse
@@ -22,14 +23,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed() -> None:
-    """Join the job the deepspeed launcher (or torchrun) started; a plain `uer-ds ...` run becomes a
-    one-process job.  Idempotent."""
+DEFAULT_DIST_TIMEOUT = 300.0  # seconds; DeepSpeed's default is 10 minutes (DEEPSPEED_TIMEOUT), torch's 30
+_rendezvous = None  # the Rendezvous of this process's job (several processes), for failure messages
+
+
+def init_distributed(timeout: Optional[float] = None, job: Optional[dict] = None) -> None:
+    """Join the job the deepspeed launcher (or torchrun, mpirun, UER-py's flags) started; a plain
+    `uer-ds ...` run becomes a one-process job.  Idempotent.
+
+    timeout: seconds any collective (and the start-up rendezvous) may wait before it fails
+    (--dist_timeout; default DEFAULT_DIST_TIMEOUT).  job: this rank's fingerprint ({section: {entry:
+    value}}, see uer_ds.cli.common.job_fingerprint); with several processes every rank's is compared
+    before the process group exists (uer_ds.engine.rendezvous.join), and a difference raises ValueError
+    naming the entry and each host's value.  Raises RendezvousError when ranks do not all arrive.
+    """
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
+    from uer_ds.engine import rendezvous
+
+    global _rendezvous
+    timeout = DEFAULT_DIST_TIMEOUT if timeout is None else float(timeout)
+    if not timeout > 0:
+        raise ValueError(f"--dist_timeout has value {timeout:g}: must be a positive number of seconds")
     if dist.is_available() and dist.is_initialized():
         return
+    rendezvous.adopt_mpi_environment()
     if "RANK" not in os.environ:  # not started by a launcher: a job of one
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK=os.environ.get("LOCAL_RANK", "0"),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
@@ -37,10 +56,31 @@ def init_distributed() -> None:
     if os.environ.get("WORLD_SIZE") == "1" and "MASTER_PORT" not in os.environ:  # a job of one without a port
         os.environ.update(MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"), MASTER_PORT=str(_free_port()))
     backend = os.environ.get(BACKEND_ENV) or get_accelerator().communication_backend_name()
-    deepspeed.init_distributed(dist_backend=backend)
+    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    limit = timedelta(seconds=timeout)
+    if world > 1:
+        _rendezvous = rendezvous.join(rank, world, local_rank, backend, get_accelerator().device_name(local_rank),
+                                      timeout, job)
+        dist.init_process_group(backend, store=_rendezvous.store, rank=rank, world_size=world, timeout=limit)
+        _rendezvous.start_heartbeat()
+    deepspeed.init_distributed(dist_backend=backend, timeout=limit)
     _unlink_shm_allreduce_buffer()
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+def failure_message(err: BaseException) -> Optional[str]:
+    """One line naming this rank and host and the peer lost, when `err` is a failed or timed-out
+    collective; None for any other error."""
+    from uer_ds.engine import rendezvous
+
+    if not rendezvous.is_collective_failure(err):
+        return None
+    return rendezvous.describe_failure(err, _rendezvous)
+
+
+def host() -> str:
+    return socket.gethostname()
 
 
 # ---- UER-py's launch flags: --world_size N --gpu_ranks ... [--master_ip tcp://host:port] [--backend] ----

@@ -248,8 +248,14 @@ class Engine:
         self.ds.compile(**({"backend": backend} if backend else {}))
 
     def save(self, directory: str, step: int, state: dict) -> Path:
-        """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic)."""
+        """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic).  A
+        directory of that name that `latest` does not name is what an interrupted save left (perhaps by
+        another number of ranks, whose extra shard files a later load would take for its own): it is
+        removed first."""
         tag = ckpt.tag_for(step)
+        if dist.is_rank0():
+            ckpt.remove_incomplete(Path(directory), tag)
+        dist.barrier()
         self.ds.save_checkpoint(directory, tag=tag, client_state={"uer_ds": state}, save_latest=False)
         ckpt.save_rng_state(Path(directory) / tag, dist.rank())
         dist.barrier()

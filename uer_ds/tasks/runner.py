@@ -233,8 +233,8 @@ def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -
 
 
 def finetune(task: Task, args: argparse.Namespace) -> int:
-    from uer_ds.cli.common import (deepspeed_config_name, model_config_with_vocab, resolve_config_default,
-                                   tokenizer_from_args)
+    from uer_ds.cli.common import (deepspeed_config_name, job_fingerprint, model_config_with_vocab,
+                                   resolve_config_default, tokenizer_from_args)
     from uer_ds.compat import accepted_notes
     from uer_ds.config import train_config_from_args
     from uer_ds.engine import build_engine, describe, dist
@@ -266,7 +266,10 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     def make_model() -> TaskModel:
         return TaskModel(cfg, task.build_heads(cfg, data.heads, args))
 
-    dist.init_distributed()
+    ds_config, source = load_ds_config(ds_name)
+    dist.init_distributed(args.dist_timeout, job_fingerprint(args, **{
+        "model config": cfg.to_dict(), "data": {name: len(examples) for name, examples in
+                                                zip(data.heads, data.train)}, "ds_config": ds_config}))
     rank0 = dist.is_rank0()
     world = dist.world_size()
     sizes = [len(t) for t in data.train]
@@ -288,7 +291,6 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
 
     every = args.save_checkpoint_steps
     train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
-    ds_config, source = load_ds_config(ds_name)
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg), make_model, pretrained,
                           activation_checkpointing=args.activation_checkpointing)
     if args.compile:
