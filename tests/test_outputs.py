@@ -67,6 +67,34 @@ def test_a_live_writer_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path):
     again.release()
 
 
+def test_a_forked_worker_does_not_keep_a_killed_writers_lock(tmp_path):
+    """A DataLoader worker is a fork of the writer: when the writer is killed, the orphaned worker must not
+    go on holding the lock (seen: `kill -9` of a pretrain, then the next run was refused, naming the dead one)."""
+    out = tmp_path / "run"
+    script = textwrap.dedent("""
+        import os, sys, time
+        from uer_ds.outputs import lock_output
+        lock = lock_output(sys.argv[1], "--output_model_path", "holder test")
+        child = os.fork()
+        if child == 0:
+            time.sleep(600)
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(600)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(child, 0)  # the worker lives on
+        lock = lock_output(out, "--output_model_path")
+        assert f"of process {holder.pid} on" in lock.note("--output_model_path", out)
+        lock.release()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_a_dataset_prefix_is_locked_beside_it_and_a_directory_made_for_nothing_goes(tmp_path):
     prefix = tmp_path / "data" / "corpus"
     holder = hold(prefix, prefix=True)

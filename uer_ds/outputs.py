@@ -48,6 +48,23 @@ class NoSpaceError(OSError):
 
 
 # ---- one writer per output ------------------------------------------------------------------------
+_HELD: list["OutputLock"] = []  # this process's locks
+
+
+def _drop_in_child() -> None:
+    """After a fork: the child (a DataLoader worker, a preprocess worker) closes its copy of each lock's
+    descriptor.  That does not release the parent's lock (flock lasts while any copy is open), but it
+    means the lock ends when the parent does: an orphaned worker of a killed run does not keep holding it."""
+    for lock in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(lock.fd)
+        lock.fd = -1
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
+
+
 class OutputLock:
     """A held lock on one output (see the module's docstring); `release()` ends it, idempotently."""
 
@@ -65,6 +82,8 @@ class OutputLock:
     def release(self) -> None:
         if self.fd < 0:
             return
+        if self in _HELD:
+            _HELD.remove(self)
         with contextlib.suppress(OSError):
             self.path.unlink()  # while still holding the lock: the next writer makes a new file
         os.close(self.fd)
@@ -143,7 +162,9 @@ def lock_output(output: PathLike, flag: str, command: Optional[str] = None, pref
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, (json.dumps(holder) + "\n").encode("utf-8"))
-    return OutputLock(path, fd, made, left)
+    lock = OutputLock(path, fd, made, left)
+    _HELD.append(lock)
+    return lock
 
 
 # ---- a full disk ----------------------------------------------------------------------------------
