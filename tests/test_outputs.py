@@ -76,14 +76,14 @@ def test_a_forked_worker_does_not_keep_a_killed_writers_lock(tmp_path):
         from uer_ds.outputs import lock_output
         lock = lock_output(sys.argv[1], "--output_model_path", "holder test")
         child = os.fork()
-        if child == 0:
+        if child == 0:  # os.fork returns here after the fork hooks ran
+            print(os.getpid(), flush=True)
             time.sleep(600)
             os._exit(0)
-        print(child, flush=True)
         time.sleep(600)
     """)
     holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE, text=True)
-    child = int(holder.stdout.readline())
+    child = int(holder.stdout.readline())  # the worker is past the fork
     try:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
