@@ -102,6 +102,26 @@ class Reporter:
             self._write(record)
         return record
 
+    def check_finite(self, step: int, engine: Engine, before: str) -> None:
+        """Collective, before a save or an evaluation (`before` says which): the steps since the last report
+        trained on a finite loss, and the weights are finite.  One host read (of two numbers, reduced over
+        the ranks), never inside a training step.  FloatingPointError naming the step otherwise, so that a
+        diverged model is never saved, evaluated or kept as the best."""
+        pending = self.bad_step if self.bad_step is not None else torch.tensor(math.inf)
+        flags = torch.stack([-engine.nonfinite_parameters().to(engine.device, torch.float64),
+                             pending.detach().to(engine.device, torch.float64)])
+        dist.all_reduce_in_place(flags, op="min")  # the most non-finite tensors on a rank; the first bad step
+        values = flags.tolist()  # the one host read
+        most, first = -values[0], values[1]
+        if math.isfinite(first):
+            raise FloatingPointError(f"the loss is not finite (NaN or inf) at step {int(first)}, found before the "
+                                     f"{before} of step {step}: training stopped, nothing of that step saved. Lower "
+                                     "--learning_rate, raise --warmup, or use bf16 instead of fp16")
+        if most:
+            raise FloatingPointError(f"{int(most)} weight tensor(s) hold NaN or inf after step {step}: training "
+                                     f"stopped before the {before}, nothing of that step saved. Lower --learning_rate, "
+                                     "raise --warmup, or use bf16 instead of fp16")
+
     def _stop_on_nonfinite(self, step: int, loss: float, device: torch.device) -> None:
         bad = self.bad_step.detach().clone() if self.bad_step is not None else torch.tensor(math.inf)
         bad = bad.to(device, torch.float64)
@@ -219,7 +239,9 @@ def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start
     """Steps start_step+1 .. total_steps (or .. stop_after, for job time limits: the schedule still
     follows total_steps); each step takes accumulation_steps micro-batches.  Reports every
     report_steps, saves every save_checkpoint_steps and at the last step run; with an Evaluation,
-    evaluates every evaluation.every_steps and at the last step, and may stop early."""
+    evaluates every evaluation.every_steps and at the last step, and may stop early.  Before a save or
+    an evaluation the loss and the weights are checked finite (Reporter.check_finite): a diverged model
+    is never saved nor evaluated (so never the best)."""
     last = min(train_cfg.total_steps, stop_after or train_cfg.total_steps)
     record: dict = {}
     started, samples, step = time.perf_counter(), 0, start_step
@@ -231,11 +253,15 @@ def train(engine: Engine, batches: Iterator[dict], train_cfg: TrainConfig, start
             reporter.update(stats)
             if step % train_cfg.report_steps == 0 or step == last:
                 record = reporter.report(step, engine)
-            if step % train_cfg.save_checkpoint_steps == 0 or step == last:
+            saving = step % train_cfg.save_checkpoint_steps == 0 or step == last
+            evaluating = evaluation is not None and (step % evaluation.every_steps == 0 or step == last)
+            if saving or evaluating:
+                reporter.check_finite(step, engine, "save" if saving else "evaluation")
+            if saving:
                 save(step)
             if on_step is not None:
                 on_step(step)
-            if evaluation is not None and (step % evaluation.every_steps == 0 or step == last):
+            if evaluating:
                 if evaluation(step, reporter):  # stopped early: report and save this step too
                     if step % train_cfg.report_steps:
                         record = reporter.report(step, engine)

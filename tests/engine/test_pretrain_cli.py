@@ -155,6 +155,42 @@ def test_resume_checks_the_run_and_continues_from_the_samples_consumed(dataset, 
         torch.testing.assert_close(value, step3[key], rtol=0, atol=0)
 
 
+def test_resume_with_a_new_schedule_follows_it_from_the_resume_step(dataset, tmp_path):
+    """Issue 30: a --resume with another --learning_rate, --warmup and --total_steps trains steps 4.. with
+    the learning rates an uninterrupted one-process run of the new flags has there (before: the saved peak
+    rate came back with the optimizer, and a new total_steps ran one step of the old schedule), and says
+    so; --total_steps at or below the saved step, and a changed optimizer setting, are refused before
+    DeepSpeed starts."""
+    out = tmp_path / "run"
+    first = run(pretrain_args(dataset, out, "--stop_after_steps", "3"))  # lr 1e-3, warmup 0.1, total 6
+    assert first.returncode == 0, first.stdout[-3000:]
+    for flags, message in ((("--total_steps", "3"), f"--total_steps has value 3: the checkpoint {out / 'global_step3'} "
+                                                     "is already at step 3, and a resumed run trains steps "
+                                                     "4..--total_steps: give more than 3"),
+                           (("--weight_decay", "0.1"), f"--resume: {out / 'global_step3'} differs from this run in "
+                                                       "--weight_decay: saved 0.01, given 0.1.")):
+        refused = run(pretrain_args(dataset, out, "--resume", *flags))
+        assert refused.returncode == 1 and message in refused.stdout, refused.stdout[-3000:]
+        assert "DeepSpeed ZeRO" not in refused.stdout
+    assert sorted(p.name for p in out.glob("global_step*")) == ["global_step3"]
+
+    new = ("--learning_rate", "5e-4", "--warmup", "0.5", "--total_steps", "8")
+    resumed = run(pretrain_args(dataset, out, "--resume", *new, "--metrics_path", str(tmp_path / "resumed.jsonl")))
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    whole = run(pretrain_args(dataset, tmp_path / "whole", *new, "--metrics_path", str(tmp_path / "whole.jsonl")))
+    assert whole.returncode == 0, whole.stdout[-3000:]
+    got = {r["step"]: r["lr"] for r in records(tmp_path / "resumed.jsonl")}
+    expected = {r["step"]: r["lr"] for r in records(tmp_path / "whole.jsonl")}
+    assert list(got) == [4, 5, 6, 7, 8]
+    for step, lr in got.items():
+        assert lr == pytest.approx(expected[step], rel=1e-9, abs=0), (step, lr, expected[step])
+    # by hand: the saved schedule (no warm-up steps: int(0.1 x 6) = 0, linear to 6) gives step 4
+    # 1e-3 x (1 - 3/6); the new one warms up over int(0.5 x 8) = 4 steps: 5e-4 x 3/4
+    assert ("--resume: --learning_rate 0.001 -> 0.0005, --warmup 0.1 -> 0.5, --total_steps 6 -> 8: the new schedule "
+            "applies from step 4, whose learning rate is 0.000375 (the saved schedule's: 0.0005)") in resumed.stdout
+    assert got[4] == pytest.approx(3.75e-4, rel=1e-12)
+
+
 @pytest.fixture(scope="module")
 def cls_dataset(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("cls") / "reviews"

@@ -14,9 +14,16 @@ from uer_ds.train import EarlyStopping, Evaluation, Reporter, train
 
 class CountingEngine:
     grad_norm, loss_scale, skipped_steps = 0.0, None, 0
+    device = torch.device("cpu")
 
     def __init__(self) -> None:
         self.steps = []
+        self.weights = torch.zeros(3)  # what nonfinite_parameters inspects
+        self.checked = []  # the steps whose weights were inspected
+
+    def nonfinite_parameters(self) -> torch.Tensor:
+        self.checked.append(self.steps[-1])
+        return (~torch.isfinite(self.weights)).any().to(torch.float64)
 
     def train_step(self, batches, step):
         self.steps.append(step)
@@ -92,3 +99,48 @@ def test_a_nan_loss_stops_training_at_the_next_report_naming_its_step():
                                                  r"training stopped. Lower --learning_rate"):
         train(engine, endless(), cfg, 0, reporter, lambda step: None)
     assert engine.steps == [1, 2, 3, 4, 5]
+
+
+def test_a_diverged_model_is_never_evaluated_saved_or_kept_as_best():
+    """Issue 30: weights that turned NaN inside an epoch (finite loss at the steps reported) stop the run
+    before the next evaluation and the next save, naming the step; the best model stays the finite one of
+    the epoch before.  The weights are inspected at save and evaluation steps only, never in between."""
+    dev = {4: 0.5, 8: 0.7, 12: 0.9}
+    kept, saved = [], []
+    evaluation = Evaluation(every_steps=4, run=lambda step: {"accuracy": dev[step]},
+                            stopping=EarlyStopping("accuracy"), on_best=lambda s, m: kept.append(s))
+    engine = CountingEngine()
+
+    def diverge(step: int) -> None:
+        if step == 6:
+            engine.weights[1] = float("nan")
+
+    reporter = Reporter(("loss",), None, None, 12, 0, show_progress=False)
+    cfg = TrainConfig(total_steps=12, report_steps=100, save_checkpoint_steps=2)
+    with pytest.raises(FloatingPointError, match=r"1 weight tensor\(s\) hold NaN or inf after step 8: training "
+                                                 r"stopped before the save, nothing of that step saved"):
+        train(engine, endless(), cfg, 0, reporter, saved.append, on_step=diverge, evaluation=evaluation)
+    assert kept == [4] and saved == [2, 4, 6] and engine.checked == [2, 4, 6, 8]
+
+
+def test_a_nan_loss_between_reports_stops_before_the_evaluation():
+    """A NaN loss at step 6 with reports every 100 steps: found at the evaluation of step 8 (one host read
+    there), not evaluated, not kept."""
+
+    class NanFromStep6(CountingEngine):
+        def train_step(self, batches, step):
+            stats = super().train_step(batches, step)
+            if step >= 6:
+                stats.values[0] = float("nan")
+                stats.bad_step = torch.tensor(float(step))
+            return stats
+
+    kept = []
+    evaluation = Evaluation(every_steps=4, run=lambda step: {"accuracy": 0.5 + step / 100},
+                            stopping=EarlyStopping("accuracy"), on_best=lambda s, m: kept.append(s))
+    reporter = Reporter(("loss",), None, None, 12, 0, show_progress=False)
+    with pytest.raises(FloatingPointError, match=r"the loss is not finite \(NaN or inf\) at step 6, found before "
+                                                 r"the evaluation of step 8: training stopped"):
+        train(NanFromStep6(), endless(), TrainConfig(total_steps=12, report_steps=100, save_checkpoint_steps=100), 0,
+              reporter, lambda step: None, evaluation=evaluation)
+    assert kept == [4]

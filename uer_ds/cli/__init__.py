@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
+from uer_ds.outputs import NoSpaceError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
@@ -129,7 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings():
             _one_line_warnings(f"uer-ds {name}")
             return int(module.run(parsed) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, FloatingPointError,
+            NoSpaceError) as err:
         if os.environ.get("UER_DS_DEBUG") == "1":
             raise
         print(f"uer-ds {name}: error: {err}", file=sys.stderr, flush=True)

@@ -66,7 +66,9 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and logging")
     group.add_argument("--output_model_path", required=True,
                        help="checkpoint directory: global_step<N>/ tags, 'latest', and the final model in model/")
-    group.add_argument("--resume", action="store_true", help="continue from output_model_path's latest checkpoint")
+    group.add_argument("--resume", action="store_true", help="continue from output_model_path's latest checkpoint; a new --learning_rate, --warmup, "
+                            "--total_steps or --scheduler applies from the resume step (the run prints the rate "
+                            "before and after); --total_steps must exceed the saved step")
     group.add_argument("--stop_after_steps", type=int,
                        help="end this run after step N with a checkpoint (job time limits; resume with --resume); "
                             "the schedule still follows --total_steps")
@@ -132,25 +134,44 @@ def _model_config(args: argparse.Namespace, meta: dict, subwords=None) -> ModelC
     return cfg
 
 
-def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse.Namespace) -> tuple[str, bool]:
+# A resumed run may change these; the new schedule applies from the resume step (Engine.reschedule), as an
+# uninterrupted run with the new values would have it there, and the run says so (the rate before and after).
+SCHEDULE_FLAGS = ("learning_rate", "warmup", "total_steps", "scheduler")
+# These come back with the optimizer's saved state (DeepSpeed restores its parameter groups): a new value
+# would be silently ignored, so it is refused.
+OPTIMIZER_FLAGS = ("weight_decay", "adam_beta1", "adam_beta2", "adam_eps")
+
+
+def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse.Namespace
+                 ) -> tuple[str, bool, dict[str, tuple]]:
     """Check a --resume against the checkpoint before anything starts (the first second, not after
-    DeepSpeed's start-up): the model config, the dataset and the seed must be the saved ones; batch size,
-    accumulation and schedule may change (the data continues from the samples consumed), and so may
-    the number of processes (through DeepSpeed's universal checkpoint).  Returns (tag, universal)."""
+    DeepSpeed's start-up): the model config, the dataset, the seed and the optimizer's settings must be
+    the saved ones, and --total_steps above the saved step; batch size, accumulation and the schedule may
+    change (the data continues from the samples consumed; the new schedule from the resume step), and so
+    may the number of processes (through DeepSpeed's universal checkpoint).
+    Returns (tag, universal, {flag: (saved, given)} of the schedule flags that changed)."""
     import os
 
     from uer_ds.engine import checkpoint as ckpt
 
     saved_cfg, saved, tag_dir = ckpt.read_metadata(out)
-    saved_data = saved.get("dataset") or {}
+    saved_data, saved_train = saved.get("dataset") or {}, saved.get("train") or {}
+    step = int(saved.get("step", 0))
+    if train_cfg.total_steps <= step:
+        raise ValueError(f"--total_steps has value {train_cfg.total_steps}: the checkpoint {tag_dir} is already at "
+                         f"step {step}, and a resumed run trains steps {step + 1}..--total_steps: give more than {step}")
     pairs = ckpt.config_changes(saved_cfg, cfg)
     pairs[f"dataset (run_id of {saved.get('dataset_path')} then, {args.dataset_path} now)"] = \
         (saved_data.get("run_id"), dataset.meta.get("run_id"))
-    pairs["--seed"] = ((saved.get("train") or {}).get("seed", train_cfg.seed), train_cfg.seed)
-    ckpt.check_unchanged(str(tag_dir), pairs, "Resume with the saved ones (batch size, accumulation, schedule and "
-                         "the number of processes may change), or train into a new --output_model_path")
+    for key in ("seed",) + OPTIMIZER_FLAGS:
+        pairs[f"--{key}"] = (saved_train.get(key, getattr(train_cfg, key)), getattr(train_cfg, key))
+    ckpt.check_unchanged(str(tag_dir), pairs, "Resume with the saved ones (batch size, accumulation, the schedule "
+                         "--learning_rate/--warmup/--total_steps/--scheduler and the number of processes may "
+                         "change), or train into a new --output_model_path")
+    changes = {f"--{key}": (saved_train[key], getattr(train_cfg, key)) for key in SCHEDULE_FLAGS
+               if key in saved_train and saved_train[key] != getattr(train_cfg, key)}
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return tag_dir.name, ckpt.resharding(tag_dir, saved, world, args.pipeline_stages)
+    return tag_dir.name, ckpt.resharding(tag_dir, saved, world, args.pipeline_stages), changes
 
 
 def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
@@ -231,14 +252,8 @@ def _launch(args: argparse.Namespace) -> Optional[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from uer_ds.atomic import atomic_path
     from uer_ds.data import PretrainDataset
-    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
-    from uer_ds.engine.data import DataPosition, advance, batch_iterator
     from uer_ds.engine.ds_config import default_ds_config_name, load_ds_config
-    from uer_ds.models import Model, build_model, save_model
-    from uer_ds.models.io import model_from_state
-    from uer_ds.train import Reporter, train
 
     train_cfg = train_config_from_args(args)
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
@@ -262,6 +277,31 @@ def run(args: argparse.Namespace) -> int:
     launched = _launch(args)
     if launched is not None:
         return launched
+    lock = None
+    if os.environ.get("RANK", "0") == "0":  # one writer per output: rank 0 holds the lock for the whole job
+        from uer_ds.outputs import lock_output
+
+        command = " ".join(["uer-ds", *getattr(args, "command_argv", ["pretrain"])])
+        lock = lock_output(args.output_model_path, "--output_model_path", command)
+        notes += [line for line in [lock.note("--output_model_path", args.output_model_path)] if line]
+    try:
+        return _pretrain(args, train_cfg, notes, dataset, cfg, ds_config, source)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cfg: ModelConfig, ds_config: dict,
+              source: str) -> int:
+    """The job in this process (under the output's lock on rank 0): checks, engine, training, the final model."""
+    from uer_ds.atomic import atomic_path
+    from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
+    from uer_ds.engine.data import DataPosition, advance, batch_iterator
+    from uer_ds.models import Model, build_model, save_model
+    from uer_ds.models.io import model_from_state
+    from uer_ds.outputs import writing
+    from uer_ds.train import Reporter, train
+
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes: meet the others, check they run this job
         dist.init_distributed(args.dist_timeout, job_fingerprint(args, **{
             "model config": cfg.to_dict(), "dataset": dataset_identity(args.dataset_path, dataset.meta, len(dataset)),
@@ -300,7 +340,14 @@ def run(args: argparse.Namespace) -> int:
     dataset.static_shapes = args.compile or args.pipeline_stages > 1
     start_step, position = 0, DataPosition()
     if resume is not None:
-        start_step, position = _resume(engine, out, *resume, num_samples=len(dataset))
+        tag, universal, changes = resume
+        start_step, position = _resume(engine, out, tag, universal, num_samples=len(dataset))
+        if changes:
+            before, now = engine.reschedule(train_cfg, start_step)
+            if dist.is_rank0():
+                print(f"--resume: {', '.join(f'{flag} {a} -> {b}' for flag, (a, b) in changes.items())}: the new "
+                      f"schedule applies from step {start_step + 1}, whose learning rate is {now:.6g} (the saved "
+                      f"schedule's: {before:.6g})", flush=True)
     if dist.is_rank0():
         print(f"uer-ds pretrain: {describe(engine)}; steps {start_step + 1}..{train_cfg.total_steps}", flush=True)
 
@@ -331,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_rank0():
         final_cfg, state = ckpt.export_state(out)
         model = model_from_state(final_cfg, state, str(out))
-        with atomic_path(out / "model") as tmp:
+        with writing(out / "model", what="model directory", removed=True), atomic_path(out / "model") as tmp:
             save_model(model, tmp)
         print(f"final: {json.dumps(record)}\nwrote {out / 'model'} (and checkpoints in {out})", flush=True)
     dist.barrier()

@@ -16,6 +16,7 @@ give no token (only control characters, say) are skipped and counted.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import mmap
 import multiprocessing
@@ -36,6 +37,7 @@ from uer_ds.data import native
 from uer_ds.data.mmap_dataset import (BIN_HEADER, BIN_MAGIC, DTYPE_CODES, FLAG_LABELS, FLAG_WORD_STARTS, IDX_HEADER,
                                       IDX_MAGIC, VERSION, PathLike, dataset_prefix, dtype_code_for, idx_layout)
 from uer_ds.data.registry import DATA_PROCESSORS
+from uer_ds.outputs import NoSpaceError, is_full_disk, lock_output
 from uer_ds.tokenizers import Tokenizer
 
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
@@ -427,7 +429,11 @@ def _merge(part_dir: str, parts: int, code: int, flags: int, run_id: int, bin_tm
 # ---- the command's work -------------------------------------------------------------------------
 def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokenizer, options: PreprocessOptions,
                processes_num: int = 1, progress: bool = True) -> dict:
-    """Tokenize the corpus into dataset_path.{bin,idx,json}; returns the metadata written to .json."""
+    """Tokenize the corpus into dataset_path.{bin,idx,json}; returns the metadata written to .json.
+
+    One writer per dataset: the prefix is locked while it is written (uer_ds.outputs), so a second
+    preprocess into it is refused at once.  Nothing partial stays behind on an error; a full disk is a
+    uer_ds.outputs.NoSpaceError naming the files and the free space."""
     options.validate()
     specials = tokenizer.require_special(*options.required_specials)
     if processes_num < 1:
@@ -441,6 +447,18 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
     encoder = make_encoder(tokenizer, options.whole_word_masking, options)
     corpus_format = MODE_NAMES[options.data_processor]
     prefix = dataset_prefix(dataset_path)
+    with lock_output(prefix, "--dataset_path", prefix=True) as lock:
+        note = lock.note("--dataset_path", prefix)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+        return _write_dataset(corpus, size, prefix, tokenizer, options, encoder, corpus_format, specials,
+                              processes_num, progress)
+
+
+def _write_dataset(corpus: Path, size: int, prefix: str, tokenizer: Tokenizer, options: PreprocessOptions, encoder,
+                   corpus_format: str, specials: dict, processes_num: int, progress: bool) -> dict:
+    """preprocess's work, under the prefix's lock: parts by the workers, merged into temporary files,
+    renamed into place (.json last); every temporary removed on any error."""
     out_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(out_dir, exist_ok=True)
     finals = [prefix + ".bin", prefix + ".idx", prefix + ".json"]  # the .json last: it says the rest is complete
@@ -477,9 +495,16 @@ def preprocess(corpus_path: PathLike, dataset_path: PathLike, tokenizer: Tokeniz
                 json.dump(meta, f, indent=2)
                 f.write("\n")
         return meta
+    except BaseException as err:
+        if not is_full_disk(err, out_dir):
+            raise
+        full, free = err, shutil.disk_usage(out_dir).free
     finally:
         _WORKER.clear()
         shutil.rmtree(part_dir, ignore_errors=True)
+    raise NoSpaceError(errno.ENOSPC, f"no space left on device: writing the dataset {prefix}.bin/.idx/.json failed "
+                                     f"({free:,} bytes free in {out_dir}); the partial files were removed. Free some "
+                                     "space, or give another --dataset_path", prefix) from full
 
 
 def _label_summary(part_dir: str, parts: int) -> dict:

@@ -198,10 +198,23 @@ class Engine:
         raise NotImplementedError
 
     def gathered_state_dict(self) -> Optional[dict[str, torch.Tensor]]:
-        """The whole model's weights, fp32 on CPU, on rank 0 (None on other ranks).  Collective under
-        ZeRO-3 (gathered one module at a time).  With bf16/fp16 these are the module's 16-bit weights
-        cast up, not the optimizer's fp32 master copy."""
+        """The whole model's weights, fp32 on CPU, on rank 0 (None on other ranks).  Collective.  With
+        bf16/fp16 these are the optimizer's fp32 master weights (what DeepSpeed's zero_to_fp32 gives for
+        a checkpoint saved at the same step), not the module's 16-bit copy cast up."""
         raise NotImplementedError
+
+    def nonfinite_parameters(self) -> torch.Tensor:
+        """How many of this rank's parameter tensors (under ZeRO-3: its partitions) hold a NaN or an inf:
+        a float64 scalar on the device, not read back (the caller reads it once, with other numbers)."""
+        flags = []
+        for param in self.ds.module.parameters():
+            local = getattr(param, "ds_tensor", None)  # ZeRO-3: the parameter itself is an empty placeholder
+            local = param if local is None else local
+            if local.numel():
+                flags.append(torch.isfinite(local.detach()).all().to(self.device))
+        if not flags:
+            return torch.zeros((), dtype=torch.float64, device=self.device)
+        return (~torch.stack(flags)).sum().to(torch.float64)
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -251,19 +264,43 @@ class Engine:
         """DeepSpeed state + our metadata under `global_step<step>`, then `latest` (last, atomic).  A
         directory of that name that `latest` does not name is what an interrupted save left (perhaps by
         another number of ranks, whose extra shard files a later load would take for its own): it is
-        removed first."""
+        removed first.  A failed save removes what it wrote of the tag (`latest` names the previous one);
+        a full disk raises uer_ds.outputs.NoSpaceError naming the path."""
+        from uer_ds.outputs import writing
+
         tag = ckpt.tag_for(step)
+        tag_dir = Path(directory) / tag
         if dist.is_rank0():
             ckpt.remove_incomplete(Path(directory), tag)
         dist.barrier()
-        self.ds.save_checkpoint(directory, tag=tag, client_state={"uer_ds": state}, save_latest=False)
-        ckpt.save_rng_state(Path(directory) / tag, dist.rank())
-        dist.barrier()
-        if dist.is_rank0():
-            ckpt.write_metadata(Path(directory) / tag, self.model_config, dict(state, ds_config=self.ds_config))
-            ckpt.write_latest(directory, tag)
-        dist.barrier()
-        return Path(directory) / tag
+        # on any failure (a full disk: "no space left", the path) the incomplete tag goes, `latest` stays
+        partial = ([] if tag_dir.exists() else [tag_dir]) + [Path(directory) / f".{ckpt.LATEST}.tmp"]
+        with writing(tag_dir, partial, what=f"checkpoint {tag}"):
+            self.ds.save_checkpoint(directory, tag=tag, client_state={"uer_ds": state}, save_latest=False)
+            ckpt.save_rng_state(tag_dir, dist.rank())
+            dist.barrier()
+            if dist.is_rank0():
+                ckpt.write_metadata(tag_dir, self.model_config, dict(state, ds_config=self.ds_config))
+                ckpt.write_latest(directory, tag)
+            dist.barrier()
+        return tag_dir
+
+    def reschedule(self, train: TrainConfig, step: int) -> tuple[float, float]:
+        """After a resume (`load`): follow `train`'s schedule (peak learning rate, warm-up, total steps,
+        scheduler) from `step` on, instead of the saved one, whose peak rate came back with the optimizer's
+        and scheduler's state.  The next step trains with what an uninterrupted run of `train` uses at
+        step + 1.  Returns (the rate the saved schedule gives step + 1, the rate it gets now)."""
+        optimizer, scheduler = self.ds.optimizer, self.ds.lr_scheduler
+        multiplier = lr_lambda(train)(step)  # LambdaLR: after `step` optimizer steps, last_epoch is step
+        before = float(optimizer.param_groups[0]["lr"])
+        for group in optimizer.param_groups:
+            group["initial_lr"] = train.learning_rate
+            group["lr"] = train.learning_rate * multiplier
+        scheduler.base_lrs = [train.learning_rate] * len(optimizer.param_groups)
+        scheduler.lr_lambdas = [lr_lambda(train)] * len(optimizer.param_groups)
+        scheduler.last_epoch = step
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # noqa: SLF001 (get_last_lr)
+        return before, train.learning_rate * multiplier
 
     def load(self, directory: str, tag: Optional[str] = None) -> dict:
         """Resume from `directory` (its `latest`, or `tag`); returns the saved uer_ds state."""
@@ -336,24 +373,44 @@ class ZeroEngine(Engine):
     def gathered_state_dict(self) -> Optional[dict[str, torch.Tensor]]:
         module = self.ds.module
         if zero_stage(self.ds_config) != 3:
-            if not dist.is_rank0():
-                return None
-            return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
-                    for k, v in module.state_dict().items()}
-        from deepspeed.runtime.zero import GatheredParameters
+            state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+                     for k, v in module.state_dict().items()} if dist.is_rank0() else None
+        else:
+            from deepspeed.runtime.zero import GatheredParameters
 
-        state: dict[str, torch.Tensor] = {}
-        for prefix, sub in module.named_modules():
-            own = list(sub.named_parameters(recurse=False))
-            with GatheredParameters([p for _, p in own], modifier_rank=None):
+            state = {}
+            for prefix, sub in module.named_modules():
+                own = list(sub.named_parameters(recurse=False))
+                with GatheredParameters([p for _, p in own], modifier_rank=None):
+                    if dist.is_rank0():
+                        for name, param in own:
+                            state[f"{prefix}.{name}" if prefix else name] = \
+                                param.detach().to("cpu", torch.float32).clone()
                 if dist.is_rank0():
-                    for name, param in own:
-                        state[f"{prefix}.{name}" if prefix else name] = param.detach().to("cpu", torch.float32).clone()
-            if dist.is_rank0():
-                for name, buf in sub.named_buffers(recurse=False):
-                    if name not in sub._non_persistent_buffers_set:
-                        state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
-        return state if dist.is_rank0() else None
+                    for name, buf in sub.named_buffers(recurse=False):
+                        if name not in sub._non_persistent_buffers_set:
+                            state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
+            state = state if dist.is_rank0() else None
+        if precision(self.ds_config) != "fp32":
+            self._master_weights(state)
+        return state
+
+    def _master_weights(self, state: Optional[dict[str, torch.Tensor]]) -> None:
+        """Replace the 16-bit weights in `state` (rank 0) by the optimizer's fp32 master weights, with
+        DeepSpeed's own accessor (collective: every rank calls it for every parameter).  Measured (issue 30):
+        a zero2_bf16 fine-tuning's best model was off the master weights by ~4e-3 before this."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        from uer_ds.models.io import aliased_keys
+
+        module = self.ds.module
+        for name, param in module.named_parameters():  # one name per tensor (tied ones: the first)
+            full = safe_get_full_fp32_param(param)
+            if full is not None and state is not None:
+                state[name] = full.detach().to("cpu", torch.float32).clone()
+        if state is not None:
+            for alias, canonical in aliased_keys(module).items():
+                state[alias] = state[canonical]
 
 
 class PipeEngine(Engine):

@@ -52,15 +52,19 @@ class Model(nn.Module):
         """Share the MLM/LM output matrix with the word embedding (config tie_weights)."""
         if not self.config.tie_weights or not len(self.target):
             return
-        word = self.embedding.word_embedding().weight
+        word_module = self.embedding.word_embedding()
         for head in self.target.values():
             name = getattr(head, "tied_parameter", None)
             if name:
                 module_name, param_name = name.rsplit(".", 1)
-                setattr(head.get_submodule(module_name), param_name, word)
+                tied = head.get_submodule(module_name)
+                setattr(tied, param_name, word_module.weight)
+                if hasattr(word_module, "init_std"):  # initialised module by module: the shared weight's
+                    tied.init_std = word_module.init_std  # last initialisation must be the embedding's
 
     def init_weights(self) -> None:
-        """N(0, 0.02) for matrices and embeddings, zero biases, LayerNorm (1, 0), PyTorch's RNN init."""
+        """N(0, 0.02) for matrices and embeddings (N(0, 1) for an embedding a recurrence reads as it is, and
+        an output layer tied to it: embeddings/parts.py), zero biases, LayerNorm (1, 0), PyTorch's RNN init."""
         for module in self.modules():
             init_module(module)
         self.tie_weights()
@@ -113,11 +117,11 @@ def init_module(module: nn.Module) -> None:
     around it (ZeRO-3) and initialise exactly as a single process would.
     """
     if isinstance(module, (nn.Linear, nn.Conv1d)):
-        nn.init.normal_(module.weight, std=INIT_STD)
+        nn.init.normal_(module.weight, std=getattr(module, "init_std", INIT_STD))
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=INIT_STD)
+    elif isinstance(module, nn.Embedding):  # an embedding a recurrence reads as it is may set its own init_std
+        nn.init.normal_(module.weight, std=getattr(module, "init_std", INIT_STD))
     elif isinstance(module, (LayerNorm, nn.RNNBase, SinusoidalPosEmbedding)):
         module.reset_parameters()
     elif hasattr(module, "reset_own_parameters"):  # a module with a bare nn.Parameter of its own

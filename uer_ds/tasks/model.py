@@ -142,14 +142,16 @@ def write_task_dir(directory: Union[str, os.PathLike], model: TaskModel, state: 
     from safetensors.torch import save_file
 
     from uer_ds.models.io import CONFIG_NAME, WEIGHTS_NAME, aliased_keys
+    from uer_ds.outputs import writing
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     aliases = aliased_keys(model)
     tensors = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
                for k, v in state.items() if k not in aliases}
-    with atomic_paths(*(directory / n for n in (TASK_FILE, WEIGHTS_NAME, CONFIG_NAME))) as (tmp_task, tmp_weights,
-                                                                                         tmp_config):
+    with writing(directory / WEIGHTS_NAME, what="files", removed=True), \
+            atomic_paths(*(directory / n for n in (TASK_FILE, WEIGHTS_NAME, CONFIG_NAME))) as (tmp_task, tmp_weights,
+                                                                                          tmp_config):
         tmp_task.write_text(json.dumps(task_info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         save_file(tensors, str(tmp_weights), metadata={"format": "pt", "producer": "uer_ds"})
         model.config.to_json(tmp_config)

@@ -233,6 +233,22 @@ def task_info(task: Task, data: TaskData, args: argparse.Namespace, tokenizer) -
 
 
 def finetune(task: Task, args: argparse.Namespace) -> int:
+    """Fine-tune `task` as the module's docstring says; rank 0 holds the lock of --output_model_path (one
+    writer per output: a second fine-tuning into it is refused at once, naming this one)."""
+    from uer_ds.outputs import lock_output
+
+    lock = None
+    if os.environ.get("RANK", "0") == "0":
+        command = " ".join(["uer-ds", *getattr(args, "command_argv", ["finetune", task.name])])
+        lock = lock_output(args.output_model_path, "--output_model_path", command)
+    try:
+        return _finetune(task, args, lock.note("--output_model_path", args.output_model_path) if lock else None)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _finetune(task: Task, args: argparse.Namespace, lock_note: Optional[str]) -> int:
     from uer_ds.cli.common import (deepspeed_config_name, job_fingerprint, model_config_with_vocab,
                                    resolve_config_default, tokenizer_from_args)
     from uer_ds.compat import accepted_notes
@@ -247,7 +263,7 @@ def finetune(task: Task, args: argparse.Namespace) -> int:
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
     config_note = resolve_config_default(args, args.pretrained_model_path)
-    notes = ([config_note] if config_note else []) + accepted_notes(args)
+    notes = [line for line in (lock_note, config_note) if line] + accepted_notes(args)
     cfg = model_config_with_vocab(args, tokenizer, targets=False)
     _check_arguments(args, cfg)
     if args.deepspeed_config is None:  # the default follows the job

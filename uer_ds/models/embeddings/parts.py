@@ -17,10 +17,29 @@ def _check_length(t: int, cfg: ModelConfig) -> None:
         raise ValueError(f"sequence length {t} exceeds max_seq_length ({cfg.max_seq_length}) of the model config")
 
 
+# The initial scale of an embedding that a recurrence reads as it is (no LayerNorm between them): PyTorch's
+# nn.Embedding default, N(0, 1).  BERT's N(0, 0.02) is meant for an embedding a LayerNorm rescales; read
+# by an LSTM as it is, the tokens' vectors (norm ~0.2 at emb_size 128) hardly move its state, which then
+# carries how many steps it ran (the length) and little of what it read.  Measured (issue 30): the copy
+# task through `uer-ds pretrain --config_path rnn/lstm --target s2s` at 2e-3 for 1500 steps ended at
+# s2s_acc 0.28 with one greedy output per source length; with N(0, 1), 0.99.
+RECURRENT_INPUT_STD = 1.0
+
+
+def reads_in_recurrence(cfg: ModelConfig) -> bool:
+    """Whether cfg's encoder feeds the embedding straight into a recurrence (its class sets
+    `recurrent_input`) with no embedding LayerNorm in between."""
+    from uer_ds.models.encoders import ENCODERS
+
+    return cfg.remove_embedding_layernorm and bool(getattr(ENCODERS.get(cfg.encoder), "recurrent_input", False))
+
+
 class WordEmbedding(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.emb_size)
+        if reads_in_recurrence(cfg):
+            self.embedding.init_std = RECURRENT_INPUT_STD  # read by uer_ds.models.model.init_module
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, E)
         return self.embedding(src)

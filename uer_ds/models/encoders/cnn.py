@@ -73,6 +73,7 @@ class RcnnEncoder(nn.Module):
     """
 
     causal = True
+    recurrent_input = True  # the embedding goes straight into the LSTM (its init: embeddings/parts.py)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -78,6 +78,7 @@ class RnnEncoder(nn.Module):
     bidirectional_cell: type = BidirectionalLSTM
     bidirectional = False  # the hidden state's halves are a forward and a backward direction
     causal = True  # position t sees positions <= t only (serves `lm`)
+    recurrent_input = True  # the embedding goes straight into the recurrence (its init: embeddings/parts.py)
 
     def __init__(self, cfg: ModelConfig, input_size: Optional[int] = None) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from uer_ds.config import ModelConfig
+from uer_ds.models.embeddings.parts import RECURRENT_INPUT_STD
 from uer_ds.models.targets.base import TargetResult, classification_result
 
 
@@ -25,6 +26,7 @@ class S2sTarget(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.emb_size)
+        self.embedding.init_std = RECURRENT_INPUT_STD  # the decoder's LSTM reads it as it is
         self.decoder = nn.LSTM(cfg.emb_size, cfg.hidden_size, num_layers=1, batch_first=True)
         self.output_layer = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=cfg.has_lmtarget_bias)
 
