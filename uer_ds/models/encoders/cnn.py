@@ -48,7 +48,6 @@ class CausalConvStack(nn.Module):
 class CnnEncoder(nn.Module):
     """emb (B, T, E) -> layers_num causal convolutions -> (B, T, H)."""
 
-    causal = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -72,7 +71,6 @@ class RcnnEncoder(nn.Module):
     positions never depend on the padding after them.
     """
 
-    causal = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -88,7 +86,6 @@ class RcnnEncoder(nn.Module):
 class CrnnEncoder(nn.Module):
     """emb -> layers_num causal convolutions -> LSTM (layers_num layers) -> dropout -> (B, T, H)."""
 
-    causal = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

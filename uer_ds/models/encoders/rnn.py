@@ -77,7 +77,6 @@ class RnnEncoder(nn.Module):
     cell: type = nn.LSTM
     bidirectional_cell: type = BidirectionalLSTM
     bidirectional = False  # the hidden state's halves are a forward and a backward direction
-    causal = True  # position t sees positions <= t only (serves `lm`)
 
     def __init__(self, cfg: ModelConfig, input_size: Optional[int] = None) -> None:
         super().__init__()
@@ -112,10 +111,8 @@ class GruEncoder(RnnEncoder):
 class BilstmEncoder(RnnEncoder):
     bidirectional_cell = BidirectionalLSTM
     bidirectional = True
-    causal = False
 
 
 class BigruEncoder(RnnEncoder):
     bidirectional_cell = BidirectionalGRU
     bidirectional = True
-    causal = False
