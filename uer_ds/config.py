@@ -26,6 +26,7 @@ MASKS = ("fully_visible", "causal")
 LAYERNORM_POSITIONS = ("post", "pre")
 POOLINGS = ("first", "last", "mean", "max")
 KERNEL_CHOICES = ("auto", "torch", "triton")
+UER_DEFAULT_CONFIG = "bert/base"  # UER-py's default --config_path (models/bert/base_config.json)
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -245,8 +246,8 @@ def _positive(cfg: ModelConfig, *keys: str) -> None:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    from uer_ds.models.registry import (ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SUBENCODERS, SYNTHESIZERS,
-                                        TARGETS)
+    from uer_ds.registry import (ACTIVATIONS, DATA_PROCESSORS, EMBEDDINGS, ENCODERS, SUBENCODERS, SYNTHESIZERS,
+                                 TARGETS)
 
     for name in cfg.embedding:
         _choice("embedding", name, tuple(EMBEDDINGS))
@@ -288,7 +289,7 @@ def _validate(cfg: ModelConfig) -> None:
             if getattr(cfg, key):
                 raise ConfigError(key, f"key '{key}' is true: only the transformer encoder supports it "
                                        f"(encoder is '{cfg.encoder}')")
-    bidirectional = getattr(ENCODERS[cfg.encoder], "bidirectional", False)
+    bidirectional = ENCODERS[cfg.encoder].bidirectional
     if bidirectional and cfg.hidden_size % 2:
         raise ConfigError("hidden_size", f"key 'hidden_size' has value {cfg.hidden_size}: encoder '{cfg.encoder}' "
                                          "splits it between two directions, so it must be even")
@@ -302,7 +303,7 @@ def _validate(cfg: ModelConfig) -> None:
     if cfg.encoder in ("attn", "synt"):
         _validate_attention(cfg)
     if "bilm" in cfg.target and not bidirectional:
-        legal = [name for name, cls in ENCODERS.items() if getattr(cls, "bidirectional", False)]
+        legal = [name for name, entry in ENCODERS.items() if entry.bidirectional]
         raise ConfigError("target", f"key 'target' has 'bilm': it needs a bidirectional encoder ({', '.join(legal)}), "
                                     f"not '{cfg.encoder}'")
     _validate_direction(cfg, ENCODERS)
@@ -327,7 +328,7 @@ def _validate_transformer(cfg: ModelConfig) -> None:
 
 
 def _validate_subword(cfg: ModelConfig, subencoders: Mapping[str, Any]) -> None:
-    from uer_ds.tokenizers.subword import SUBWORD_TYPES
+    from uer_ds.registry import SUBWORD_TYPES
 
     _choice("subword_type", cfg.subword_type, SUBWORD_TYPES)
     _choice("subencoder", cfg.subencoder, tuple(subencoders))
@@ -356,11 +357,11 @@ def _validate_attention(cfg: ModelConfig) -> None:
 
 
 def is_causal(cfg: ModelConfig) -> bool:
-    """Whether each position of the encoder sees only itself and earlier positions: the encoder class's
-    `causal` attribute, or, where it has none (transformer, attn, synt), the config's mask."""
-    from uer_ds.models.registry import ENCODERS
+    """Whether each position of the encoder sees only itself and earlier positions: the encoder's
+    registry entry says, or, where it leaves it to the mask (transformer, attn, synt), the config's mask."""
+    from uer_ds.registry import ENCODERS
 
-    causal = getattr(ENCODERS[cfg.encoder], "causal", None)
+    causal = ENCODERS[cfg.encoder].causal
     return cfg.mask == "causal" if causal is None else bool(causal)
 
 
@@ -370,9 +371,9 @@ def _validate_direction(cfg: ModelConfig, encoders: Mapping[str, Any]) -> None:
     causal = is_causal(cfg)
     seen = "sees only earlier positions" if causal else "sees both sides"
     if "lm" in cfg.target and not causal:
-        legal = [n for n, c in encoders.items() if getattr(c, "causal", None) is True]
-        masked = [n for n, c in encoders.items() if getattr(c, "causal", None) is None]
-        by_mask = getattr(encoders[cfg.encoder], "causal", None) is None
+        legal = [n for n, entry in encoders.items() if entry.causal is True]
+        masked = [n for n, entry in encoders.items() if entry.causal is None]
+        by_mask = encoders[cfg.encoder].causal is None
         raise ConfigError("target", f"key 'target' has 'lm', which predicts each next token: it needs a causal encoder "
                          f"({', '.join(legal)}, or {'/'.join(masked)} with mask 'causal'); encoder "
                          f"'{cfg.encoder}'{' with mask ' + repr(cfg.mask) if by_mask else ''} {seen}")
@@ -455,7 +456,7 @@ _REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS", "subencode
 
 def _registry_names(key: str) -> list[str]:
     """The legal values of a key whose names come from a registry (for --help)."""
-    from uer_ds.models import registry
+    from uer_ds import registry
 
     return list(getattr(registry, _REGISTRY_KEYS[key]))
 
@@ -473,10 +474,14 @@ def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def model_config_from_args(args: argparse.Namespace, **extra: Any) -> ModelConfig:
-    """The JSON at args.config_path merged with the flags given (and `extra`), validated once."""
+def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig] = None, **extra: Any
+                           ) -> ModelConfig:
+    """The JSON at args.config_path (or, without one, the config `base`) merged with the flags given (and
+    `extra`), validated once."""
     overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
+    if getattr(args, "config_path", None) is None and base is not None:
+        return ModelConfig.from_dict(base.to_dict(), source="the model's own config", overrides=overrides)
     return ModelConfig.from_json(args.config_path, overrides)
 
 

@@ -199,6 +199,13 @@ def test_uer_to_hf_on_the_command_line(tmp_path, capsys):
     back = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "hf").eval()
     b = batch("bert")
     compare_valid(hf_outputs(back, b), hf_outputs(hf, b), b["valid"])
+    # without --config_path the config beside the .bin is used, and said so (issue 30: one resolver)
+    assert main(["convert", "--from", "uer", "--to", "hf", "--model", "bert", "--input", str(path),
+                 "--output", str(tmp_path / "beside")]) == 0
+    assert f"model config: {config_path} (beside the checkpoint" in capsys.readouterr().out
+    again = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "beside").eval()
+    compare_valid(hf_outputs(again, b), hf_outputs(hf, b), b["valid"])
+    config_path.unlink()
     assert main(["convert", "--from", "uer", "--to", "hf", "--model", "bert", "--input", str(path),
                  "--output", str(tmp_path / "none")]) == 1
     assert "--from uer needs --config_path" in capsys.readouterr().err
@@ -272,9 +279,12 @@ def test_pickled_code_is_refused_and_garbage_named(tmp_path):
 
 
 def test_tools_load_every_source_alike(tmp_path):
-    """load_any_model (the tools' --load_model_path): a UER .bin + config, an HF directory and a uer_ds
+    """The resolver (every command's --load_model_path): a UER .bin + config, an HF directory and a uer_ds
     directory of one model give one output."""
-    from uer_ds.convert import load_any_model
+    from uer_ds.convert.resolve import resolve_model
+
+    def load_any_model(path, config_path=None, uer_layer_norm=True):
+        return resolve_model(path, config_path=config_path).model(uer_layer_norm=uer_layer_norm)
 
     hf, state, config = hf_model("bert")
     path, config_path = write_uer(tmp_path, state, config)
@@ -296,5 +306,9 @@ def test_tools_load_every_source_alike(tmp_path):
     norm = norms[0]
     expected = norm.weight * (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + norm.eps) + norm.bias
     torch.testing.assert_close(norm(x), expected, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="--from uer needs --config_path"):
+    # without --config_path the <name>_config.json beside the .bin describes it (what convert --to uer writes)
+    compare_valid(our_outputs(load_any_model(path, uer_layer_norm=False), b), outputs[0], b["valid"])
+    config_path.unlink()
+    with pytest.raises(ValueError, match=r"model\.bin': a UER-py/TencentPretrain checkpoint holds no model config: "
+                                         r"give --config_path"):
         load_any_model(path)

@@ -91,14 +91,14 @@ def test_pretrain_saves_resumes_and_exports(dataset, tmp_path):
 
     # a tag directory (OUT/global_step3) reads as that step, not as `latest`: DeepSpeed's own reader
     # of that tag is the reference
-    from uer_ds.engine.checkpoint import read_pretrained
+    from uer_ds.convert.resolve import resolve_model
 
-    step3 = read_pretrained(out / "global_step3")
+    step3 = resolve_model(out / "global_step3").state()
     theirs3 = get_fp32_state_dict_from_zero_checkpoint(str(out), tag="global_step3")
     key = "encoder.transformer.1.feed_forward.linear_2.weight"
     torch.testing.assert_close(step3[key], theirs3[key], rtol=0, atol=0)
     assert not torch.equal(step3[key], final[key])
-    torch.testing.assert_close(read_pretrained(out)[key], final[key], rtol=0, atol=0)
+    torch.testing.assert_close(resolve_model(out).state()[key], final[key], rtol=0, atol=0)
 
     # the checkpoint directory converts straight to Hugging Face, which computes what our model does
     converted = run(["convert", "--from", "uer_ds", "--to", "hf", "--model", "bert", "--input", str(out),
@@ -148,9 +148,9 @@ def test_resume_checks_the_run_and_continues_from_the_samples_consumed(dataset, 
 
     exported = run(["export", "--checkpoint", str(out / "global_step3"), "--output", str(tmp_path / "m3.safetensors")])
     assert exported.returncode == 0, exported.stdout
-    from uer_ds.engine.checkpoint import read_pretrained
+    from uer_ds.convert.resolve import resolve_model
 
-    step3 = read_pretrained(out / "global_step3")
+    step3 = resolve_model(out / "global_step3").state()
     for key, value in load_file(tmp_path / "m3.safetensors").items():
         torch.testing.assert_close(value, step3[key], rtol=0, atol=0)
 

@@ -149,15 +149,3 @@ def test_another_world_size_needs_the_universal_checkpoint_only_when_states_are_
     assert ckpt.universal_tag(tmp_path / "run", "global_step2") is None
     (tmp_path / "run" / "global_step2_universal" / "zero").mkdir(parents=True)
     assert ckpt.universal_tag(tmp_path / "run", "global_step2") == "global_step2_universal"
-
-
-def test_every_command_takes_a_checkpoint_or_one_of_its_tags(tmp_path):
-    tag = fake_tag(tmp_path, [])
-    (tmp_path / "run" / "global_step1").mkdir()
-    assert ckpt.resolve_checkpoint(tmp_path / "run") == (tmp_path / "run", "global_step2")
-    assert ckpt.resolve_checkpoint(tmp_path / "run", "global_step1") == (tmp_path / "run", "global_step1")
-    assert ckpt.resolve_checkpoint(tag) == (tmp_path / "run", "global_step2")
-    with pytest.raises(ValueError, match=r"is the tag global_step2, but --tag is global_step1: give one of them"):
-        ckpt.resolve_checkpoint(tag, "global_step1")
-    with pytest.raises(FileNotFoundError, match=r"--checkpoint '.*nowhere': not a uer_ds checkpoint directory"):
-        ckpt.resolve_checkpoint(tmp_path / "nowhere")

@@ -64,5 +64,5 @@ def test_onnx_probabilities_match_pytorch(tmp_path, capsys, name, overrides, poo
 
 def test_export_refuses_what_is_not_a_task_model(tmp_path, capsys):
     assert main(["export", "onnx", "--load_model_path", str(tmp_path), "--output", str(tmp_path / "x.onnx")]) == 1
-    assert "not a fine-tuned task model (no task.json)" in capsys.readouterr().err
+    assert f"--load_model_path '{tmp_path}': a directory that is no model" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()

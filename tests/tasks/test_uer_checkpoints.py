@@ -223,20 +223,3 @@ def test_a_config_file_of_another_shape_is_refused(task_dir, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(dict(CONFIG, hidden_size=64, emb_size=64)))
     with pytest.raises(ValueError, match=r"--config_path .*c.json has emb_size 64 but the model in .* has 32"):
         _infer(task_dir, "--config_path", str(tmp_path / "c.json"))
-
-
-def test_a_hugging_face_checkpoint_is_told_how_to_convert(tmp_path):
-    from uer_ds.config import ModelConfig
-    from uer_ds.tasks import TASKS
-    from uer_ds.tasks.model import TaskModel, select_pretrained
-
-    cfg = ModelConfig.from_dict(CONFIG, overrides={"vocab_size": 417})
-    with torch.device("meta"):
-        model = TaskModel(cfg, TASKS["classifier"].build_heads(cfg, {"classifier": {"labels_num": 2,
-                                                                                    "pooling": "first"}}))
-    hf = {"bert.embeddings.word_embeddings.weight": torch.zeros(417, H)}
-    with pytest.raises(ValueError, match=r"looks like a Hugging Face checkpoint: convert it first with `uer-ds convert "
-                                         r"--from hf --to uer_ds"):
-        select_pretrained(hf, model, "pytorch_model.bin", allow_partial=False)
-    with pytest.raises(ValueError, match=r"converts with `uer-ds convert --from hf\|uer\|tencentpretrain --to uer_ds`"):
-        select_pretrained({"other.weight": torch.zeros(2)}, model, "x.bin", allow_partial=False)

@@ -66,12 +66,20 @@ def test_check_model_lists_tensors_and_finds_the_config(tiny, tmp_path):
     assert set(listed) == set(state) - {"target.mlm.linear_2.weight"}  # tied: stored once
     key = "encoder.transformer.0.self_attn.query.weight"
     assert "(128, 128)" in listed[key] and "float32" in listed[key] and "16,384" in listed[key]
-    assert "fits: bert/tiny" in out.stdout
+    assert f"fits: {tiny / 'config.json'} (its own)" in out.stdout  # the config.json beside the weights
+    (tmp_path / "alone").mkdir()  # without a config beside them: every shipped config is tried
+    (tmp_path / "alone" / "weights.safetensors").write_bytes((tiny / "model.safetensors").read_bytes())
+    out = run("check-model", "--load_model_path", tmp_path / "alone" / "weights.safetensors")
+    assert out.returncode == 0 and "fits: bert/tiny" in out.stdout
     # the same weights in UER-py's layout, and against a config they do not fit
     assert run("convert", "--from", "uer_ds", "--to", "uer", "--model", "bert", "--input", tiny, "--output",
                tmp_path / "tiny.bin").returncode == 0
+    out = run("check-model", "--load_model_path", tmp_path / "tiny.bin")  # tiny_config.json beside it
+    assert out.returncode == 0 and "key scheme uer" in out.stdout
+    assert f"fits: {tmp_path / 'tiny_config.json'} (its own)" in out.stdout
+    (tmp_path / "tiny_config.json").unlink()
     out = run("check-model", "--load_model_path", tmp_path / "tiny.bin")
-    assert out.returncode == 0 and "key scheme uer" in out.stdout and "fits: bert/tiny" in out.stdout
+    assert out.returncode == 0 and "fits: bert/tiny" in out.stdout
     out = run("check-model", "--load_model_path", tiny, "--config_path", "bert/mini")
     assert out.returncode == 1 and "does not fit bert/mini" in out.stdout
     assert "embedding.word.embedding.weight: shape (417, 128), the config needs (417, 256)" in out.stdout

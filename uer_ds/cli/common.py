@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from uer_ds.config import ModelConfig, add_model_config_arguments, model_config_from_args
+from uer_ds.config import UER_DEFAULT_CONFIG, ModelConfig, add_model_config_arguments, model_config_from_args
 from uer_ds.tokenizers import TOKENIZERS, Tokenizer, build_tokenizer
 
 
@@ -50,7 +50,6 @@ def attach_subwords(tokenizer: Tokenizer, sub_vocab_path: str) -> None:
                                         unk_token=tokenizer.special_tokens.get("unk") or "[UNK]"))
 
 
-UER_DEFAULT_CONFIG = "bert/base"  # UER-py's default --config_path (models/bert/base_config.json)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model_flag: Optional[str] = None,
@@ -67,53 +66,31 @@ def add_model_arguments(parser: argparse.ArgumentParser, model_flag: Optional[st
                        f"else {UER_DEFAULT_CONFIG}, UER-py's default)")
 
 
-def config_beside_model(path: str) -> Optional[Path]:
-    """A model's own UER JSON config: config.json of a uer_ds model directory, of the step a uer_ds
-    checkpoint directory (or one of its global_step<N> tags) holds, or, for a weight file, the
-    `<stem>_config.json` (what `uer-ds convert --to uer` writes) or `config.json` beside it.  Hugging
-    Face configs (with model_type) are not UER configs and are skipped."""
-    import json
-
-    from uer_ds.engine.checkpoint import checkpoint_location, read_latest
-
-    model = Path(path)
-    if model.is_dir():
-        location = checkpoint_location(model)
-        if location is not None:
-            directory, tag = location
-            candidates = [directory / (tag or read_latest(directory)) / "config.json"]
-        else:
-            candidates = [model / "config.json"]
-    else:
-        candidates = [model.with_name(f"{model.stem}_config.json"), model.with_name("config.json")]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                values = json.loads(candidate.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(values, dict) and "model_type" not in values:
-                return candidate
-    return None
-
-
-def resolve_config_default(args: argparse.Namespace, model_path: Optional[str]) -> Optional[str]:
-    """Fill args.config_path when not given: the model's own config, else UER-py's default (bert/base).
-    Returns a note line when the model's config was taken."""
+def resolve_config_default(args: argparse.Namespace, source) -> tuple[Optional[ModelConfig], Optional[str]]:
+    """Fill args.config_path when not given, from the model a command was given (a ModelSource of
+    uer_ds.convert.resolve, or None): its own config file, else UER-py's default (bert/base).  Returns
+    (the model's own config where it has no UER JSON file -- a Hugging Face directory's, converted -- to
+    merge the flags over; a note line when the model's config was taken)."""
     if getattr(args, "config_path", None) is not None:
-        return None
-    found = config_beside_model(model_path) if model_path else None
-    args.config_path = str(found) if found is not None else UER_DEFAULT_CONFIG
-    return f"config: {found} (the model's own; --config_path overrides it)" if found is not None else None
+        return None, None
+    if source is None:
+        args.config_path = UER_DEFAULT_CONFIG
+        return None, None
+    default, note = source.default_config(None)
+    if isinstance(default, ModelConfig):
+        return default, note
+    args.config_path = default
+    return None, note
 
 
 def model_config_with_vocab(args: argparse.Namespace, tokenizer: Optional[Tokenizer],
-                            targets: bool = True) -> ModelConfig:
+                            targets: bool = True, base: Optional[ModelConfig] = None) -> ModelConfig:
     """The merged model config; vocab_size comes from the tokenizer when one is given.  targets=False
     (fine-tuning and inference, whose heads replace the pre-training targets): the config's `target` is
     dropped before validation, so a UER-py config's pre-training targets that its fine-tuned encoder
-    could not serve (`sp` under a causal LSTM) do not stop the command."""
-    cfg = model_config_from_args(args, **({} if targets else {"target": []}))
+    could not serve (`sp` under a causal LSTM) do not stop the command.  `base`: the config to merge the
+    flags over when there is no --config_path (resolve_config_default's)."""
+    cfg = model_config_from_args(args, base=base, **({} if targets else {"target": []}))
     if tokenizer is not None:
         if cfg.vocab_size not in (0, tokenizer.vocab_size):
             raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the vocabulary "

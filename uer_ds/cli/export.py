@@ -11,8 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("A fine-tuned classifier to ONNX (for onnxruntime) is `uer-ds export onnx`; other formats "
                      "(Hugging Face, UER-py) are `uer-ds convert`.")
     parser.add_argument("--checkpoint", required=True,
-                        help="a uer_ds checkpoint directory (its 'latest' step) or one of its global_step<N> tags "
-                             "(that step), as --pretrained_model_path and convert --from uer_ds take them")
+                        help="a uer_ds training run (its 'latest' step) or one of its global_step<N> tags (that step); "
+                             "any other model path the resolver reads is written out the same way (a model or task "
+                             "directory, a Hugging Face directory, a UER-py .bin with its config beside)")
     parser.add_argument("--tag", help="a tag inside the checkpoint directory (default: what 'latest' names)")
     parser.add_argument("--output", required=True,
                         help="*.safetensors or *.bin for one state dict; anything else: a model directory")
@@ -23,12 +24,22 @@ def run(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from uer_ds.atomic import atomic_path
-    from uer_ds.engine.checkpoint import export_state, resolve_checkpoint
+    from uer_ds.convert.resolve import resolve_model
     from uer_ds.models import save_model
     from uer_ds.models.io import model_from_state, unique_state_dict
 
-    cfg, state = export_state(*resolve_checkpoint(args.checkpoint, args.tag))
-    model = model_from_state(cfg, state, args.checkpoint)  # checks every key and shape
+    source = resolve_model(args.checkpoint, "--checkpoint")
+    if args.tag:
+        if source.kind not in ("run", "tag"):
+            raise ValueError(f"--tag {args.tag}: --checkpoint {args.checkpoint} is {source.description}; --tag picks a "
+                             "step of a training run")
+        if source.kind == "tag" and source.path.name != args.tag:
+            raise ValueError(f"--checkpoint '{args.checkpoint}' is the tag {source.path.name}, but --tag is {args.tag}: "
+                             "give one of them")
+        source = resolve_model(source.path.parent / args.tag if source.kind == "tag" else source.path / args.tag,
+                               "--tag", kinds=("tag",))
+    ckpt = source.checkpoint()
+    model = model_from_state(ckpt.config, ckpt.state, args.checkpoint)  # checks every key and shape
     out = Path(args.output)
     with atomic_path(out) as tmp:
         if out.suffix == ".safetensors":

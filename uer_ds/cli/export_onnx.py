@@ -9,7 +9,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from uer_ds.cli.common import add_tokenizer_arguments
 
-    parser.add_argument("--load_model_path", required=True, help="a task model directory written by `uer-ds finetune`")
+    parser.add_argument("--load_model_path", required=True,
+                        help="a fine-tuned task directory written by `uer-ds finetune` (the exported graph carries its "
+                             "task.json: `uer-ds infer classifier --load_model_path OUT.onnx` predicts with it)")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--head", help="multi-task models: the head to export (default: the first)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -27,14 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from uer_ds.atomic import atomic_path
+    from uer_ds.convert.resolve import ONNX_TASK_KEY, resolve_model
     from uer_ds.tasks import TASKS
-    from uer_ds.tasks.model import load_task_model
     from uer_ds.tasks.onnx import export_onnx, onnx_session, padded_example, parity, require_onnx
     from uer_ds.tasks.runner import _infer_tokenizer
-    from uer_ds.tasks.model import read_task_info
 
     require_onnx()
-    info = read_task_info(args.load_model_path)
+    source = resolve_model(args.load_model_path, "--load_model_path", kinds=("task",))
+    info = source.task_info()
     task = TASKS.get(info.get("task"))
     if task is None or info["task"] not in ("classifier", "mt_classifier"):
         raise ValueError(f"{args.load_model_path} holds a '{info.get('task')}' model: ONNX export covers classifiers")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if head_name not in names:
         raise ValueError(f"--head '{head_name}': the model's heads are {names}")
     head, spec = names.index(head_name), info["heads"][head_name]
-    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]))
+    model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]))
     tokenizer = _infer_tokenizer(args, info)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
@@ -62,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
         examples = [Example("<trace>", {}, *encode_texts(tokenizer, t, seq_length)) for t in texts]
     out = Path(args.output)
     with atomic_path(out) as tmp:
-        export_onnx(model, head, str(tmp), padded_example(examples, collate, head), args.opset)
+        # the exported head's task.json travels inside the graph: `uer-ds infer --load_model_path X.onnx` reads it
+        exported = dict(info, heads={head_name: spec}, config=source.own_config().to_dict())
+        export_onnx(model, head, str(tmp), padded_example(examples, collate, head), args.opset,
+                    metadata={ONNX_TASK_KEY: json.dumps(exported, ensure_ascii=False)})
         result = {"output": str(out), "head": head_name, "opset": args.opset}
         if args.check_path:
             check = parity(model, head, onnx_session(str(tmp)), examples, collate, args.batch_size)

@@ -116,10 +116,47 @@ def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args
                              f"{dataset_path} was built with ({theirs})")
 
 
-def _model_config(args: argparse.Namespace, meta: dict, subwords=None) -> ModelConfig:
+def _model_source(args: argparse.Namespace):
+    """The model a run starts from, as the resolver recognises it: --pretrained_model_path, or with --resume
+    the run in --output_model_path (for its config); None without one."""
+    from uer_ds.convert.resolve import resolve_model
+
+    if args.resume:
+        out = Path(args.output_model_path)
+        return resolve_model(out, "--output_model_path", kinds=("run",)) if (out / "latest").is_file() else None
+    if args.pretrained_model_path:
+        return resolve_model(args.pretrained_model_path, "--pretrained_model_path", config_path=args.config_path)
+    return None
+
+
+def _read_pretrained(source, cfg: ModelConfig, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """(--pretrained_model_path's weights under uer_ds's names, report lines), checked against the model of
+    `cfg` key by key and shape by shape (--allow_partial_load relaxes it)."""
+    from uer_ds.convert.resolve import format_hint
+    from uer_ds.engine.checkpoint import check_pretrained
+    from uer_ds.models import build_model
+
+    state, notes = source.pretrained_state(cfg)
+    if source.kind == "task":  # a fine-tuned model's heads are no pre-training targets
+        from uer_ds.tasks.model import HEAD_PREFIX
+
+        heads = sorted({k.split(".")[1] for k in state if k.startswith(HEAD_PREFIX)})
+        state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
+        if heads:
+            notes.append(f"not loaded: the fine-tuned model's head(s) {heads}")
+    try:
+        notes += check_pretrained(state, build_model(cfg, device="meta"), args.pretrained_model_path,
+                                  args.allow_partial_load)
+    except ValueError as err:
+        raise ValueError(f"{err}.{format_hint(state, args.pretrained_model_path)}") from None
+    return state, notes
+
+
+def _model_config(args: argparse.Namespace, meta: dict, subwords=None, base: Optional[ModelConfig] = None
+                  ) -> ModelConfig:
     from uer_ds.cli.common import with_sub_vocab
 
-    cfg = model_config_from_args(args)
+    cfg = model_config_from_args(args, base=base)
     vocab_size = int(meta["vocab_size"])
     if cfg.vocab_size not in (0, vocab_size):
         raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the dataset's "
@@ -259,12 +296,15 @@ def run(args: argparse.Namespace) -> int:
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
-    config_note = resolve_config_default(args, args.output_model_path if args.resume else args.pretrained_model_path)
+    model_source = _model_source(args)
+    base, config_note = resolve_config_default(args, model_source)
     notes = [config_note] if config_note else []
     subwords = getattr(tokenizer_from_args(args), "subwords", None) if args.sub_vocab_path else None
     dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
     notes += _apply_masking_flags(dataset, args)
-    cfg = _model_config(args, dataset.meta, subwords)
+    cfg = _model_config(args, dataset.meta, subwords, base)
+    # the pre-trained weights are read and checked against the config before any process starts
+    pretrained = _read_pretrained(model_source, cfg, args) if args.pretrained_model_path and not args.resume else None
     if args.deepspeed_config is None:  # the default follows the job
         world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
         args.deepspeed_config, why = default_ds_config_name(cfg, world, int(dataset.meta["seq_length"]),
@@ -285,19 +325,20 @@ def run(args: argparse.Namespace) -> int:
         lock = lock_output(args.output_model_path, "--output_model_path", command)
         notes += [line for line in [lock.note("--output_model_path", args.output_model_path)] if line]
     try:
-        return _pretrain(args, train_cfg, notes, dataset, cfg, ds_config, source)
+        return _pretrain(args, train_cfg, notes, dataset, cfg, ds_config, source, pretrained)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cfg: ModelConfig, ds_config: dict,
-              source: str) -> int:
-    """The job in this process (under the output's lock on rank 0): checks, engine, training, the final model."""
+              source: str, pretrained: Optional[tuple[dict, list[str]]]) -> int:
+    """The job in this process (under the output's lock on rank 0): checks, engine, training, the final model.
+    pretrained: (--pretrained_model_path's checked weights, report lines), or None."""
     from uer_ds.atomic import atomic_path
     from uer_ds.engine import build_engine, checkpoint as ckpt, describe, dist
     from uer_ds.engine.data import DataPosition, advance, batch_iterator
-    from uer_ds.models import Model, build_model, save_model
+    from uer_ds.models import Model, save_model
     from uer_ds.models.io import model_from_state
     from uer_ds.outputs import writing
     from uer_ds.train import Reporter, train
@@ -315,19 +356,9 @@ def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cf
     if resume is None and ckpt.is_checkpoint_dir(out):
         raise FileExistsError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose a new "
                               "--output_model_path")
-    pretrained = None
-    if args.pretrained_model_path and not args.resume:
-        from uer_ds.convert import read_pretrained_state
-
-        from uer_ds.convert import format_hint
-
-        pretrained, notes = read_pretrained_state(args.pretrained_model_path, cfg)
-        try:
-            notes += ckpt.check_pretrained(pretrained, build_model(cfg, device="meta"), args.pretrained_model_path,
-                                           args.allow_partial_load)
-        except ValueError as err:
-            raise ValueError(f"{err}.{format_hint(pretrained, args.pretrained_model_path)}") from None
-        for line in notes if os.environ.get("RANK", "0") == "0" else []:
+    if pretrained is not None:
+        pretrained, pretrained_notes = pretrained
+        for line in pretrained_notes if os.environ.get("RANK", "0") == "0" else []:
             print(f"pretrained: {line}", flush=True)
 
     if resume is not None and resume[1]:  # another number of processes: through the universal checkpoint

@@ -21,7 +21,9 @@ def add_model_tool_arguments(parser: argparse.ArgumentParser, output_required: b
     from uer_ds.compat import add_flag_aliases
 
     parser.add_argument("--load_model_path", required=True,
-                        help="uer_ds model directory, Hugging Face directory, or UER-py/TencentPretrain .bin")
+                        help="a uer_ds training run or one of its global_step<N> tags, a model directory, a fine-tuned "
+                             "task directory (its encoder), a Hugging Face directory (BERT, RoBERTa, ALBERT, GPT-2), "
+                             "or a UER-py/TencentPretrain .bin (uer_ds.convert.resolve)")
     parser.add_argument("--test_path", required=input_required, help="input text, one item per line (UTF-8)")
     parser.add_argument("--prediction_path", required=output_required, default=None,
                         help="output file" + ("" if output_required else " (default: standard output)"))
@@ -39,23 +41,31 @@ def add_model_shape_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tokenizer_and_model(args: argparse.Namespace, need_target: Union[None, str, tuple[str, ...]] = None):
-    """The vocabulary and the model --load_model_path names: a UER-py .bin is built from --config_path and
-    the model-shape flags; a directory from its own config, which the flags given must agree with."""
-    from uer_ds.cli.common import check_model_flags, model_config_with_vocab, resolve_config_default
-    from uer_ds.tools.common import load_model_for
+    """The vocabulary and the model --load_model_path names (any kind the resolver knows but ONNX): a
+    state-dict file (a UER-py .bin) is built from --config_path (default: the config beside it) and the
+    model-shape flags; a directory from its own config, which the flags given must agree with; --kernels
+    applies to both.  The model must fit the vocabulary and have a target the tool needs."""
+    from uer_ds.tools.common import check_model_for
 
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the model's vocabulary: --vocab_path or --spm_model_path")
     if args.seq_length <= 0:
         raise ValueError(f"seq_length has value {args.seq_length}: must be positive")
-    if Path(args.load_model_path).is_file():
-        resolve_config_default(args, args.load_model_path)
-        cfg = model_config_with_vocab(args, tokenizer)
-        return tokenizer, load_model_for(args.load_model_path, tokenizer, cfg, need_target)
-    model = load_model_for(args.load_model_path, tokenizer, None, need_target)
-    check_model_flags(args, model.config, args.load_model_path)
-    return tokenizer, model
+    return tokenizer, check_model_for(load_tool_model(args, tokenizer), tokenizer, need_target, args.load_model_path)
+
+
+def load_tool_model(args: argparse.Namespace, tokenizer):
+    """The Model --load_model_path names, as tokenizer_and_model describes (no checks against the tokenizer)."""
+    from uer_ds.cli.common import check_model_flags, model_config_with_vocab, resolve_config_default
+    from uer_ds.convert.resolve import resolve_model
+
+    source = resolve_model(args.load_model_path, "--load_model_path", config_path=args.config_path)
+    if source.kind in ("uer", "weights"):
+        base, _ = resolve_config_default(args, source)
+        return source.model(model_config_with_vocab(args, tokenizer, base=base))
+    cfg = check_model_flags(args, source.own_config(), args.load_model_path)
+    return source.model(kernels=cfg.kernels)
 
 
 def write_text(text: str, path: Optional[str]) -> None:

@@ -3,32 +3,53 @@
 Every conversion reads its input into one in-memory Checkpoint (our config, our state dict, extras)
 and writes that out, so READERS x WRITERS give the conversion matrix; CONVERSIONS maps (from, to) to
 a function(input, output, family, config_path=None) -> Report, and `uer-ds convert` derives its
-choices from it.  A new source is one more READERS entry (a ZeRO checkpoint directory is one more
-entry of native.UER_DS_LAYOUTS, behind `--from uer_ds`).
+choices from it.  The input is recognised by the one resolver (convert.resolve.resolve_model), which
+every command that takes a model calls; `--from` must agree with what it finds there.
 """
 from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 from typing import Callable, Optional, Union
 
+from uer_ds.config import ModelConfig
 from uer_ds.convert.hf import FAMILIES, read_hf, write_hf
-from uer_ds.convert.native import read_uer_ds, write_uer_ds
+from uer_ds.convert.native import write_uer_ds
+from uer_ds.convert.resolve import KINDS, MODEL_KINDS, ModelSource, format_hint, resolve_model
 from uer_ds.convert.rules import Checkpoint, Report
-from uer_ds.convert.uer import read_uer, write_uer
+from uer_ds.convert.uer import convert_uer_state, write_uer
 
 PathLike = Union[str, os.PathLike]
-Reader = Callable[[PathLike, str, Optional[PathLike]], tuple[Checkpoint, Report]]
+Reader = Callable[[ModelSource, str], tuple[Checkpoint, Report]]
 Writer = Callable[[Checkpoint, PathLike, str], Report]
 
-# name -> reader(input, family, config_path) -> (checkpoint, report)
-READERS: dict[str, Reader] = {
-    "hf": lambda path, family, config_path: read_hf(path, family),
-    "uer": lambda path, family, config_path: read_uer(path, config_path, "uer"),
+
+def _read_uer(fmt: str) -> Reader:
+    def read(source: ModelSource, family: str) -> tuple[Checkpoint, Report]:
+        if source.given_config is None and source.config_file is None:
+            raise ValueError(f"--from {fmt} needs --config_path: the checkpoint file holds no model config and none "
+                             f"is beside it (give the UER JSON config it was trained with, or a shipped name such as "
+                             "bert/base)")
+        cfg = ModelConfig.from_json(source.given_config or source.config_file)
+        ckpt, report = convert_uer_state(source.state(), cfg, str(source.path), fmt)
+        if source.given_config is None:
+            report.notes.append(f"model config: {source.config_file} (beside the checkpoint; --config_path overrides it)")
+        return ckpt, report
+    return read
+
+
+def _read_uer_ds(source: ModelSource, family: str) -> tuple[Checkpoint, Report]:
+    ckpt = source.checkpoint()
+    return ckpt, Report(converted=len(ckpt.state), notes=[f"read uer_ds {source.description}"])
+
+
+# name -> (the kinds of path it reads (convert.resolve.KINDS), reader(source, family) -> (checkpoint, report))
+READERS: dict[str, tuple[tuple[str, ...], Reader]] = {
+    "hf": (("hf",), lambda source, family: read_hf(source.path, family)),
+    "uer": (("uer", "weights"), _read_uer("uer")),
     # TencentPretrain saves the same layout as UER-py >= 1.0 for these families (checked at its HEAD)
-    "tencentpretrain": lambda path, family, config_path: read_uer(path, config_path, "tencentpretrain"),
-    "uer_ds": lambda path, family, config_path: read_uer_ds(path),
+    "tencentpretrain": (("uer", "weights"), _read_uer("tencentpretrain")),
+    "uer_ds": (("model", "run", "tag", "task"), _read_uer_ds),
 }
 # name -> writer(checkpoint, output, family) -> report
 WRITERS: dict[str, Writer] = {
@@ -49,13 +70,23 @@ def check_family(ckpt: Checkpoint, family: str) -> None:
 
 def convert(source: str, dest: str, input_path: PathLike, output_path: PathLike, family: str,
             config_path: Optional[PathLike] = None) -> Report:
-    """Read `input_path` in format `source`, write `output_path` in format `dest`; the merged report."""
+    """Read `input_path` in format `source`, write `output_path` in format `dest`; the merged report.
+    The input is recognised by the one resolver (convert.resolve), which must find it of `source`'s kinds."""
     if family not in FAMILIES:
         raise ValueError(f"model has value '{family}': must be one of {', '.join(FAMILIES)}")
-    ckpt, read_report = READERS[source](input_path, family, config_path)
+    kinds, read = READERS[source]
+    model = resolve_model(input_path, "--input", kinds=MODEL_KINDS, config_path=config_path)
+    if model.kind not in kinds:
+        raise ValueError(f"--from {source}: --input {input_path} is {model.description}; --from {source} reads "
+                         + "; ".join(KINDS[k] for k in kinds) + f" (use --from {_format_of(model.kind)})")
+    ckpt, read_report = read(model, family)
     if source != "hf":
         check_family(ckpt, family)
     return read_report.merge(WRITERS[dest](ckpt, output_path, family))
+
+
+def _format_of(kind: str) -> str:
+    return next(name for name, (kinds, _) in READERS.items() if kind in kinds)
 
 
 CONVERSIONS: dict[tuple[str, str], Callable[..., Report]] = {
@@ -67,81 +98,5 @@ def convert_hf_to_uer_ds(input_dir: PathLike, output_dir: PathLike, family: str)
     return convert("hf", "uer_ds", input_dir, output_dir, family)
 
 
-def load_any_model(path: PathLike, config_path: Optional[PathLike] = None, uer_layer_norm: bool = True):
-    """A Model from a uer_ds model directory, a training checkpoint directory or one of its
-    global_step<N> tags, a Hugging Face directory (config.json with model_type) or a UER-py/TencentPretrain
-    .bin (with `config_path`); what the tools' --load_model_path takes.  A UER-py file computes with
-    UER-py's LayerNorm (uer.use_uer_layer_norm) unless uer_layer_norm is False, so the tools give UER-py's
-    outputs for UER-py's models."""
-    from uer_ds.convert.native import is_checkpoint_dir
-    from uer_ds.convert.uer import use_uer_layer_norm
-    from uer_ds.models import build_model, load_model
-    from uer_ds.models.io import load_state_dict_checked
-    from uer_ds.textfile import load_json
-
-    path = Path(path)
-    from_uer = False
-    if path.is_dir() and is_checkpoint_dir(path):  # a training checkpoint (or one of its tags): gather it
-        ckpt, _ = read_uer_ds(path)
-    elif path.is_dir():
-        hf_type = None
-        if (path / "config.json").is_file():
-            hf_type = load_json(path / "config.json", "load_model_path").get("model_type")
-        if hf_type is None:
-            return load_model(path)
-        if hf_type not in FAMILIES:
-            raise ValueError(f"{path}: Hugging Face model_type '{hf_type}' is not one of {', '.join(FAMILIES)}")
-        ckpt, _ = read_hf(path, hf_type)
-    elif path.is_file():
-        ckpt, _ = read_uer(path, config_path)
-        from_uer = True
-    else:
-        raise FileNotFoundError(f"load_model_path '{path}': no such file or directory")
-    model = build_model(ckpt.config, device="meta").to_empty(device="cpu")
-    model.init_weights()
-    load_state_dict_checked(model, {k: v.float() for k, v in ckpt.state.items()}, str(path), strict=True)
-    if from_uer and uer_layer_norm:
-        use_uer_layer_norm(model)
-    return model.eval()
-
-
-# key prefixes of Hugging Face checkpoints (pytorch_model.bin / model.safetensors of BERT, RoBERTa, ALBERT, GPT-2)
-HF_PREFIXES = ("bert.", "roberta.", "albert.", "transformer.h.", "transformer.wte.", "cls.predictions.",
-               "embeddings.word_embeddings.", "encoder.layer.", "h.0.", "wte.")
-
-
-def format_hint(state: dict, path: PathLike) -> str:
-    """A sentence for a mismatch error: what to run when `state` is another format's checkpoint."""
-    if any(k.startswith(HF_PREFIXES) for k in state):
-        return (f" {path} looks like a Hugging Face checkpoint: convert it first with `uer-ds convert --from hf "
-                "--to uer_ds --model bert|roberta|albert|gpt2 --input DIR --output OUT`")
-    return (" (a checkpoint of another format converts with `uer-ds convert --from hf|uer|tencentpretrain --to "
-            "uer_ds`; UER-py/TencentPretrain files load directly)")
-
-
-def read_pretrained_state(path: PathLike, cfg) -> tuple[dict, list[str]]:
-    """--pretrained_model_path's weights by uer_ds key, and report lines: what engine.checkpoint's
-    read_pretrained reads (model and checkpoint directories, .safetensors/.bin), with a UER-py or
-    TencentPretrain state dict (any layout UER-py has used) converted in memory for model config `cfg`
-    (its pre-training targets that the file has; fine-tuning heads and other keys are reported)."""
-    from uer_ds.convert.uer import TARGETS, convert_uer_state, looks_like_uer
-    from uer_ds.engine.checkpoint import read_pretrained
-
-    state = read_pretrained(path)
-    if not looks_like_uer(state):
-        return state, []
-    targets = tuple(t for t in cfg.target if t in TARGETS)
-    tie = cfg.tie_weights and any(t in ("mlm", "lm") for t in targets)
-    ckpt, report = convert_uer_state(state, cfg.replace(target=targets, tie_weights=tie), str(path))
-    notes = [f"{report.notes[0]}: converted {report.converted} tensors to uer_ds's names in memory"
-             " (`uer-ds convert --from uer --to uer_ds` writes them once)"]
-    notes += report.notes[1:]
-    if report.unused_input:
-        shown = ", ".join(report.unused_input[:8]) + (" ..." if len(report.unused_input) > 8 else "")
-        notes.append(f"keys of {path} not used ({len(report.unused_input)}): {shown}")
-    return ckpt.state, notes
-
-
-__all__ = ["CONVERSIONS", "MODEL_FAMILIES", "READERS", "WRITERS", "Checkpoint", "Report", "convert",
-           "convert_hf_to_uer_ds", "format_hint",
-           "load_any_model", "read_pretrained_state"]
+__all__ = ["CONVERSIONS", "MODEL_FAMILIES", "READERS", "WRITERS", "Checkpoint", "ModelSource", "Report", "convert",
+           "convert_hf_to_uer_ds", "format_hint", "resolve_model"]

@@ -4,15 +4,15 @@ A model directory is `config.json` + `model.safetensors` (uer_ds.models.io); a c
 `extra.safetensors`: tensors from the source checkpoint that the model has no place for, and the
 source's config in its metadata, so `--to hf` can restore them exactly.  Nothing else reads it.
 
-`--from uer_ds` reads any directory kind listed in UER_DS_LAYOUTS; a DeepSpeed ZeRO checkpoint
-directory (issue #4) is one more entry there: (description, recognise(path), read(path) -> Checkpoint).
+What a path is (a model directory, a training run, ...) is decided by the one resolver,
+uer_ds.convert.resolve, which reads the extras with `read_extra`.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 import torch
 from safetensors import safe_open
@@ -22,10 +22,6 @@ from uer_ds.convert.rules import Checkpoint, Report, common_dtype, new_directory
 
 PathLike = Union[str, os.PathLike]
 EXTRA_NAME = "extra.safetensors"
-
-
-def is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
 def read_extra(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -41,51 +37,6 @@ def read_extra(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(f"{extra_path}: not a readable safetensors file ({err})") from None
     meta = {k: json.loads(v) for k, v in metadata.items() if k != "format"}
     return tensors, meta
-
-
-def read_model_dir(path: Path) -> Checkpoint:
-    from uer_ds.models import load_model
-    from uer_ds.models.io import unique_state_dict
-
-    model = load_model(path)  # checks the weights against the config, key by key and shape by shape
-    extra, meta = read_extra(path)
-    return Checkpoint(model.config, unique_state_dict(model), extra, meta)
-
-
-def is_checkpoint_dir(path: Path) -> bool:
-    from uer_ds.engine.checkpoint import checkpoint_location
-
-    return checkpoint_location(path) is not None
-
-
-def read_checkpoint_dir(path: Path) -> Checkpoint:
-    """A training checkpoint (DeepSpeed ZeRO shards or pipeline layers), gathered to fp32 in this process;
-    its latest tag, or the tag directory given."""
-    from uer_ds.engine.checkpoint import checkpoint_location, export_state  # pulls in deepspeed
-    from uer_ds.models.io import model_from_state, unique_state_dict
-
-    cfg, state = export_state(*checkpoint_location(path))
-    return Checkpoint(cfg, unique_state_dict(model_from_state(cfg, state, str(path))), {}, {})
-
-
-# How `--from uer_ds` reads each kind of directory, tried in order.
-UER_DS_LAYOUTS: list[tuple[str, Callable[[Path], bool], Callable[[Path], Checkpoint]]] = [
-    ("model directory (config.json + model.safetensors)", is_model_dir, read_model_dir),
-    ("training checkpoint directory ('latest' + global_step<N>/, any ZeRO stage or pipeline) or one of its tags",
-     is_checkpoint_dir, read_checkpoint_dir),
-]
-
-
-def read_uer_ds(input_path: PathLike) -> tuple[Checkpoint, Report]:
-    path = Path(input_path)
-    if not path.is_dir():
-        raise NotADirectoryError(f"--input {path}: not a directory (uer_ds models are directories)")
-    for description, recognise, read in UER_DS_LAYOUTS:
-        if recognise(path):
-            ckpt = read(path)
-            return ckpt, Report(converted=len(ckpt.state), notes=[f"read uer_ds {description}"])
-    kinds = "; ".join(description for description, _, _ in UER_DS_LAYOUTS)
-    raise FileNotFoundError(f"--input {path}: not a uer_ds directory; expected one of: {kinds}")
 
 
 def write_uer_ds(ckpt: Checkpoint, output_dir: PathLike) -> Report:

@@ -1,13 +1,8 @@
 """Data processors: what each pre-training data layout feeds to which targets.
 
-One dict; `ModelConfig.data_processor` and `uer-ds preprocess --target` take their choices from it.
+The dict lives in uer_ds.registry (below the config, with the other registries); `ModelConfig.data_processor`
+and `uer-ds preprocess --target` take their choices from it.
 """
-DATA_PROCESSORS: dict[str, tuple[str, ...]] = {
-    "bert": ("mlm", "sp"),     # MLM + next-sentence prediction
-    "albert": ("mlm", "sp"),   # MLM + sentence-order prediction (same head, different pairs)
-    "mlm": ("mlm",),
-    "lm": ("lm",),
-    "bilm": ("bilm",),
-    "cls": ("cls",),
-    "s2s": ("s2s",),           # source<TAB>target lines: an LSTM decoder reads the encoder (UER-py's s2s)
-}
+from uer_ds.registry import DATA_PROCESSORS
+
+__all__ = ["DATA_PROCESSORS"]

@@ -1,4 +1,5 @@
-"""Checkpoint directories, export to one fp32 state dict, and reading pretrained weights.
+"""Checkpoint directories, their layout, and export to one fp32 state dict (what a path a user gives is,
+and reading pretrained weights from it, is uer_ds.convert.resolve's business).
 
     OUT/latest                     "global_step<N>", written last and atomically (uer_ds.atomic)
     OUT/global_step<N>/            DeepSpeed's files (model/optimizer states, ZeRO shards, pipeline layers)
@@ -84,19 +85,6 @@ def checkpoint_location(path: PathLike) -> Optional[tuple[Path, Optional[str]]]:
     if (path / METADATA).is_file() and (path / CONFIG).is_file():
         return path.parent, path.name
     return None
-
-
-def resolve_checkpoint(path: PathLike, tag: Optional[str] = None, flag: str = "--checkpoint") -> tuple[Path, str]:
-    """(checkpoint directory, tag) of what a user named: OUT (its `latest`, or `tag`) or OUT/global_step<N>
-    (that step; a different `tag` is an error).  Every command that reads a checkpoint takes both."""
-    location = checkpoint_location(path)
-    if location is None:
-        raise FileNotFoundError(f"{flag} '{path}': not a uer_ds checkpoint directory (no '{LATEST}') nor one of "
-                                f"its global_step<N> tags (no {METADATA} + {CONFIG})")
-    directory, named = location
-    if named is not None and tag is not None and tag != named:
-        raise ValueError(f"{flag} '{path}' is the tag {named}, but --tag is {tag}: give one of them")
-    return directory, named or tag or read_latest(directory)
 
 
 def read_metadata(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelConfig, dict, Path]:
@@ -273,24 +261,6 @@ def export_state(directory: PathLike, tag: Optional[str] = None) -> tuple[ModelC
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag_dir.name)
     return cfg, dict(state)
-
-
-def read_pretrained(path: PathLike) -> dict[str, torch.Tensor]:
-    """Weights by Model key from: a model directory (config.json + model.safetensors), a uer_ds
-    checkpoint directory or one of its tags (exported on the fly), or a .safetensors / .bin file."""
-    from uer_ds.convert.weights import read_weight_file
-
-    path = Path(path)
-    if path.is_dir():
-        location = checkpoint_location(path)
-        if location is not None:
-            return export_state(*location)[1]
-        if (path / "model.safetensors").is_file():
-            return read_weight_file(path / "model.safetensors")
-        raise FileNotFoundError(f"pretrained_model_path '{path}': a directory without model.safetensors, "
-                                f"'{LATEST}' or {METADATA} (neither a model directory nor a uer_ds checkpoint "
-                                "or one of its global_step<N> tags)")
-    return read_weight_file(path)
 
 
 def check_pretrained(state: dict[str, torch.Tensor], model: torch.nn.Module, source: str,

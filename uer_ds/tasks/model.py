@@ -116,11 +116,8 @@ def select_pretrained(state: dict[str, torch.Tensor], model: TaskModel, source: 
         detail = (f"missing keys {body_missing[:8]}{' ...' if len(body_missing) > 8 else ''}; "
                   f"unexpected keys {body_unexpected[:8]}{' ...' if len(body_unexpected) > 8 else ''}")
         if not allow_partial:
-            from uer_ds.convert import format_hint
-
             raise ValueError(f"{source}: the embedding/encoder does not match the model config ({detail}). Check "
-                             "--config_path against the pre-trained model, or pass --allow_partial_load."
-                             + format_hint(state, source))
+                             "--config_path against the pre-trained model, or pass --allow_partial_load.")
         notes.append(f"partial load (--allow_partial_load): {detail}")
     loaded_body = sum(1 for k in load if not k.startswith(HEAD_PREFIX))
     notes.append(f"loaded {loaded_body} embedding/encoder tensors from {source}")
@@ -167,8 +164,11 @@ def read_task_info(directory: Union[str, os.PathLike]) -> dict:
 
 
 def load_task_model(directory: Union[str, os.PathLike], build_heads: Callable[[ModelConfig, dict], dict],
-                    device: Union[str, torch.device] = "cpu") -> tuple[TaskModel, dict]:
-    """Rebuild a TaskModel from a task directory; `build_heads(cfg, task_info)` makes its heads."""
+                    device: Union[str, torch.device] = "cpu", config: Optional[ModelConfig] = None
+                    ) -> tuple[TaskModel, dict]:
+    """Rebuild a TaskModel from a task directory; `build_heads(cfg, task_info)` makes its heads.  `config`:
+    the saved config with runtime settings changed (kernels), else the saved one.  Reads this one format;
+    what a path is, is the resolver's business (uer_ds.convert.resolve)."""
     from safetensors.torch import load_file
 
     from uer_ds.models.io import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_checked
@@ -178,7 +178,7 @@ def load_task_model(directory: Union[str, os.PathLike], build_heads: Callable[[M
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory}: incomplete task model: {name} is missing")
-    cfg = ModelConfig.from_json(directory / CONFIG_NAME)
+    cfg = config or ModelConfig.from_json(directory / CONFIG_NAME)
     with torch.device("meta"):
         model = TaskModel(cfg, build_heads(cfg, info))
     model = model.to_empty(device=device)

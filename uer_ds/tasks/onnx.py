@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -67,8 +67,10 @@ def constant_layer_norm_widths(model: nn.Module) -> Iterator[None]:
             del module.forward
 
 
-def export_onnx(model: TaskModel, head: int, path: str, example: dict, opset: int = 17) -> None:
-    """Trace `model`'s head `head` on `example` (a collated batch with padding) into `path`."""
+def export_onnx(model: TaskModel, head: int, path: str, example: dict, opset: int = 17,
+                metadata: Optional[dict[str, str]] = None) -> None:
+    """Trace `model`'s head `head` on `example` (a collated batch with padding) into `path`; `metadata`
+    goes into the graph's metadata_props (the task.json `uer-ds infer` reads back)."""
     require_onnx()
     wrapper = OnnxWrapper(model.eval(), head).eval()
     axes = {"src": {0: "batch", 1: "seq"}, "seg": {0: "batch", 1: "seq"}, "logits": {0: "batch"}, "prob": {0: "batch"}}
@@ -80,7 +82,23 @@ def export_onnx(model: TaskModel, head: int, path: str, example: dict, opset: in
                           output_names=["logits", "prob"], dynamic_axes=axes, opset_version=opset, dynamo=False)
     import onnx
 
+    if metadata:
+        graph = onnx.load(path)
+        onnx.helper.set_model_props(graph, metadata)
+        onnx.save(graph, path)
     onnx.checker.check_model(path)
+
+
+def onnx_metadata(path: str) -> dict[str, str]:
+    """The metadata_props of an ONNX model (without loading its weights)."""
+    require_onnx()
+    import onnx
+
+    try:
+        graph = onnx.load(path, load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError and others
+        raise ValueError(f"{path}: not a readable ONNX model ({err})") from None
+    return {entry.key: entry.value for entry in graph.metadata_props}
 
 
 def onnx_session(path: str):
@@ -122,4 +140,4 @@ def padded_example(examples: Sequence[Example], collate: Callable[[list[Example]
     return collate(pair, head)
 
 
-__all__ = ["OnnxWrapper", "export_onnx", "onnx_session", "padded_example", "parity", "require_onnx"]
+__all__ = ["OnnxWrapper", "export_onnx", "onnx_metadata", "onnx_session", "padded_example", "parity", "require_onnx"]

@@ -262,10 +262,14 @@ def _finetune(task: Task, args: argparse.Namespace, lock_note: Optional[str]) ->
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
-    config_note = resolve_config_default(args, args.pretrained_model_path)
+    source = _pretrained_source(args)
+    base, config_note = resolve_config_default(args, source)
     notes = [line for line in (lock_note, config_note) if line] + accepted_notes(args)
-    cfg = model_config_with_vocab(args, tokenizer, targets=False)
+    cfg = model_config_with_vocab(args, tokenizer, targets=False, base=base)
     _check_arguments(args, cfg)
+    # read and check the pre-trained weights against the config now: a mismatch is named in the first
+    # second, before the data is read and DeepSpeed starts (issue 30: it once surfaced after 16-39 s)
+    pretrained = _read_pretrained(source, cfg, args) if source is not None and not args.resume else None
     if args.deepspeed_config is None:  # the default follows the job
         args.deepspeed_config, why = default_ds_config_name(cfg, int(os.environ.get("WORLD_SIZE", "1")),
                                                             args.seq_length)
@@ -303,7 +307,7 @@ def _finetune(task: Task, args: argparse.Namespace, lock_note: Optional[str]) ->
         for line in notes:
             print(line, flush=True)
     dist.barrier()
-    pretrained = _pretrained_body(args, cfg, make_model) if not args.resume else None
+    pretrained = _pretrained_body(args, pretrained, make_model) if not args.resume else None
 
     every = args.save_checkpoint_steps
     train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
@@ -371,25 +375,49 @@ def _finetune(task: Task, args: argparse.Namespace, lock_note: Optional[str]) ->
     return 0
 
 
-def _pretrained_body(args: argparse.Namespace, cfg, make_model) -> Optional[dict]:
-    """The embedding/encoder weights of --pretrained_model_path (any format, UER-py's converted in
-    memory), checked against the task model; report lines printed on rank 0."""
+def _pretrained_source(args: argparse.Namespace):
+    """--pretrained_model_path as the resolver recognises it (any model kind), or None."""
+    if not args.pretrained_model_path:
+        return None
+    from uer_ds.convert.resolve import resolve_model
+
+    return resolve_model(args.pretrained_model_path, "--pretrained_model_path", config_path=args.config_path)
+
+
+def _read_pretrained(source, cfg, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """(weights under uer_ds's names, report lines) of --pretrained_model_path, its embedding and encoder
+    checked against the model config (key by key, shape by shape; --allow_partial_load relaxes it)."""
+    from uer_ds.convert.resolve import format_hint
+    from uer_ds.models.model import Model
+
+    state, notes = source.pretrained_state(cfg)
+    with torch.device("meta"):
+        body = Model(body_config(cfg))
+    try:
+        select_pretrained(state, body, args.pretrained_model_path, args.allow_partial_load)
+    except ValueError as err:
+        raise ValueError(f"{err}{format_hint(state, args.pretrained_model_path)}") from None
+    return state, notes
+
+
+def _pretrained_body(args: argparse.Namespace, pretrained: Optional[tuple[dict, list[str]]], make_model
+                     ) -> Optional[dict]:
+    """The part of the pre-trained weights (_read_pretrained's) the task model takes, report lines printed
+    on rank 0."""
     from uer_ds.engine import dist
 
-    if not args.pretrained_model_path:
+    if pretrained is None:
         if dist.is_rank0():
             print("no --pretrained_model_path: every weight starts from random initialisation", flush=True)
         return None
-    from uer_ds.convert import read_pretrained_state
-
+    state, notes = pretrained
     with torch.device("meta"):
         shape_model = make_model()
-    state, notes = read_pretrained_state(args.pretrained_model_path, cfg)
-    pretrained, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
+    selected, more = select_pretrained(state, shape_model, args.pretrained_model_path, args.allow_partial_load)
     if dist.is_rank0():
         for line in notes + more:
             print(f"pretrained: {line}", flush=True)
-    return pretrained
+    return selected
 
 
 def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, history: list, best: dict,
@@ -485,33 +513,48 @@ def _infer_tokenizer(args: argparse.Namespace, info: dict):
     return tokenizer
 
 
-def _saved_task_model(task: Task, args: argparse.Namespace, device: torch.device):
-    """(model, task info, tokenizer) of a task model directory; the model-shape flags given must agree."""
+def _infer_model(task: Task, args: argparse.Namespace, device: torch.device):
+    """(forward(batch) -> the head's outputs, task info, tokenizer) of --load_model_path, recognised by the
+    resolver (uer_ds.convert.resolve): a task directory (the model-shape flags given must agree with it;
+    --kernels picks the implementation), a model UER-py's finetune/run_*.py wrote (.bin: its config and
+    head settings from the flags, as UER-py's inference scripts take them), or an ONNX model from `uer-ds
+    export onnx` (predicted through onnxruntime)."""
     from uer_ds.cli.common import check_model_flags
+    from uer_ds.config import ModelConfig
+    from uer_ds.convert.resolve import INFER_KINDS, MODEL_KINDS, resolve_model
 
-    info = read_info_checked(args.load_model_path, task)
+    source = resolve_model(args.load_model_path, "--load_model_path", kinds=MODEL_KINDS + ("onnx",),
+                           config_path=args.config_path)
+    if source.kind not in INFER_KINDS and not (source.kind == "weights" and task.uer_head):
+        raise ValueError(f"--load_model_path '{args.load_model_path}' is {source.description}, not a fine-tuned "
+                         f"model: fine-tune it first (uer-ds finetune {task.name} --pretrained_model_path "
+                         f"{args.load_model_path} ...), then infer with the directory that writes")
+    if source.kind in ("uer", "weights"):
+        return _uer_inference(task, args, source, device)
+    info = read_info_checked(source.task_info(), args.load_model_path, task)
     tokenizer = _infer_tokenizer(args, info)
     spec = info["heads"][_head_name(args, info)]
-    model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c, i["heads"]), device=device)
     head_values = {k: spec[k] for k in ("pooling", "labels_num") if k in spec}
-    cfg = check_model_flags(args, model.config, args.load_model_path, head_values)
+    saved = source.own_config() if source.kind == "task" else ModelConfig.from_dict(info["config"], "the ONNX model")
+    cfg = check_model_flags(args, saved, args.load_model_path, head_values)
     task.check_infer_flags(args, spec, args.load_model_path)
-    if cfg.kernels != model.config.kernels:  # --kernels: another implementation of the same weights
-        model, _ = load_task_model(args.load_model_path, lambda c, i: task.build_heads(c.replace(kernels=cfg.kernels),
-                                                                                        i["heads"]), device=device)
-    return model, info, tokenizer
+    if source.kind == "onnx":
+        if cfg.kernels != saved.kernels:
+            raise ValueError(f"--kernels {cfg.kernels}: {args.load_model_path} runs in onnxruntime, which has its own "
+                             "kernels; leave --kernels out")
+        forward, _ = source.onnx_forward()
+        return forward, info, tokenizer
+    model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), kernels=cfg.kernels, device=device)
+    return module_forward(model, device), info, tokenizer
 
 
-def _uer_task_model(task: Task, args: argparse.Namespace, device: torch.device):
-    """(model, task info, tokenizer) of a model fine-tuned by UER-py's finetune/run_*.py: a .bin state dict
+def _uer_inference(task: Task, args: argparse.Namespace, source, device: torch.device):
+    """(forward, task info, tokenizer) of a model fine-tuned by UER-py's finetune/run_*.py: a .bin state dict
     with UER-py's names, the model config from --config_path (default: beside the file, else bert/base)
     and the flags, the head's settings from the task's flags (--labels_num, --label2id_path, ...), as
     UER-py's inference scripts take them.  Converted in memory; computed with UER-py's LayerNorm, so
     the outputs are UER-py's."""
     from uer_ds.cli.common import model_config_with_vocab, resolve_config_default, tokenizer_from_args
-    from uer_ds.convert.uer import UER_HEADS, convert_uer_state, looks_like_uer, uer_head_state, use_uer_layer_norm
-    from uer_ds.convert.weights import read_weight_file
-    from uer_ds.models.io import load_state_dict_checked
 
     path = args.load_model_path
     tokenizer = tokenizer_from_args(args)
@@ -522,25 +565,15 @@ def _uer_task_model(task: Task, args: argparse.Namespace, device: torch.device):
         raise ValueError(f"{path}: a file, not a task model directory; UER-py checkpoints load for "
                          f"{', '.join(_uer_tasks())}, not '{task.name}' (convert its body with `uer-ds convert` and "
                          "fine-tune here)")
-    resolve_config_default(args, path)
-    cfg = model_config_with_vocab(args, tokenizer, targets=False)
-    state = read_weight_file(path)
-    if not looks_like_uer(state):
+    if source.kind != "uer":
         raise ValueError(f"{path}: a weight file without UER-py's key names; give a task model directory written by "
                          "`uer-ds finetune`, or a model fine-tuned by UER-py's finetune/run_*.py")
-    head = uer_head_state(state, kind, task.name)
-    if not head:
-        raise ValueError(f"{path} has no {task.name} head (UER-py's {', '.join(UER_HEADS[kind])}): was it "
-                         f"fine-tuned by UER-py's run_{task.name}.py?")
-    spec = task.uer_spec(args, cfg, head)
-    body, _ = convert_uer_state(state, body_config(cfg), path)
-    with torch.device("meta"):
-        model = TaskModel(cfg, task.build_heads(cfg, {task.name: spec}))
-    model = model.to_empty(device=device)
-    model.init_weights()
-    load_state_dict_checked(model, {**body.state, **head}, path, strict=True)
+    base, _ = resolve_config_default(args, source)
+    cfg = model_config_with_vocab(args, tokenizer, targets=False, base=base)
+    model, spec = source.uer_task_model(cfg, kind, task.name, lambda head: task.uer_spec(args, cfg, head),
+                                        lambda c, specs: task.build_heads(c, specs), device)
     info = {"task": task.name, "heads": {task.name: spec}, "seq_length": args.seq_length or UER_SEQ_LENGTH}
-    return use_uer_layer_norm(model).eval(), info, tokenizer
+    return module_forward(model, device), info, tokenizer
 
 
 def _uer_tasks() -> list[str]:
@@ -563,10 +596,7 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise ValueError(f"--batch_size has value {args.batch_size}: must be positive")
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if Path(args.load_model_path).is_file():
-        model, info, tokenizer = _uer_task_model(task, args, device)
-    else:
-        model, info, tokenizer = _saved_task_model(task, args, device)
+    forward, info, tokenizer = _infer_model(task, args, device)
     names = list(info["heads"])
     head_name = _head_name(args, info)
     spec = info["heads"][head_name]
@@ -578,7 +608,7 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False, args=args)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
-    outputs = predict_examples(module_forward(model, device), examples, names.index(head_name),
+    outputs = predict_examples(forward, examples, names.index(head_name),
                                batch_maker(task, names, pad_id, tokenizer), args.batch_size,
                                desc=None if args.no_progress else "predict")
     with atomic_path(args.prediction_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -590,13 +620,11 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     return 0
 
 
-def read_info_checked(directory: str, task: Task) -> dict:
-    from uer_ds.tasks.model import read_task_info
-
-    info = read_task_info(directory)
+def read_info_checked(info: dict, source: str, task: Task) -> dict:
+    """A fine-tuned model's task.json, checked to serve `task` (its own, or one it reads models of)."""
     compatible = {task.name} | set(getattr(task, "reads_models_of", ()))
     if info.get("task") not in compatible:
-        raise ValueError(f"{directory} holds a '{info.get('task')}' model, not one for '{task.name}'")
+        raise ValueError(f"{source} holds a '{info.get('task')}' model, not one for '{task.name}'")
     return info
 
 

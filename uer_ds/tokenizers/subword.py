@@ -22,9 +22,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from uer_ds.registry import SUBWORD_TYPES  # noqa: F401 (re-exported: the names live with the other registries)
 from uer_ds.tokenizers.vocab import Vocab
 
-SUBWORD_TYPES = ("none", "char")
 MAX_WIDTH = 16  # characters kept per word (longer words are cut; Chinese words are 1-4 characters)
 NO_CHAR = -1
 

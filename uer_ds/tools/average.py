@@ -1,7 +1,7 @@
 """Average several checkpoints of one model (UER-py's scripts/average_models.py), parameter by parameter.
 
-Inputs are uer_ds directories (anything `convert --from uer_ds` reads; the output is a model
-directory) or weight files (.safetensors / .bin state dicts, UER-py's included; the output's suffix
+Inputs are model directories (any the resolver, uer_ds.convert.resolve, reads: runs, tags, model,
+task and Hugging Face directories; the output is a model directory) or weight files (.safetensors / .bin state dicts, UER-py's included; the output's suffix
 picks the format, .bin for UER-py).  Sums run in float64 and are cast back, so averaging copies of one
 checkpoint gives it back exactly.  Keys, shapes, dtypes and (for directories) model configs must agree.
 """
@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from uer_ds.convert.native import read_uer_ds, write_uer_ds
+from uer_ds.convert.native import write_uer_ds
+from uer_ds.convert.resolve import resolve_model
 from uer_ds.convert.rules import Checkpoint, new_file
-from uer_ds.convert.weights import read_weight_file
 
 PathLike = Union[str, os.PathLike]
 
@@ -59,12 +59,12 @@ def average(inputs: Sequence[PathLike], output: PathLike) -> int:
     """Average `inputs` into `output`; returns the number of tensors."""
     if len(inputs) < 2:
         raise ValueError(f"give two or more checkpoints to average (got {len(inputs)})")
-    paths = [Path(p) for p in inputs]
-    kinds = {p.is_dir() for p in paths}
+    sources = [resolve_model(p, "--model_list_path") for p in inputs]
+    kinds = {s.kind in ("uer", "weights") for s in sources}
     if len(kinds) != 1:
         raise ValueError("inputs mix directories and files; average model directories or weight files, not both")
-    if kinds == {True}:
-        ckpts = [(str(p), read_uer_ds(p)[0]) for p in tqdm(paths, desc="reading", disable=None)]
+    if kinds == {False}:  # directories: read under uer_ds's names (runs gathered, task directories' encoders)
+        ckpts = [(str(s.path), s.checkpoint()) for s in tqdm(sources, desc="reading", disable=None)]
         first = ckpts[0][1]
         for source, ckpt in ckpts[1:]:
             difference = _config_difference(first.config, ckpt.config)
@@ -73,7 +73,7 @@ def average(inputs: Sequence[PathLike], output: PathLike) -> int:
         state = average_states([(s, c.state) for s, c in ckpts])
         write_uer_ds(Checkpoint(first.config, state), output)
         return len(state)
-    state = average_states([(str(p), read_weight_file(p)) for p in tqdm(paths, desc="reading", disable=None)])
+    state = average_states([(str(s.path), s.state()) for s in tqdm(sources, desc="reading", disable=None)])
     output = Path(output)
     with new_file(output) as tmp:
         if output.suffix == ".safetensors":

@@ -9,10 +9,8 @@ turn (vocab_size, and max_seq_length where a position embedding says it, taken f
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -30,6 +28,7 @@ class Contents:
     config: Optional[ModelConfig]    # the checkpoint's own config, where it has one
     hf_type: Optional[str] = None
     heads: tuple[str, ...] = ()      # a fine-tuned task model's heads (task.json): target.<head>.* keys
+    config_source: str = "its own config"  # where `config` came from
 
 
 @dataclass
@@ -40,36 +39,20 @@ class Fit:
 
 
 def read_contents(path: PathLike) -> Contents:
-    """The tensors at `path` as stored (keys as the file names them), their scheme and own config."""
-    from uer_ds.convert.uer import LAYOUTS, WORD_KEY
-    from uer_ds.convert.weights import read_weight_file, read_weights
-    from uer_ds.engine.checkpoint import checkpoint_location, export_state
+    """The tensors at `path` as stored (keys as the file names them), their scheme and own config; what
+    the path is, the resolver (uer_ds.convert.resolve) says."""
+    from uer_ds.convert.resolve import resolve_model
 
-    path = Path(path)
-    if path.is_dir():
-        location = checkpoint_location(path)
-        if location is not None:
-            cfg, state = export_state(*location)
-            return Contents(state, "uer_ds", cfg)
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{path}: neither a model directory (config.json) nor a uer_ds checkpoint")
-        values = json.loads(config_file.read_text(encoding="utf-8"))
-        if "model_type" in values:
-            return Contents(read_weights(path), "hf", None, values["model_type"])
-        heads = ()
-        if (path / "task.json").is_file():
-            heads = tuple(json.loads((path / "task.json").read_text(encoding="utf-8")).get("heads", {}))
-        return Contents(read_weight_file(path / "model.safetensors"), "uer_ds", ModelConfig.from_json(config_file),
-                        heads=heads)
-    if not path.exists():
-        raise FileNotFoundError(f"load_model_path '{path}': no such file or directory")
-    tensors = read_weight_file(path)
-    heads = _task_heads(tensors)
-    uer = any(WORD_KEY[layout] in tensors for layout in LAYOUTS) and \
-        any(".linear_layers." in k or ".gamma" in k or k.startswith("target.mlm_") for k in tensors)
-    legacy = WORD_KEY["legacy"] in tensors
-    return Contents(tensors, "uer" if uer or legacy else "uer_ds", None, heads=() if uer or legacy else heads)
+    source = resolve_model(path, "--load_model_path")
+    tensors = source.state()
+    if source.kind == "hf":
+        return Contents(tensors, "hf", None, source.hf_type)
+    own = f"{source.config_file} (its own)" if source.config_file is not None else "its own config"
+    if source.kind == "uer":
+        return Contents(tensors, "uer", source.own_config(), config_source=own)
+    heads = tuple(source.task_info().get("heads", {})) if source.kind == "task" else \
+        _task_heads(tensors) if source.kind == "weights" else ()
+    return Contents(tensors, "uer_ds", source.own_config(), heads=heads, config_source=own)
 
 
 def _task_heads(tensors: dict[str, torch.Tensor]) -> tuple[str, ...]:
@@ -147,7 +130,7 @@ def candidate_configs(contents: Contents, config_path: Optional[PathLike]) -> li
     if config_path is not None:
         return [(str(config_path), ModelConfig.from_json(resolve_config_path(config_path)))]
     if contents.config is not None:
-        return [("its own config.json", contents.config)]
+        return [(contents.config_source, contents.config)]
     return [(name, ModelConfig.from_json(name)) for name in shipped_config_names()]
 
 

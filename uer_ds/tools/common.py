@@ -1,10 +1,10 @@
-"""What the model tools share: loading a model with its tokenizer, reading input lines (every line,
+"""What the model tools share: checking a model against its tokenizer, reading input lines (every line,
 by uer_ds.textfile's rules, so outputs stay aligned with the input), batching, turning tokens back
 into text, and writing outputs whole.  Errors about a line name it as file:line."""
 from __future__ import annotations
 
 import os
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import torch
 
@@ -15,14 +15,11 @@ from uer_ds.tokenizers.bert import is_cjk, is_punctuation
 PathLike = Union[str, os.PathLike]
 
 
-def load_model_for(path: PathLike, tokenizer: Tokenizer, config_path: Optional[PathLike] = None,
-                   need_target: Union[None, str, tuple[str, ...]] = None):
-    """The model at `path` (uer_ds / Hugging Face directory, or UER .bin with config_path), in eval mode,
-    checked against the tokenizer's vocabulary and, if given, for a target it must have (a tuple: one
-    of them).  ValueError names the path and what is missing."""
-    from uer_ds.convert import load_any_model
-
-    model = load_any_model(path, config_path)
+def check_model_for(model, tokenizer: Tokenizer, need_target: Union[None, str, tuple[str, ...]] = None,
+                    path: PathLike = "the model"):
+    """`model` (loaded by the resolver, uer_ds.convert.resolve) checked against the tokenizer's vocabulary
+    and, if given, for a target it must have (a tuple: one of them); returned.  ValueError names the path
+    and what is missing."""
     if model.config.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"{path}: the model's vocab_size is {model.config.vocab_size} but the vocabulary "
                          f"{tokenizer.vocab.source} has {tokenizer.vocab_size} entries; give the vocabulary it was "

@@ -27,24 +27,6 @@ def text_token(token: str) -> str:
     return "".join(f"\\u{ord(ch):04x}" if ch.isspace() else ch for ch in token)
 
 
-def load_task_or_model(path: PathLike, tokenizer: Tokenizer, config_path=None):
-    """load_model_for, and fine-tuned task model directories too (their heads rebuilt from task.json)."""
-    from uer_ds.tasks.model import TASK_FILE
-    from uer_ds.tools.common import load_model_for
-
-    if not (Path(path) / TASK_FILE).is_file():
-        return load_model_for(path, tokenizer, config_path)
-    from uer_ds.tasks import TASKS
-    from uer_ds.tasks.model import load_task_model
-
-    model, info = load_task_model(path, lambda cfg, info: TASKS[info["task"]].build_heads(cfg, info["heads"]))
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(f"{path}: the model's vocab_size is {model.config.vocab_size} but the vocabulary "
-                         f"{tokenizer.vocab.source} has {tokenizer.vocab_size} entries; give the vocabulary it was "
-                         "trained with")
-    return model
-
-
 def embedding_matrix(model) -> np.ndarray:
     """(vocab_size, emb_size) float32: the word embedding (the first stream's for a dual model)."""
     return model.embedding.word_embedding().weight.detach().float().cpu().numpy()

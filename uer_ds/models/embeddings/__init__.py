@@ -1,14 +1,8 @@
-"""Embedding registry: UER-py's names for the parts of the embedding sum."""
+"""Embedding registry: UER-py's names for the parts of the embedding sum (uer_ds.registry.EMBEDDINGS)."""
+from uer_ds import registry
 from uer_ds.models.embeddings.embedding import DualEmbedding, Embedding
-from uer_ds.models.embeddings.parts import PosEmbedding, SegEmbedding, SinusoidalPosEmbedding, WordEmbedding
 
-EMBEDDINGS = {
-    "word": WordEmbedding,
-    "pos": PosEmbedding,
-    "seg": SegEmbedding,
-    "sinusoidalpos": SinusoidalPosEmbedding,
-    "dual": DualEmbedding,  # a whole embedding of its own: one Embedding per stream
-}
+EMBEDDINGS = registry.implementations(registry.EMBEDDINGS)  # name -> class
 
 
 def build_embedding(cfg):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer_ds.config import ModelConfig
+from uer_ds.registry import SUBENCODERS, locate
 
 
 def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,6 @@ class CnnSubencoder(nn.Module):
         return x.max(dim=-1).values  # (N, E)
 
 
-SUBENCODERS = {"avg": AvgSubencoder, "lstm": LstmSubencoder, "gru": GruSubencoder, "cnn": CnnSubencoder}
 
 
 class SubwordEmbedding(nn.Module):
@@ -74,7 +74,7 @@ class SubwordEmbedding(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.embedding = nn.Embedding(cfg.sub_vocab_size, cfg.emb_size)
-        self.subencoder = SUBENCODERS[cfg.subencoder](cfg)
+        self.subencoder = locate(SUBENCODERS[cfg.subencoder])(cfg)
 
     def forward(self, sub: torch.Tensor) -> torch.Tensor:
         b, t, c = sub.shape

@@ -39,7 +39,6 @@ class AttnLayer(nn.Module):
 
 
 class AttnEncoder(nn.Module):
-    causal = None  # follows the config's `mask`
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

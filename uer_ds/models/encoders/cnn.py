@@ -48,7 +48,6 @@ class CausalConvStack(nn.Module):
 class CnnEncoder(nn.Module):
     """emb (B, T, E) -> layers_num causal convolutions -> (B, T, H)."""
 
-    causal = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -89,7 +88,6 @@ class RcnnEncoder(nn.Module):
 class CrnnEncoder(nn.Module):
     """emb -> layers_num causal convolutions -> LSTM (layers_num layers) -> dropout -> (B, T, H)."""
 
-    causal = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

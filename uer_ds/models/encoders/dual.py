@@ -10,7 +10,6 @@ from uer_ds.config import ModelConfig
 
 
 class DualEncoder(nn.Module):
-    causal = False  # a siamese body for the classifier, never under a pre-training target
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

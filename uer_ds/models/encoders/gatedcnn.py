@@ -27,7 +27,6 @@ class GatedConv(nn.Module):
 class GatedcnnEncoder(nn.Module):
     """A first gated conv (emb -> hidden), then residual blocks of `block_size` gated convs."""
 
-    causal = True  # position t sees positions <= t only (serves `lm`)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -113,10 +113,8 @@ class GruEncoder(RnnEncoder):
 class BilstmEncoder(RnnEncoder):
     bidirectional_cell = BidirectionalLSTM
     bidirectional = True
-    causal = False
 
 
 class BigruEncoder(RnnEncoder):
     bidirectional_cell = BidirectionalGRU
     bidirectional = True
-    causal = False

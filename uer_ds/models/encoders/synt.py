@@ -21,6 +21,7 @@ from torch import nn
 from uer_ds.config import ModelConfig
 from uer_ds.models.encoders.attn import key_padding_mask
 from uer_ds.models.layers import LayerNorm, PositionwiseFeedForward
+from uer_ds.registry import SYNTHESIZERS, locate
 
 
 class Synthesizer(nn.Module):
@@ -80,7 +81,6 @@ class RandomSynthesizer(Synthesizer):
         return self.random[:, :t, :t].unsqueeze(0)  # (1, nh, T, T)
 
 
-SYNTHESIZERS = {"dense": DenseSynthesizer, "random": RandomSynthesizer}
 
 
 class SyntLayer(nn.Module):
@@ -89,7 +89,7 @@ class SyntLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.pre_ln = cfg.layernorm_positioning == "pre"
-        self.synthesizer = SYNTHESIZERS[cfg.synt_type](cfg)
+        self.synthesizer = locate(SYNTHESIZERS[cfg.synt_type])(cfg)
         self.layer_norm_1 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
         self.feed_forward = PositionwiseFeedForward(cfg.hidden_size, cfg.feedforward_size, cfg.hidden_act)
         self.layer_norm_2 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
@@ -105,7 +105,6 @@ class SyntLayer(nn.Module):
 
 
 class SyntEncoder(nn.Module):
-    causal = None  # follows the config's `mask`
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

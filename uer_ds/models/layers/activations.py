@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from uer_ds import registry
+
 
 def gelu_fast(x: torch.Tensor) -> torch.Tensor:
     """The tanh approximation of GELU (GPT-2's `gelu_new`)."""
@@ -16,11 +18,5 @@ def linear(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_fast": gelu_fast,
-    "relu": F.relu,
-    "silu": F.silu,
-    "tanh": torch.tanh,
-    "linear": linear,
-}
+# name -> function; the names live in uer_ds.registry.ACTIVATIONS
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = registry.implementations(registry.ACTIVATIONS)

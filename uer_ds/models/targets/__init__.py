@@ -1,18 +1,8 @@
-"""Target registry (UER-py's names); every target returns a TargetResult."""
+"""Target registry (UER-py's names, uer_ds.registry.TARGETS); every target returns a TargetResult."""
+from uer_ds import registry
 from uer_ds.models.targets.base import IGNORE_INDEX, TargetResult
-from uer_ds.models.targets.cls import ClsTarget, pool
-from uer_ds.models.targets.lm import BilmTarget, LmTarget
-from uer_ds.models.targets.mlm import MlmTarget
-from uer_ds.models.targets.s2s import S2sTarget
-from uer_ds.models.targets.sp import SpTarget
+from uer_ds.models.targets.cls import pool
 
-TARGETS = {
-    "mlm": MlmTarget,
-    "sp": SpTarget,
-    "lm": LmTarget,
-    "bilm": BilmTarget,
-    "cls": ClsTarget,
-    "s2s": S2sTarget,
-}
+TARGETS = registry.implementations(registry.TARGETS)  # name -> class
 
 __all__ = ["IGNORE_INDEX", "TARGETS", "TargetResult", "pool"]
