@@ -264,10 +264,15 @@ def test_kernels_triton_runs_the_triton_kernels_in_the_tools(paths, tmp_path):
     common = ["extract-features", "--load_model_path", str(tmp_path / "m"), "--vocab_path", str(VOCAB),
               "--test_path", str(lines), "--pooling", "mean"]
     assert main(common + ["--prediction_path", str(tmp_path / "torch.npy"), "--kernels", "torch"]) == 0
-    code = ("import uer_ds.kernels.triton_ops as ops; calls = {'layer_norm': 0, 'attention': 0}\n"
-            "def counted(name):\n    inner = getattr(ops, name)\n"
-            "    def call(*a, **k):\n        calls[name] += 1\n        return inner(*a, **k)\n    return call\n"
-            "ops.layer_norm, ops.attention = counted('layer_norm'), counted('attention')\n"
+    # the kernel package's one door, as the model's dispatch loads it (once); a post-LN sublayer takes the fused
+    # bias+dropout+residual+LayerNorm and a packed batch the varlen attention: each counts for its family
+    code = ("from uer_ds.models.layers.dispatch import triton_ops; ops = triton_ops()\n"
+            "calls = {'layer_norm': 0, 'attention': 0}\n"
+            "def counted(name, family):\n    inner = getattr(ops, name)\n"
+            "    def call(*a, **k):\n        calls[family] += 1\n        return inner(*a, **k)\n    return call\n"
+            "for name, family in [('layer_norm', 'layer_norm'), ('bias_dropout_add_layer_norm', 'layer_norm'),\n"
+            "                     ('attention', 'attention'), ('varlen_attention', 'attention')]:\n"
+            "    setattr(ops, name, counted(name, family))\n"
             "from uer_ds.cli import main\n"
             f"rc = main({common + ['--prediction_path', str(tmp_path / 'triton.npy'), '--kernels', 'triton']!r})\n"
             "print(rc, calls)")
