@@ -91,6 +91,8 @@ class Reporter:
                   "tokens_per_s": total[width] / elapsed, "samples_per_s": total[width + 1] / elapsed}
         for i, name in enumerate(self.names):
             loss_sum, correct, denominator = total[1 + 3 * i: 4 + 3 * i]
+            if denominator == 0 and len(self.names) > 1:
+                continue  # no prediction of this head in the window (a schedule's task not trained in it)
             if len(self.names) > 1 or name != "loss":
                 record[f"{name}_loss"] = loss_sum / max(denominator, 1)
                 record[f"{name}_acc"] = correct / max(denominator, 1)

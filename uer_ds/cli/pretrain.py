@@ -77,7 +77,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset_path", required=True, help="dataset prefix written by `uer-ds preprocess`")
+    parser.add_argument("--dataset_path", help="dataset prefix written by `uer-ds preprocess` (or --schedule)")
+    parser.add_argument("--schedule",
+                        help="ERNIE 2.0's continual multi-task pre-training: a JSON schedule of tasks (datasets) and "
+                             "stages (uer_ds/data/schedule.py), instead of --dataset_path")
     parser.add_argument("--pretrained_model_path",
                         help="initial weights: a model directory, a uer_ds checkpoint directory or one of its "
                              "global_step<N> tags, a .safetensors/.bin file, or a UER-py/TencentPretrain .bin "
@@ -118,7 +121,10 @@ def _check_against_dataset(cfg: ModelConfig, meta: dict, dataset_path: str, args
 def _model_config(args: argparse.Namespace, meta: dict, subwords=None) -> ModelConfig:
     from uer_ds.cli.common import with_sub_vocab
 
-    cfg = model_config_from_args(args)
+    # the head sizes a dataset fixes (ERNIE 2.0's sentence_reorder_segments, discourse_labels_num) and a
+    # schedule's targets (issue 27), merged like flags and validated once
+    fixed = dict(meta.get("head_config") or {}, **({"target": list(meta["targets"])} if "targets" in meta else {}))
+    cfg = model_config_from_args(args, **fixed)
     vocab_size = int(meta["vocab_size"])
     if cfg.vocab_size not in (0, vocab_size):
         raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the dataset's "
@@ -154,9 +160,9 @@ def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse
     return tag_dir.name, ckpt.resharding(tag_dir, saved, world, args.pipeline_stages)
 
 
-def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
+def _resume(engine, out: Path, tag: str, universal: bool, dataset):
     """Load the checkpoint (on another number of processes through its universal form, which rank 0
-    writes once); returns (step, DataPosition)."""
+    writes once); returns (step, DataPosition) (a schedule: {task: DataPosition})."""
     from uer_ds.engine import checkpoint as ckpt, dist
     from uer_ds.engine.data import position_from_state
 
@@ -169,11 +175,37 @@ def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
         state = ckpt.load_universal(engine, out, tag + ckpt.UNIVERSAL_SUFFIX)
     else:
         state = engine.load(str(out), tag)
-    position = position_from_state(state, num_samples)
+    if hasattr(dataset, "positions_from_state"):  # issue 27: a schedule, one position per task
+        position = dataset.positions_from_state(state)
+        if dist.is_rank0():
+            print(f"resumed at step {state['step']}: {dataset.describe_positions(position)}", flush=True)
+        return int(state["step"]), position
+    position = position_from_state(state, len(dataset))
     if dist.is_rank0():
         print(f"resumed at step {state['step']}: epoch {position.epoch}, {position.in_epoch:,} of its samples "
               f"consumed ({position.consumed_samples:,} in all)", flush=True)
     return int(state["step"]), position
+def _open_schedule(args: argparse.Namespace, train_cfg, subwords):
+    """Issue 27: `--schedule`: its datasets and plan (ScheduleData), the TrainConfig with the schedule's
+    total steps, and the lines that describe it.  The pipeline engine takes one target set: refused."""
+    import dataclasses
+
+    from uer_ds.config import TrainConfig
+    from uer_ds.data.schedule import describe
+    from uer_ds.engine.schedule import open_schedule
+
+    if args.pipeline_stages > 1:
+        raise ValueError("--schedule with --pipeline_stages > 1: the pipeline engine trains one set of targets on "
+                         "batches of one shape; train a schedule with ZeRO (--pipeline_stages 1)")
+    data = open_schedule(args.schedule, train_cfg.seed, subwords)
+    total = data.schedule.total_steps
+    if train_cfg.total_steps not in (TrainConfig.total_steps, total):
+        raise ValueError(f"--total_steps {train_cfg.total_steps}: the schedule {args.schedule} trains {total} steps "
+                         "(the sum of its stages); leave --total_steps out")
+    train_cfg = dataclasses.replace(train_cfg, total_steps=total)
+    return data, train_cfg, describe(data.schedule) + [f"targets from the schedule: {', '.join(data.targets)}"]
+
+
 def _apply_masking_flags(dataset, args: argparse.Namespace) -> list[str]:
     """UER-py's pretrain.py takes masking flags; uer_ds records them at preprocessing.  Flags equal to the
     dataset's are fine; a dynamic-masking dataset takes new span / whole-word settings at training time
@@ -231,14 +263,23 @@ def run(args: argparse.Namespace) -> int:
     from uer_ds.train import Reporter, train
 
     train_cfg = train_config_from_args(args)
+    if (args.schedule is None) == (args.dataset_path is None):
+        raise ValueError("give --dataset_path (one dataset) or --schedule (ERNIE 2.0's multi-task schedule), not both")
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
     config_note = resolve_config_default(args, args.output_model_path if args.resume else args.pretrained_model_path)
     notes = [config_note] if config_note else []
     subwords = getattr(tokenizer_from_args(args), "subwords", None) if args.sub_vocab_path else None
-    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
-    notes += _apply_masking_flags(dataset, args)
+    if args.schedule:  # issue 27: ERNIE 2.0's continual multi-task schedule (uer_ds/engine/schedule.py)
+        dataset, train_cfg, schedule_notes = _open_schedule(args, train_cfg, subwords)
+        notes += schedule_notes
+        if args.stop_after_steps is not None and args.stop_after_steps > train_cfg.total_steps:
+            raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: the schedule has "
+                             f"{train_cfg.total_steps} steps")
+    else:
+        dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
+        notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta, subwords)
     if args.deepspeed_config is None:  # the default follows the job
         world = args.world_size or int(os.environ.get("WORLD_SIZE", "1"))
@@ -255,7 +296,11 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         for line in notes + accepted_notes(args):
             print(line, flush=True)
-    _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
+    if args.schedule:  # issue 27
+        dataset.check_model(cfg)
+        dataset.check_tokenizer(tokenizer_from_args(args))
+    else:
+        _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
     resume = _resume_plan(out, cfg, dataset, train_cfg, args) if args.resume else None
     if resume is None and ckpt.is_checkpoint_dir(out):
@@ -284,24 +329,30 @@ def run(args: argparse.Namespace) -> int:
         engine.compile()
     # one shape for every batch: a compiled graph, or the pipeline's stage-to-stage buffers
     dataset.static_shapes = args.compile or args.pipeline_stages > 1
-    start_step, position = 0, DataPosition()
+    start_step, position = 0, (dataset.start_positions() if args.schedule else DataPosition())
     if resume is not None:
-        start_step, position = _resume(engine, out, *resume, num_samples=len(dataset))
+        start_step, position = _resume(engine, out, *resume, dataset=dataset)
     if dist.is_rank0():
         print(f"uer-ds pretrain: {describe(engine)}; steps {start_step + 1}..{train_cfg.total_steps}", flush=True)
 
     dp_size = engine.data_parallel_size
-    batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, dp_size, position, args.num_workers)
+    if args.schedule:  # issue 27: each step one task of the plan
+        batches = dataset.batches(train_cfg, engine.data_parallel_rank, dp_size, start_step, position, args.num_workers)
+    else:
+        batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, dp_size, position, args.num_workers)
     reporter = Reporter(tuple(cfg.target), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"),
                         train_cfg.total_steps, start_step, show_progress=not args.no_progress)
     run_state = {"dataset_path": str(args.dataset_path), "dataset": dataset.meta, "tokenizer": dataset.meta["tokenizer"],
                  "train": vars(train_cfg), "pipeline_stages": args.pipeline_stages, "world_size": dist.world_size()}
 
     def save(step: int) -> None:
-        now = advance(position, (step - start_step) * train_cfg.accumulation_steps, train_cfg.batch_size, dp_size,
-                      len(dataset))
+        if args.schedule:  # issue 27: every task's position
+            now = dataset.position_state(dataset.positions_after(position, start_step, step, train_cfg, dp_size))
+        else:
+            now = advance(position, (step - start_step) * train_cfg.accumulation_steps, train_cfg.batch_size, dp_size,
+                          len(dataset)).to_dict()
         engine.save(str(out), step, dict(run_state, step=step, data_position=dict(
-            now.to_dict(), batch_size=train_cfg.batch_size, accumulation_steps=train_cfg.accumulation_steps,
+            now, batch_size=train_cfg.batch_size, accumulation_steps=train_cfg.accumulation_steps,
             data_parallel_size=dp_size)))
 
     if args.stop_after_steps is not None and args.stop_after_steps <= start_step:
