@@ -69,13 +69,14 @@ class Model(nn.Module):
 
     # ---- computation --------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing] = None,
-               sub: Optional[torch.Tensor] = None) -> torch.Tensor:
+               sub: Optional[torch.Tensor] = None, task: Optional[torch.Tensor] = None) -> torch.Tensor:
         """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs.
         padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may;
         the batch's Packing (BatchInfo.packing): padded, and where the tokens are (an encoder that runs
         unpadded on it has its output unpacked here).
-        sub: (B, T, C) character ids per word, for subword features (else None)."""
-        hidden = self._hidden(src, seg, padded, sub)
+        sub: (B, T, C) character ids per word, for subword features (else None); task: (B,) or (B, T) task ids
+        for a task embedding (else the config's task_id)."""
+        hidden = self._hidden(src, seg, padded, sub, task)
         return hidden.padded() if isinstance(hidden, PackedHidden) else hidden
 
     def _hidden(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing],
