@@ -204,3 +204,27 @@ def test_schedule_errors_are_named_before_training(schedule, tmp_path):
     missing = run(pretrain_args(bad, tmp_path / "x"))
     assert missing.returncode == 1 and "nowhere.idx: no such file" in missing.stdout
     assert not (tmp_path / "x").exists()
+
+
+def test_each_task_trains_alone(schedule, tmp_path, capsys):
+    """Each target without a schedule, `--dataset_path X --target X` (its head sizes from the dataset); in
+    this process, one after the other (no launcher start-up per task)."""
+    from uer_ds.cli import main
+
+    for processor in ("capitalization", "token_document", "sentence_reorder", "sentence_distance", "discourse",
+                      "ir_relevance"):
+        dataset = schedule.parent / processor
+        if processor in ("capitalization", "token_document"):
+            corpus = CORPORA / ("reviews.txt" if processor == "capitalization" else "reviews_bert.txt")
+            dataset = tmp_path / processor
+            assert main(["preprocess", "--corpus_path", str(corpus), "--vocab_path", VOCAB, "--dataset_path",
+                         str(dataset), "--target", processor, "--seq_length", "32", "--no_progress"]) == 0
+        out, metrics = tmp_path / f"run_{processor}", tmp_path / f"{processor}.jsonl"
+        code = main(["pretrain", "--dataset_path", str(dataset), "--target", processor, "--vocab_path", VOCAB,
+                     "--config_path", "bert/tiny", "--output_model_path", str(out), "--total_steps", "3",
+                     "--batch_size", "8", "--report_steps", "3", "--num_workers", "0", "--no_progress",
+                     "--deepspeed_config", "zero0", "--metrics_path", str(metrics)])
+        assert code == 0, capsys.readouterr().err[-2000:]
+        record = records(metrics)[-1]
+        assert record["step"] == 3 and record[f"{processor}_loss"] > 0 and 0 <= record[f"{processor}_acc"] <= 1
+        assert json.loads((out / "model" / "config.json").read_text())["target"] == [processor]
