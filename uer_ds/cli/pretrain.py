@@ -175,7 +175,9 @@ def _resume(engine, out: Path, tag: str, universal: bool, dataset):
         state = ckpt.load_universal(engine, out, tag + ckpt.UNIVERSAL_SUFFIX)
     else:
         state = engine.load(str(out), tag)
-    if hasattr(dataset, "positions_from_state"):  # issue 27: a schedule, one position per task
+    from uer_ds.engine.schedule import ScheduleData
+
+    if isinstance(dataset, ScheduleData):  # issue 27: a schedule, one position per task
         position = dataset.positions_from_state(state)
         if dist.is_rank0():
             print(f"resumed at step {state['step']}: {dataset.describe_positions(position)}", flush=True)

@@ -18,8 +18,8 @@ from uer_ds.config import ModelConfig
 class TaskEmbedding(nn.Module):
     """The `task` part of the embedding sum.  forward(src, seg, task) -> (B, 1, E) or (B, T, E), or (1, 1, E)
     without ids (broadcast over the batch): src, seg (B, T) int64; task None, (B,) or (B, T) int64 ids in
-    [0, task_types_num) (the collate function checks them on the host: an out-of-range id is an error there,
-    not an index fault on the device)."""
+    [0, task_types_num) (a schedule's ids are checked against task_types_num before training starts, on the
+    host, so an out-of-range id is an error naming the flag, not an index fault on the device)."""
 
     takes_task = True  # Embedding passes the batch's task ids to this part
 
