@@ -41,7 +41,8 @@ class ModelConfig:
     embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos, task (or dual)",
                                        default=("word", "pos", "seg"))
     encoder: str = _help("encoder", default="transformer")
-    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s, and ERNIE 2.0's (uer_ds/models/targets/ernie.py)", default=("mlm", "sp"))
+    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s, and ERNIE 2.0's "
+                                    "(uer_ds/models/targets/ernie.py)", default=("mlm", "sp"))
     vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
     emb_size: int = _help("embedding width", default=768)
     hidden_size: int = _help("encoder width", default=768)
