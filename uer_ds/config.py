@@ -38,10 +38,11 @@ def _help(text: str, **kwargs: Any) -> Any:
 class ModelConfig:
     """One model: embedding + encoder + target, with UER-py's key names."""
 
-    embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos (or dual)",
+    embedding: tuple[str, ...] = _help("embedding parts, summed: word, pos, seg, sinusoidalpos, task (or dual)",
                                        default=("word", "pos", "seg"))
     encoder: str = _help("encoder", default="transformer")
-    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s", default=("mlm", "sp"))
+    target: tuple[str, ...] = _help("pre-training targets: mlm, sp, lm, bilm, cls, s2s, and ERNIE 2.0's "
+                                    "(uer_ds/models/targets/ernie.py)", default=("mlm", "sp"))
     vocab_size: int = _help("vocabulary size; 0 means: take it from the tokenizer's vocabulary", default=0)
     emb_size: int = _help("embedding width", default=768)
     hidden_size: int = _help("encoder width", default=768)
@@ -73,6 +74,14 @@ class ModelConfig:
     data_processor: str = _help("the pre-training data this model expects (UER-py's key)", default="bert")
     kernels: str = _help("auto (= torch, the faster on GPUs measured so far), torch or triton for "
                          "LayerNorm and attention", default="auto")
+    # ERNIE 2.0 (issue 27): the task embedding and the class counts of its heads (uer_ds/models/targets/ernie.py)
+    task_types_num: int = _help("task embedding ('task' in embedding): the number of task ids", default=3)
+    task_id: int = _help("task embedding: the id fed where a batch brings none (fine-tuning, inference, one "
+                         "dataset)", default=0)
+    sentence_reorder_segments: int = _help("sentence_reorder target: at most M segments; sum of k! for k = 1..M "
+                                           "classes (from the dataset)", default=3)
+    discourse_labels_num: int = _help("discourse target: classes, one per discourse marker (from the dataset)",
+                                      default=0)
     stream_0: Optional["ModelConfig"] = _help("dual (siamese) models: the first stream's config", default=None)
     stream_1: Optional["ModelConfig"] = _help("dual (siamese) models: the second stream's config", default=None)
 
@@ -266,6 +275,7 @@ def _validate(cfg: ModelConfig) -> None:
     _choice("data_processor", cfg.data_processor, tuple(DATA_PROCESSORS))
     _choice("synt_type", cfg.synt_type, tuple(SYNTHESIZERS))
     _validate_subword(cfg, SUBENCODERS)
+    _validate_ernie(cfg)
     _positive(cfg, "emb_size", "hidden_size", "layers_num", "max_seq_length", "labels_num", "layernorm_eps")
     if cfg.vocab_size < 0:
         raise ConfigError("vocab_size", f"key 'vocab_size' has value {cfg.vocab_size}: must be >= 0 "
@@ -309,6 +319,21 @@ def _validate(cfg: ModelConfig) -> None:
     _validate_direction(cfg, ENCODERS)
     if cfg.tie_weights and cfg.target:  # without a target there is nothing to tie (a fine-tuning body)
         _validate_tie(cfg)
+
+
+def _validate_ernie(cfg: ModelConfig) -> None:
+    """ERNIE 2.0 (issue 27): the task embedding's ids and its heads' class counts."""
+    if "task" in cfg.embedding:
+        _positive(cfg, "task_types_num")
+        if not 0 <= cfg.task_id < cfg.task_types_num:
+            raise ConfigError("task_id", f"key 'task_id' has value {cfg.task_id}: must be in [0, task_types_num "
+                                         f"({cfg.task_types_num}))")
+    if "sentence_reorder" in cfg.target and not 1 <= cfg.sentence_reorder_segments <= 5:
+        raise ConfigError("sentence_reorder_segments", "key 'sentence_reorder_segments' has value "
+                          f"{cfg.sentence_reorder_segments}: must be in [1, 5] (5 segments: 153 classes)")
+    if "discourse" in cfg.target and cfg.discourse_labels_num < 2:
+        raise ConfigError("discourse_labels_num", f"key 'discourse_labels_num' has value {cfg.discourse_labels_num}: "
+                          "the discourse target needs at least 2 classes (it comes from the dataset's marker list)")
 
 
 def _validate_transformer(cfg: ModelConfig) -> None:

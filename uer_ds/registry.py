@@ -29,6 +29,7 @@ EMBEDDINGS: dict[str, str] = {
     "pos": "uer_ds.models.embeddings.parts:PosEmbedding",
     "seg": "uer_ds.models.embeddings.parts:SegEmbedding",
     "sinusoidalpos": "uer_ds.models.embeddings.parts:SinusoidalPosEmbedding",
+    "task": "uer_ds.models.embeddings.task:TaskEmbedding",  # ERNIE 2.0's task embedding: the batch's task id
     "dual": "uer_ds.models.embeddings.embedding:DualEmbedding",  # a whole embedding: one Embedding per stream
 }
 ENCODERS: dict[str, EncoderEntry] = {
@@ -52,6 +53,13 @@ TARGETS: dict[str, str] = {
     "bilm": "uer_ds.models.targets.lm:BilmTarget",
     "cls": "uer_ds.models.targets.cls:ClsTarget",
     "s2s": "uer_ds.models.targets.s2s:S2sTarget",
+    # ERNIE 2.0's tasks (uer_ds.models.targets.ernie)
+    "capitalization": "uer_ds.models.targets.ernie:CapitalizationTarget",
+    "token_document": "uer_ds.models.targets.ernie:TokenDocumentTarget",
+    "sentence_reorder": "uer_ds.models.targets.ernie:SentenceReorderTarget",
+    "sentence_distance": "uer_ds.models.targets.ernie:SentenceDistanceTarget",
+    "discourse": "uer_ds.models.targets.ernie:DiscourseTarget",
+    "ir_relevance": "uer_ds.models.targets.ernie:IrRelevanceTarget",
 }
 ACTIVATIONS: dict[str, str] = {
     "gelu": "torch.nn.functional:gelu",
@@ -83,6 +91,13 @@ DATA_PROCESSORS: dict[str, tuple[str, ...]] = {
     "bilm": ("bilm",),
     "cls": ("cls",),
     "s2s": ("s2s",),           # source<TAB>target lines: an LSTM decoder reads the encoder (UER-py's s2s)
+    # ERNIE 2.0's tasks (uer_ds/data/ernie.py): each feeds the target of its name
+    "capitalization": ("capitalization",),
+    "token_document": ("token_document",),
+    "sentence_reorder": ("sentence_reorder",),
+    "sentence_distance": ("sentence_distance",),
+    "discourse": ("discourse",),
+    "ir_relevance": ("ir_relevance",),
 }
 
 

@@ -88,9 +88,12 @@ class Reporter:
         elapsed = max(time.perf_counter() - self.window_start, 1e-9)
         steps = max(self.steps, 1)
         record = {"step": step, "loss": total[0] / steps, "lr": self.lr,
-                  "tokens_per_s": total[width] / elapsed, "samples_per_s": total[width + 1] / elapsed}
+                  "tokens_per_s": total[width] / elapsed, "samples_per_s": total[width + 1] / elapsed,
+                  "tokens": int(total[width])}  # the window's non-padding tokens, all ranks
         for i, name in enumerate(self.names):
             loss_sum, correct, denominator = total[1 + 3 * i: 4 + 3 * i]
+            if denominator == 0 and len(self.names) > 1:
+                continue  # no prediction of this head in the window (a schedule's task not trained in it)
             if len(self.names) > 1 or name != "loss":
                 record[f"{name}_loss"] = loss_sum / max(denominator, 1)
                 record[f"{name}_acc"] = correct / max(denominator, 1)

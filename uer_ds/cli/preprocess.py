@@ -17,8 +17,10 @@ def _defaults():
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = _defaults()
     parser.add_argument("--corpus_path", required=True,
-                        help="text corpus: one document per line (mlm, lm, bilm); sentences with blank lines between "
-                             "documents (bert, albert); label<TAB>text_a[<TAB>text_b] (cls)")
+                        help="text corpus: one document per line (mlm, lm, bilm, capitalization); sentences with "
+                             "blank lines between documents (bert, albert, token_document, sentence_reorder, "
+                             "sentence_distance, discourse); label<TAB>text_a[<TAB>text_b] (cls); "
+                             "query<TAB>title<TAB>label (ir_relevance)")
     parser.add_argument("--dataset_path", default="dataset",
                         help="output prefix OUT: writes OUT.bin, OUT.idx, OUT.json (default 'dataset')")
     add_tokenizer_arguments(parser)
@@ -54,6 +56,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     knowledge.add_argument("--knowledge_masking_prob", type=float, default=d.knowledge_masking_prob,
                            help="share of instances masked by units; the others get basic token masking "
                                 f"(default {d.knowledge_masking_prob})")
+    ernie = parser.add_argument_group("ERNIE 2.0's tasks (--target capitalization, token_document, sentence_reorder, "
+                                      "sentence_distance, discourse, ir_relevance)")
+    ernie.add_argument("--sentence_reorder_segments", type=int, default=d.sentence_reorder_segments,
+                       help="sentence_reorder: a paragraph is cut into 1..M segments; sum of k! (k = 1..M) classes "
+                            f"(default {d.sentence_reorder_segments})")
+    ernie.add_argument("--discourse_markers", default=d.discourse_markers,
+                       help="discourse: the marker list, zh or en (shipped) or a file of one marker per line; a "
+                            f"marker's class is its line (default {d.discourse_markers})")
+    ernie.add_argument("--stop_tokens_num", type=int, default=d.stop_tokens_num,
+                       help="token_document: the corpus's N most frequent tokens (with punctuation and special "
+                            f"tokens) get no label (default {d.stop_tokens_num})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the instances (default {d.seed})")
     parser.add_argument("--docs_buffer_size", type=int, default=None,
                         help="accepted for UER-py compatibility; unused (every document is in the pool)")
@@ -61,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from uer_ds.data.ernie_corpora import keep_path
     from uer_ds.data.mmap_dataset import dataset_prefix
     from uer_ds.data.preprocessing import PreprocessOptions, preprocess
 
@@ -73,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         whole_word_masking=args.whole_word_masking, span_masking=args.span_masking, span_geo_prob=args.span_geo_prob,
         span_max_length=args.span_max_length, masking=args.masking, segmenter=args.segmenter,
         lexicon_path=os.path.abspath(args.lexicon_path) if args.lexicon_path else None,
-        knowledge_masking_prob=args.knowledge_masking_prob, seed=args.seed)
+        knowledge_masking_prob=args.knowledge_masking_prob, seed=args.seed,
+        sentence_reorder_segments=args.sentence_reorder_segments, stop_tokens_num=args.stop_tokens_num,
+        discourse_markers=keep_path(args.discourse_markers))
     meta = preprocess(args.corpus_path, args.dataset_path, tokenizer, options, processes_num=args.processes_num,
                       progress=not args.no_progress)
     c = meta["counts"]

@@ -78,7 +78,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset_path", required=True, help="dataset prefix written by `uer-ds preprocess`")
+    parser.add_argument("--dataset_path", help="dataset prefix written by `uer-ds preprocess` (or --schedule)")
+    parser.add_argument("--schedule",
+                        help="ERNIE 2.0's continual multi-task pre-training: a JSON schedule of tasks (datasets) and "
+                             "stages (uer_ds/data/schedule.py), instead of --dataset_path")
     parser.add_argument("--pretrained_model_path",
                         help="initial weights: a model directory, a uer_ds checkpoint directory or one of its "
                              "global_step<N> tags, a .safetensors/.bin file, or a UER-py/TencentPretrain .bin "
@@ -156,7 +159,10 @@ def _model_config(args: argparse.Namespace, meta: dict, subwords=None, base: Opt
                   ) -> ModelConfig:
     from uer_ds.cli.common import with_sub_vocab
 
-    cfg = model_config_from_args(args, base=base)
+    # the head sizes a dataset fixes (ERNIE 2.0's sentence_reorder_segments, discourse_labels_num) and a
+    # schedule's targets (issue 27), merged like flags and validated once
+    fixed = dict(meta.get("head_config") or {}, **({"target": list(meta["targets"])} if "targets" in meta else {}))
+    cfg = model_config_from_args(args, base=base, **fixed)
     vocab_size = int(meta["vocab_size"])
     if cfg.vocab_size not in (0, vocab_size):
         raise ValueError(f"vocab_size {cfg.vocab_size} in the model config disagrees with the dataset's "
@@ -211,9 +217,9 @@ def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse
     return tag_dir.name, ckpt.resharding(tag_dir, saved, world, args.pipeline_stages), changes
 
 
-def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
+def _resume(engine, out: Path, tag: str, universal: bool, dataset):
     """Load the checkpoint (on another number of processes through its universal form, which rank 0
-    writes once); returns (step, DataPosition)."""
+    writes once); returns (step, DataPosition) (a schedule: {task: DataPosition})."""
     from uer_ds.engine import checkpoint as ckpt, dist
     from uer_ds.engine.data import position_from_state
 
@@ -226,11 +232,41 @@ def _resume(engine, out: Path, tag: str, universal: bool, num_samples: int):
         state = ckpt.load_universal(engine, out, tag + ckpt.UNIVERSAL_SUFFIX)
     else:
         state = engine.load(str(out), tag)
-    position = position_from_state(state, num_samples)
+    from uer_ds.engine.schedule import ScheduleData
+
+    if isinstance(dataset, ScheduleData):  # issue 27: a schedule, one position per task
+        position = dataset.positions_from_state(state)
+        if dist.is_rank0():
+            print(f"resumed at step {state['step']}: {dataset.describe_positions(position)}", flush=True)
+        return int(state["step"]), position
+    position = position_from_state(state, len(dataset))
     if dist.is_rank0():
         print(f"resumed at step {state['step']}: epoch {position.epoch}, {position.in_epoch:,} of its samples "
               f"consumed ({position.consumed_samples:,} in all)", flush=True)
     return int(state["step"]), position
+
+
+def _open_schedule(args: argparse.Namespace, train_cfg, subwords):
+    """Issue 27: `--schedule`: its datasets and plan (ScheduleData), the TrainConfig with the schedule's
+    total steps, and the lines that describe it.  The pipeline engine takes one target set: refused."""
+    import dataclasses
+
+    from uer_ds.config import TrainConfig
+    from uer_ds.data.schedule import describe
+    from uer_ds.engine.schedule import open_schedule
+
+    if args.pipeline_stages > 1:
+        raise ValueError("--schedule with --pipeline_stages > 1: the pipeline engine trains one set of targets on "
+                         "batches of one shape; train a schedule with ZeRO (--pipeline_stages 1)")
+    data = open_schedule(args.schedule, train_cfg.seed, subwords)
+    total = data.schedule.total_steps
+    if train_cfg.total_steps not in (TrainConfig.total_steps, total):
+        raise ValueError(f"--total_steps {train_cfg.total_steps}: the schedule {args.schedule} trains {total} steps "
+                         "(the sum of its stages); leave --total_steps out")
+    train_cfg = dataclasses.replace(train_cfg, total_steps=total)
+    return data, train_cfg, describe(data.schedule) + [f"targets from the schedule: {', '.join(data.targets)}"]
+
+
 def _apply_masking_flags(dataset, args: argparse.Namespace) -> list[str]:
     """UER-py's pretrain.py takes masking flags; uer_ds records them at preprocessing.  Flags equal to the
     dataset's are fine; a dynamic-masking dataset takes new span / whole-word settings at training time
@@ -293,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
     from uer_ds.engine.ds_config import default_ds_config_name, load_ds_config
 
     train_cfg = train_config_from_args(args)
+    if (args.schedule is None) == (args.dataset_path is None):
+        raise ValueError("give --dataset_path (one dataset) or --schedule (ERNIE 2.0's multi-task schedule), not both")
     if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= train_cfg.total_steps:
         raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, --total_steps "
                          f"({train_cfg.total_steps})]")
@@ -300,8 +338,15 @@ def run(args: argparse.Namespace) -> int:
     base, config_note = resolve_config_default(args, model_source)
     notes = [config_note] if config_note else []
     subwords = getattr(tokenizer_from_args(args), "subwords", None) if args.sub_vocab_path else None
-    dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
-    notes += _apply_masking_flags(dataset, args)
+    if args.schedule:  # issue 27: ERNIE 2.0's continual multi-task schedule (uer_ds/engine/schedule.py)
+        dataset, train_cfg, schedule_notes = _open_schedule(args, train_cfg, subwords)
+        notes += schedule_notes
+        if args.stop_after_steps is not None and args.stop_after_steps > train_cfg.total_steps:
+            raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: the schedule has "
+                             f"{train_cfg.total_steps} steps")
+    else:
+        dataset = PretrainDataset(args.dataset_path, seed=train_cfg.seed, subwords=subwords)
+        notes += _apply_masking_flags(dataset, args)
     cfg = _model_config(args, dataset.meta, subwords, base)
     # the pre-trained weights are read and checked against the config before any process starts
     pretrained = _read_pretrained(model_source, cfg, args) if args.pretrained_model_path and not args.resume else None
@@ -350,7 +395,11 @@ def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cf
     if os.environ.get("RANK", "0") == "0":
         for line in notes + accepted_notes(args):
             print(line, flush=True)
-    _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
+    if args.schedule:  # issue 27
+        dataset.check_model(cfg)
+        dataset.check_tokenizer(tokenizer_from_args(args))
+    else:
+        _check_against_dataset(cfg, dataset.meta, args.dataset_path, args)
     out = Path(args.output_model_path)
     resume = _resume_plan(out, cfg, dataset, train_cfg, args) if args.resume else None
     if resume is None and ckpt.is_checkpoint_dir(out):
@@ -369,10 +418,10 @@ def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cf
         engine.compile()
     # one shape for every batch: a compiled graph, or the pipeline's stage-to-stage buffers
     dataset.static_shapes = args.compile or args.pipeline_stages > 1
-    start_step, position = 0, DataPosition()
+    start_step, position = 0, (dataset.start_positions() if args.schedule else DataPosition())
     if resume is not None:
         tag, universal, changes = resume
-        start_step, position = _resume(engine, out, tag, universal, num_samples=len(dataset))
+        start_step, position = _resume(engine, out, tag, universal, dataset=dataset)
         if changes:
             before, now = engine.reschedule(train_cfg, start_step)
             if dist.is_rank0():
@@ -383,17 +432,23 @@ def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cf
         print(f"uer-ds pretrain: {describe(engine)}; steps {start_step + 1}..{train_cfg.total_steps}", flush=True)
 
     dp_size = engine.data_parallel_size
-    batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, dp_size, position, args.num_workers)
+    if args.schedule:  # issue 27: each step one task of the plan
+        batches = dataset.batches(train_cfg, engine.data_parallel_rank, dp_size, start_step, position, args.num_workers)
+    else:
+        batches = batch_iterator(dataset, train_cfg, engine.data_parallel_rank, dp_size, position, args.num_workers)
     reporter = Reporter(tuple(cfg.target), args.metrics_path, args.tensorboard_dir or str(out / "tensorboard"),
                         train_cfg.total_steps, start_step, show_progress=not args.no_progress)
     run_state = {"dataset_path": str(args.dataset_path), "dataset": dataset.meta, "tokenizer": dataset.meta["tokenizer"],
                  "train": vars(train_cfg), "pipeline_stages": args.pipeline_stages, "world_size": dist.world_size()}
 
     def save(step: int) -> None:
-        now = advance(position, (step - start_step) * train_cfg.accumulation_steps, train_cfg.batch_size, dp_size,
-                      len(dataset))
+        if args.schedule:  # issue 27: every task's position
+            now = dataset.position_state(dataset.positions_after(position, start_step, step, train_cfg, dp_size))
+        else:
+            now = advance(position, (step - start_step) * train_cfg.accumulation_steps, train_cfg.batch_size, dp_size,
+                          len(dataset)).to_dict()
         engine.save(str(out), step, dict(run_state, step=step, data_position=dict(
-            now.to_dict(), batch_size=train_cfg.batch_size, accumulation_steps=train_cfg.accumulation_steps,
+            now, batch_size=train_cfg.batch_size, accumulation_steps=train_cfg.accumulation_steps,
             data_parallel_size=dp_size)))
 
     if args.stop_after_steps is not None and args.stop_after_steps <= start_step:

@@ -1,4 +1,4 @@
-"""Hugging Face Transformers <-> uer_ds, as key-mapping tables: bert, roberta, albert, gpt2.
+"""Hugging Face Transformers <-> uer_ds, as key-mapping tables: bert, roberta, albert, gpt2, ernie.
 
 A family names the HF model type it reads, the prefix of the body inside a model with heads, how HF's
 config.json becomes our ModelConfig and back, its table of invertible Rules (see rules.py), and the HF
@@ -391,6 +391,70 @@ def gpt2_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
     return rules
 
 
+# ---- ERNIE (issue 27) ------------------------------------------------------------------------------
+# Hugging Face's ErnieModel is BERT plus, with use_task_id, a task-type embedding (task_type_embeddings,
+# task_type_vocab_size rows) added to word, position and token-type embeddings: our `task` embedding part
+# (task_types_num).  ERNIE 3.0 checkpoints have type_vocab_size 4: HF types 0 and 1 are our segments 1 and
+# 2, the rows past them travel as an extra (no uer_ds input ever reads them).
+def _ernie_segment_rule(types: int) -> Rule:
+    key = "embeddings.token_type_embeddings.weight"
+    if types <= 2:
+        return _segment_rule(key, types)
+
+    def to_ours_(ts: Tensors) -> Tensors:
+        (table,) = ts
+        return [torch.cat([table[:1], table[:2]], dim=0), table[2:]]
+
+    def to_theirs_(ts: Tensors) -> Tensors:
+        ours, rest = ts
+        return [torch.cat([ours[1:3], rest], dim=0)]
+
+    return Rule((key,), ("embedding.seg.embedding.weight", f"{EXTRA}hf.{key}.rows_2_on"), to_ours_, to_theirs_)
+
+
+def ernie_to_config(hf: dict, keys: set[str], source: str) -> ModelConfig:
+    _absolute_positions(hf, source)
+    if hf.get("is_decoder"):
+        raise ValueError(f"{source}: is_decoder is true: uer_ds reads ERNIE encoders (ErnieModel), not ErnieForCausalLM")
+    types = hf.get("type_vocab_size", 2)
+    if types < 1:
+        raise ValueError(f"{source}: type_vocab_size {types}: must be at least 1")
+    cfg = bert_to_config(dict(hf, type_vocab_size=min(types, 2)), keys, source)
+    if hf.get("use_task_id"):
+        cfg = cfg.replace(embedding=("word", "pos", "seg", "task"), task_types_num=hf.get("task_type_vocab_size", 3))
+    return cfg
+
+
+def ernie_from_config(cfg: ModelConfig, base: dict, state: dict) -> dict:
+    task = "task" in cfg.embedding
+    _require(cfg, "ernie", **dict(_BERT_SHAPE, embedding=("word", "pos", "seg", "task") if task else
+                                  ("word", "pos", "seg")))
+    hf = _bert_like_out(cfg, base, "ernie", "ernie")
+    hf.setdefault("type_vocab_size", 2)
+    hf.setdefault("pad_token_id", 0)
+    hf.update(use_task_id=task, task_type_vocab_size=cfg.task_types_num if task else hf.get("task_type_vocab_size", 3),
+              tie_word_embeddings=_tie_out(cfg, base, "mlm"))
+    return hf
+
+
+def ernie_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
+    rules = [Rule(("embeddings.word_embeddings.weight",), ("embedding.word.embedding.weight",)),
+             Rule(("embeddings.position_embeddings.weight",), ("embedding.pos.embedding.weight",)),
+             _ernie_segment_rule(hf.get("type_vocab_size", 2)),
+             *copy("embeddings.LayerNorm", "embedding.layer_norm")]
+    if "task" in cfg.embedding:
+        rules.append(Rule(("embeddings.task_type_embeddings.weight",), ("embedding.task.embedding.weight",)))
+    for i in range(cfg.layers_num):
+        rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}")
+    rules += _pooler("pooler.dense", cfg)
+    if "sp" in cfg.target:
+        rules += copy("cls.seq_relationship", "target.sp.linear_2")
+    if "mlm" in cfg.target:
+        rules += _mlm_head(cfg, "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
+                           "cls.predictions.bias", "cls.predictions.decoder")
+    return rules
+
+
 # ---- the family registry --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Family:
@@ -402,6 +466,7 @@ class Family:
     rules: Callable[[ModelConfig, dict], list[Rule]]
     classes: dict[frozenset, str]  # our targets -> the HF class written
     tied: tuple[str, ...]  # HF keys that repeat others when tied (never reported unused)
+    droppable: tuple[str, ...] = ()  # our targets the family has no head for: left out when writing, and said so
 
 
 FAMILIES: dict[str, Family] = {
@@ -419,6 +484,12 @@ FAMILIES: dict[str, Family] = {
                      ("predictions.decoder.weight", "predictions.decoder.bias")),
     "gpt2": Family("gpt2", "transformer.", ("lm_head.",), gpt2_to_config, gpt2_from_config, gpt2_rules,
                    {frozenset({"lm"}): "GPT2LMHeadModel", frozenset(): "GPT2Model"}, ("lm_head.weight",)),
+    "ernie": Family("ernie", "ernie.", ("cls.",), ernie_to_config, ernie_from_config, ernie_rules,
+                    {frozenset({"mlm", "sp"}): "ErnieForPreTraining", frozenset({"mlm"}): "ErnieForMaskedLM",
+                     frozenset({"sp"}): "ErnieForNextSentencePrediction", frozenset(): "ErnieModel"},
+                    ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"),
+                    droppable=("capitalization", "token_document", "sentence_reorder", "sentence_distance",
+                               "discourse", "ir_relevance")),
 }
 # Buffers Hugging Face may store; never reported as unused.
 _IGNORED_SUFFIXES = ("position_ids", "token_type_ids", "attn.bias", "attn.masked_bias")
@@ -492,6 +563,7 @@ def read_hf(input_dir: PathLike, family_name: str) -> tuple[Checkpoint, Report]:
 def write_hf(ckpt: Checkpoint, output_dir: PathLike, family_name: str) -> Report:
     """Our checkpoint -> a Hugging Face model directory (config.json + model.safetensors)."""
     family = family_of(family_name)
+    ckpt, dropped = _drop_heads(ckpt, family)
     cfg = ckpt.config
     cls = family.classes.get(frozenset(cfg.target))
     if cls is None:
@@ -509,5 +581,17 @@ def write_hf(ckpt: Checkpoint, output_dir: PathLike, family_name: str) -> Report
     with new_directory(output_dir) as tmp:
         save_file(theirs, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return Report(converted=len(theirs), not_carried=sorted(set(ckpt.extra) - used_extra),
+    return Report(converted=len(theirs), not_carried=sorted(set(ckpt.extra) - used_extra) + dropped,
                   notes=[f"wrote Hugging Face {cls}"])
+
+
+def _drop_heads(ckpt: Checkpoint, family: Family) -> tuple[Checkpoint, list[str]]:
+    """The checkpoint without the heads the family has no Hugging Face head for (ERNIE 2.0's pre-training
+    heads: HF's ERNIE classes hold MLM and NSP only), and the dropped keys."""
+    drop = [t for t in ckpt.config.target if t in family.droppable]
+    if not drop:
+        return ckpt, []
+    prefixes = tuple(f"target.{t}." for t in drop)
+    keep = {k: v for k, v in ckpt.state.items() if not k.startswith(prefixes)}
+    cfg = ckpt.config.replace(target=tuple(t for t in ckpt.config.target if t not in drop))
+    return Checkpoint(cfg, keep, ckpt.extra, meta=ckpt.meta), sorted(set(ckpt.state) - set(keep))

@@ -15,6 +15,10 @@ from uer_ds.models.layers.packing import Packing, packed_rows, packing_of
 from uer_ds.models.targets.base import IGNORE_INDEX, Picked
 
 
+# tgt entries that are model inputs, not labels: subword character ids, the task embedding's ids (ERNIE 2.0)
+INPUTS = ("sub", "task_type")
+
+
 class BatchInfo(NamedTuple):
     """Host-side facts about one collated batch (plain Python values, and the Packing's index tensors).
 
@@ -134,6 +138,6 @@ def collate(instances: Sequence[dict], pad_id: int = 0, pad_to: Optional[int] = 
     for name, per_instance in (picked or {}).items():
         if name in tgt:
             tgt[name] = pick_positions(tgt[name], B * per_instance, packing)
-    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items() if name != "sub"},
+    info = batch_info(seg, {name: count_predictions(labels) for name, labels in tgt.items() if name not in INPUTS},
                       packing)
     return {"src": src, "seg": seg, "tgt": tgt, "info": info}

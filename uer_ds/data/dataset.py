@@ -6,9 +6,12 @@ from typing import Optional
 import torch.utils.data
 
 from uer_ds.data.batch import collate
+from uer_ds.data.ernie import ERNIE_BUILDERS
 from uer_ds.data.instances import BUILDERS
 from uer_ds.data.mmap_dataset import MMapDataset, PathLike, dataset_prefix
 from uer_ds.data.preprocessing import load_metadata
+
+BUILDERS.update(ERNIE_BUILDERS)  # ERNIE 2.0's processors (issue 27); ernie.py imports instances.py, not the reverse
 
 
 class PretrainDataset(torch.utils.data.Dataset):

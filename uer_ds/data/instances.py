@@ -338,5 +338,7 @@ class SopBuilder(PairBuilder):
     sop = True
 
 
+# the one builder registry; ERNIE 2.0's builders (uer_ds/data/ernie.py, which imports this module) join it
+# when uer_ds.data.dataset is imported
 BUILDERS = {"mlm": MlmBuilder, "lm": LmBuilder, "bilm": BilmBuilder, "cls": ClsBuilder, "bert": PairBuilder,
             "albert": SopBuilder, "s2s": S2sBuilder}

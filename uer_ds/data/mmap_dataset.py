@@ -20,6 +20,7 @@ IDX_HEADER = struct.Struct("<8sIBB2xQqqq")   # magic, version, dtype code, flags
 DTYPE_CODES = {1: np.dtype("<u2"), 2: np.dtype("<i4")}
 FLAG_LABELS = 1       # int64 label per document (the cls processor)
 FLAG_WORD_STARTS = 2  # one bit per token: it begins a word (whole-word masking)
+FLAG_TOKEN_LABELS = 4  # one int8 label per token, -1 = none (ERNIE 2.0's capitalization prediction)
 SUFFIXES = (".bin", ".idx", ".json")
 
 PathLike = Union[str, os.PathLike]
@@ -46,7 +47,8 @@ def idx_layout(num_sequences: int, num_documents: int, num_tokens: int, flags: i
                                 ("offsets", 8 * num_sequences, True),
                                 ("doc_idx", 8 * (num_documents + 1), True),
                                 ("labels", 8 * num_documents, flags & FLAG_LABELS),
-                                ("word_starts", (num_tokens + 7) // 8, flags & FLAG_WORD_STARTS)):
+                                ("word_starts", (num_tokens + 7) // 8, flags & FLAG_WORD_STARTS),
+                                ("token_labels", num_tokens, flags & FLAG_TOKEN_LABELS)):
         if present:
             pos = (pos + 7) // 8 * 8  # 8-byte aligned sections
             out[name] = (pos, size)
@@ -90,6 +92,7 @@ class MMapDataset:
         self.labels = self._section(layout, "labels", np.int64, d) if flags & FLAG_LABELS else None
         self._word_starts = (self._section(layout, "word_starts", np.uint8, (t + 7) // 8)
                              if flags & FLAG_WORD_STARTS else None)
+        self._token_labels = self._section(layout, "token_labels", np.int8, t) if flags & FLAG_TOKEN_LABELS else None
         self._check_bin(code, run_id, t)
         self._check_index(n, d)
 
@@ -108,7 +111,7 @@ class MMapDataset:
             raise ValueError(f"{path}: format version {version}; this uer_ds reads version {VERSION}")
         if code not in DTYPE_CODES:
             raise ValueError(f"{path}: dtype code {code} is not one of {sorted(DTYPE_CODES)}")
-        if min(n, d, t) < 0 or flags & ~(FLAG_LABELS | FLAG_WORD_STARTS):
+        if min(n, d, t) < 0 or flags & ~(FLAG_LABELS | FLAG_WORD_STARTS | FLAG_TOKEN_LABELS):
             raise ValueError(f"{path}: corrupt header (sequences {n}, documents {d}, tokens {t}, flags {flags})")
         return code, flags, run_id, n, d, t
 
@@ -207,6 +210,16 @@ class MMapDataset:
         bits = np.unpackbits(self._word_starts[start // 8:(stop + 7) // 8])
         return bits[start % 8:start % 8 + stop - start].astype(bool)
 
+    @property
+    def has_token_labels(self) -> bool:
+        return self._token_labels is not None
+
+    def token_labels(self, start: int, stop: int) -> np.ndarray:
+        """int8 labels of tokens start..stop-1 (-1: none), a view; the capitalization processor's."""
+        if self._token_labels is None:
+            raise ValueError(f"{self.idx_path}: no token labels; preprocess with --target capitalization")
+        return self._token_labels[start:stop]
+
     # ---- pickling: the path only --------------------------------------------------------------
     def __getstate__(self) -> dict:
         return {"prefix": self.prefix}
@@ -222,7 +235,7 @@ class MMapDataset:
 
 def write_dataset(prefix: PathLike, documents: Sequence[Sequence[Sequence[int]]], vocab_size: int,
                   labels: Optional[Sequence[int]] = None, word_starts: Optional[Sequence[Sequence[Sequence[bool]]]] = None,
-                  run_id: int = 1) -> None:
+                  run_id: int = 1, token_labels: Optional[Sequence[Sequence[Sequence[int]]]] = None) -> None:
     """Write a small dataset from lists (documents -> sequences -> ids); for tests and tools.
     `uer-ds preprocess` writes the same layout from its worker parts."""
     code = dtype_code_for(vocab_size)
@@ -231,7 +244,8 @@ def write_dataset(prefix: PathLike, documents: Sequence[Sequence[Sequence[int]]]
     lengths = np.array([len(s) for s in seqs], dtype=np.int32)
     tokens = np.concatenate(seqs).astype(dtype) if seqs else np.zeros(0, dtype)
     doc_idx = np.concatenate([[0], np.cumsum([len(doc) for doc in documents])]).astype(np.int64)
-    flags = (FLAG_LABELS if labels is not None else 0) | (FLAG_WORD_STARTS if word_starts is not None else 0)
+    flags = (FLAG_LABELS if labels is not None else 0) | (FLAG_WORD_STARTS if word_starts is not None else 0) \
+        | (FLAG_TOKEN_LABELS if token_labels is not None else 0)
     offsets = BIN_HEADER.size + np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]]) * dtype.itemsize
     sections = {"lengths": lengths, "offsets": offsets[:len(lengths)].astype(np.int64), "doc_idx": doc_idx}
     if labels is not None:
@@ -239,6 +253,8 @@ def write_dataset(prefix: PathLike, documents: Sequence[Sequence[Sequence[int]]]
     if word_starts is not None:
         flat = np.array([b for doc in word_starts for s in doc for b in s], dtype=bool)
         sections["word_starts"] = np.packbits(flat)
+    if token_labels is not None:
+        sections["token_labels"] = np.array([x for doc in token_labels for s in doc for x in s], dtype=np.int8)
     layout = idx_layout(len(lengths), len(documents), len(tokens), flags)
     with open(os.fspath(prefix) + ".bin", "wb") as f:
         f.write(BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))

@@ -34,8 +34,9 @@ import numpy as np
 
 from uer_ds.atomic import atomic_paths
 from uer_ds.data import native
-from uer_ds.data.mmap_dataset import (BIN_HEADER, BIN_MAGIC, DTYPE_CODES, FLAG_LABELS, FLAG_WORD_STARTS, IDX_HEADER,
-                                      IDX_MAGIC, VERSION, PathLike, dataset_prefix, dtype_code_for, idx_layout)
+from uer_ds.data.mmap_dataset import (BIN_HEADER, BIN_MAGIC, DTYPE_CODES, FLAG_LABELS, FLAG_TOKEN_LABELS,
+                                      FLAG_WORD_STARTS, IDX_HEADER, IDX_MAGIC, VERSION, PathLike, dataset_prefix,
+                                      dtype_code_for, idx_layout)
 from uer_ds.data.registry import DATA_PROCESSORS
 from uer_ds.outputs import NoSpaceError, is_full_disk, lock_output
 from uer_ds.tokenizers import Tokenizer
@@ -43,7 +44,11 @@ from uer_ds.tokenizers import Tokenizer
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
 BOM = b"\xef\xbb\xbf"
 MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines",
-              "s2s": "s2s"}
+              "s2s": "s2s",
+              # ERNIE 2.0 (issue 27; ernie_corpora.py): discourse and ir_relevance are tokenized as cls lines that a
+              # first pass over the user's file writes
+              "capitalization": "lines", "token_document": "bert", "sentence_reorder": "bert",
+              "sentence_distance": "bert", "discourse": "cls", "ir_relevance": "cls"}
 MODE_S2S = 100  # a corpus format of the Python encoder only (the C extension's modes are 0-2)
 MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS, "s2s": MODE_S2S}
 MASKING_PROCESSORS = ("mlm", "bert", "albert")
@@ -70,6 +75,10 @@ class PreprocessOptions:
     lexicon_path: Optional[str] = None  # knowledge masking: entities/phrases kept as units, one per line
     knowledge_masking_prob: float = 0.5  # share of instances masked by units; the rest by basic token masking
     seed: int = 7
+    # ERNIE 2.0's tasks (issue 27; ernie.py, ernie_corpora.py)
+    sentence_reorder_segments: int = 3  # sentence_reorder: at most M segments, sum of k! (k = 1..M) classes
+    discourse_markers: str = "zh"       # discourse: the marker list, 'zh', 'en' or a file (one per line)
+    stop_tokens_num: int = 100          # token_document: the corpus's most frequent tokens get no label
 
     def validate(self) -> None:
         p = self.data_processor
@@ -93,6 +102,9 @@ class PreprocessOptions:
             raise ValueError(f"span masking needs 0 < span_geo_prob <= 1 (has {self.span_geo_prob}) and "
                              f"span_max_length >= 1 (has {self.span_max_length})")
         self._validate_knowledge()
+        from uer_ds.data.ernie_corpora import validate_options
+
+        validate_options(self)
 
     def _validate_knowledge(self) -> None:
         from uer_ds.data.knowledge import KNOWLEDGE_UNITS
@@ -136,8 +148,11 @@ class PythonEncoder:
 
     Word starts: SentencePiece pieces that begin with '\u2581'."""
 
+    gives_token_labels = False  # a subclass whose _encode appends one int8 label per token to _chunk_labels
+
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
+        self._chunk_labels: list[int] = []
 
     def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
         tok = self.tokenizer
@@ -150,6 +165,7 @@ class PythonEncoder:
                      word_starts: bool = False) -> dict:
         data = bytes(buffer)
         ids, ws, lengths, starts, labels = [], [], [], [], []
+        self._chunk_labels = []
         stats = {"lines": 0, "blank_lines": 0, "empty_lines": 0}
         pos = 0
         while pos < len(data):
@@ -207,6 +223,7 @@ class PythonEncoder:
         return {"ids": np.asarray(ids, dtype=dtype).tobytes(), "seq_lengths": np.asarray(lengths, np.int32).tobytes(),
                 "doc_starts": bytes(starts), "labels": np.asarray(labels, np.int64).tobytes(),
                 "word_starts": bytes(ws) if word_starts else None, "unk": ids.count(unk) if unk is not None else 0,
+                "token_labels": np.asarray(self._chunk_labels, np.int8).tobytes() if self.gives_token_labels else None,
                 "new_doc": new_doc, **stats}
 
 
@@ -238,6 +255,10 @@ def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
                  options: Optional[PreprocessOptions] = None):
     if options is not None and options.masking != "none":
         return KnowledgeEncoder(tokenizer, options)
+    if options is not None and options.data_processor == "capitalization":
+        from uer_ds.data.ernie_corpora import capitalization_encoder
+
+        return capitalization_encoder(tokenizer)
     if options is not None and MODE_NAMES[options.data_processor] == "s2s":
         return PythonEncoder(tokenizer)
     if native.supports(tokenizer):
@@ -282,7 +303,7 @@ def _starts_document(mm, start: int) -> bool:
     return not line.decode("utf-8", "replace").strip()
 
 
-PART_FILES = ("ids", "seq_lengths", "doc_starts", "labels", "word_starts")
+PART_FILES = ("ids", "seq_lengths", "doc_starts", "labels", "word_starts", "token_labels")
 _WORKER: dict = {}  # what the forked workers inherit: encoder, paths, progress counter
 
 
@@ -311,7 +332,7 @@ def _encode_range(k: int, start: int, end: int, report: Optional[Callable[[int],
                     view.release()
                 new_doc = out["new_doc"]
                 for name in PART_FILES:
-                    if out[name]:
+                    if out.get(name):
                         files[name].write(out[name])
                 for name in totals:
                     totals[name] += out[name]
@@ -421,6 +442,10 @@ def _merge(part_dir: str, parts: int, code: int, flags: int, run_id: int, bin_tm
                 out.write(np.packbits(bits[:whole]).tobytes())
                 carry = bits[whole:]
             out.write(np.packbits(carry).tobytes())
+        if flags & FLAG_TOKEN_LABELS:
+            section("token_labels")
+            for k in range(parts):
+                out.write(_part(part_dir, k, "token_labels", np.int8).tobytes())
         if out.tell() != layout["end"][0]:
             raise RuntimeError(f"{idx_tmp}: wrote {out.tell()} bytes, the layout needs {layout['end'][0]}")
     return {"sequences": n, "documents": d, "tokens": t}
@@ -467,16 +492,23 @@ def _write_dataset(corpus: Path, size: int, prefix: str, tokenizer: Tokenizer, o
     try:
         with atomic_paths(*finals) as temps:
             _WORKER.clear()
+            from uer_ds.data import ernie_corpora
+
+            source, extra = corpus, {}
+            if options.data_processor in ernie_corpora.PREPARE:  # ERNIE 2.0: a first pass writes what to tokenize
+                source = Path(part_dir) / "prepared.tsv"
+                extra = ernie_corpora.PREPARE[options.data_processor](corpus, source, options)
             code = dtype_code_for(tokenizer.vocab_size)
-            flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0)
+            flags = (FLAG_LABELS if corpus_format == "cls" else 0) | (FLAG_WORD_STARTS if options.word_starts else 0) \
+                | (FLAG_TOKEN_LABELS if getattr(encoder, "gives_token_labels", False) else 0)
             run_id = secrets.randbits(63)
-            _WORKER.update(path=str(corpus), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
+            _WORKER.update(path=str(source), mode=MODES[corpus_format], encoder=encoder, part_dir=part_dir,
                            word_starts=options.word_starts,
                            bin_header=BIN_HEADER.pack(BIN_MAGIC, VERSION, code, run_id))
             from tqdm import tqdm
 
-            with open(corpus, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                ranges = split_ranges(mm, size, processes_num)
+            with open(source, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                ranges = split_ranges(mm, os.path.getsize(source), processes_num)
             with tqdm(total=size, unit="B", unit_scale=True, desc=f"preprocess {corpus.name}", disable=not progress,
                       file=sys.stderr) as bar:
                 totals = _run_workers(ranges, bar)
@@ -491,6 +523,9 @@ def _write_dataset(corpus: Path, size: int, prefix: str, tokenizer: Tokenizer, o
                              processes_num, time.perf_counter() - began)
             if corpus_format == "cls":
                 meta.update(_label_summary(part_dir, len(ranges)))
+            extra.update(ernie_corpora.after_pass(options.data_processor, tokenizer, lambda: np.memmap(
+                temps[0], dtype=DTYPE_CODES[code], mode="r", offset=BIN_HEADER.size), options))
+            meta.update(extra)
             with open(temps[2], "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
                 f.write("\n")

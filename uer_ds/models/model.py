@@ -15,6 +15,8 @@ from uer_ds.models.layers.packing import PackedHidden, Packing
 from uer_ds.models.targets import TARGETS, TargetResult
 
 INIT_STD = 0.02  # BERT's and UER-py's initializer range
+# tgt's entry with each row's task id for the task embedding (ERNIE 2.0): an input, like tgt["sub"], not labels
+TASK_TYPE_KEY = "task_type"
 
 
 def _check_vocab(cfg: ModelConfig) -> None:
@@ -71,19 +73,22 @@ class Model(nn.Module):
 
     # ---- computation --------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing] = None,
-               sub: Optional[torch.Tensor] = None) -> torch.Tensor:
+               sub: Optional[torch.Tensor] = None, task: Optional[torch.Tensor] = None) -> torch.Tensor:
         """src, seg: (B, T) -> last hidden states (B, T, H).  Dual models take and return pairs.
         padded: False when the batch has no padding (known on the host, e.g. BatchInfo.padded); None: may;
         the batch's Packing (BatchInfo.packing): padded, and where the tokens are (an encoder that runs
         unpadded on it has its output unpacked here).
-        sub: (B, T, C) character ids per word, for subword features (else None)."""
-        hidden = self._hidden(src, seg, padded, sub)
+        sub: (B, T, C) character ids per word, for subword features (else None); task: (B,) or (B, T) task ids
+        for a task embedding (else the config's task_id)."""
+        hidden = self._hidden(src, seg, padded, sub, task)
         return hidden.padded() if isinstance(hidden, PackedHidden) else hidden
 
     def _hidden(self, src: torch.Tensor, seg: torch.Tensor, padded: Union[None, bool, Packing],
-                sub: Optional[torch.Tensor] = None):
-        """The encoder's output: (B, T, H), or PackedHidden when it ran unpadded."""
-        emb = self.embedding(src, seg) if sub is None else self.embedding(src, seg, sub)
+                sub: Optional[torch.Tensor] = None, task: Optional[torch.Tensor] = None):
+        """The encoder's output: (B, T, H), or PackedHidden when it ran unpadded.  task: (B,) task ids for a
+        task embedding (tgt["task_type"], ERNIE 2.0), else None."""
+        extra = {k: v for k, v in (("sub", sub), ("task", task)) if v is not None}
+        emb = self.embedding(src, seg, **extra)
         return self.encoder(emb, seg, padded=padded)
 
     def forward(self, src: torch.Tensor, tgt: Union[torch.Tensor, Mapping[str, Any]],
@@ -93,7 +98,8 @@ class Model(nn.Module):
         unpadded encoder's packed tokens as they are, the others them unpacked to (B, T, H), once."""
         if not len(self.target):
             raise ValueError("this model config has no target; use Model.encode, or set target in the config")
-        hidden = self._hidden(src, seg, padded, tgt.get("sub") if isinstance(tgt, Mapping) else None)
+        inputs = tgt if isinstance(tgt, Mapping) else {}
+        hidden = self._hidden(src, seg, padded, inputs.get("sub"), inputs.get(TASK_TYPE_KEY))
         if isinstance(hidden, PackedHidden) and not all(getattr(h, "takes_packed", False) for h in self.target.values()):
             packed, hidden = hidden, hidden.padded()
         else:

@@ -36,12 +36,15 @@ class Embedding(nn.Module):
     def word_embedding(self) -> nn.Embedding:
         return self.word.embedding
 
-    def forward(self, src: torch.Tensor, seg: torch.Tensor, sub: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """src, seg: (B, T); sub: (B, T, C) character ids, needed (only) with subword features."""
+    def forward(self, src: torch.Tensor, seg: torch.Tensor, sub: Optional[torch.Tensor] = None,
+                task: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """src, seg: (B, T); sub: (B, T, C) character ids, needed (only) with subword features; task: (B,) or
+        (B, T) task ids for the task embedding (None: the config's task_id)."""
         emb = self.word(src, seg)
         for name in self.names:
             if name != "word":
-                emb = emb + getattr(self, name)(src, seg)
+                part = getattr(self, name)
+                emb = emb + (part(src, seg, task) if getattr(part, "takes_task", False) else part(src, seg))
         if self.subword is not None:
             if sub is None:
                 raise ValueError("this model adds each word's character encoding (subword_type 'char'): its "

@@ -24,6 +24,8 @@ def pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 class ClsTarget(nn.Module):
+    label_kind = "sequence"  # one label per row (B,)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.pooling = cfg.pooling

@@ -20,6 +20,7 @@ class MlmTarget(nn.Module):
     """
 
     tied_parameter = "linear_2.weight"
+    label_kind = "picked"  # its labels come as Picked rows (the multi-task schedule's "no labels": one row)
     # an unpadded encoder's PackedHidden is welcome: the masked rows are gathered from the packed
     # tokens directly (Picked.packed_index), never unpacked to (B, T, H)
     takes_packed = True

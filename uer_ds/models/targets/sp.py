@@ -11,6 +11,8 @@ from uer_ds.models.targets.base import TargetResult, classification_result
 class SpTarget(nn.Module):
     """tanh(dense(h[CLS])) -> 2 classes (BERT's pooler + seq_relationship)."""
 
+    label_kind = "sequence"  # one label per row (B,)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.linear_1 = nn.Linear(cfg.hidden_size, cfg.hidden_size)
