@@ -217,3 +217,20 @@ def test_validation_runs_after_the_merge():
     assert cfg.hidden_size == cfg.emb_size == 100
     with pytest.raises(ValueError, match="^--heads_num has value 3"):
         model_config_from_args(_parse(["--config_path", "bert/tiny", "--heads_num", "3"]))
+
+
+def test_a_target_without_a_vocabulary_output_unties_uer_pys_bert_config(capsys):
+    """UER-py's BERT configs say tie_weights true (the MLM output shares the word embedding); `--target cls`
+    (or an ERNIE 2.0 target) has no such output: the tie is dropped with a note, not refused; asked for
+    explicitly, it is refused naming the key."""
+    import argparse
+
+    from uer_ds.config import ModelConfig, model_config_from_args
+
+    assert ModelConfig.from_json("bert/tiny").tie_weights is True
+    cfg = model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["cls"]))
+    assert cfg.target == ("cls",) and cfg.tie_weights is False
+    assert "note: tie_weights false: target ['cls'] has no output over the vocabulary" in capsys.readouterr().err
+    assert model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["mlm"])).tie_weights is True
+    with pytest.raises(ValueError, match="--tie_weights is true: target \\['cls'\\] has no output"):
+        model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["cls"], tie_weights=True))

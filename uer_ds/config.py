@@ -505,9 +505,33 @@ def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig]
     `extra`), validated once."""
     overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
+    targets = overrides.get("target")
+    if targets is not None and "tie_weights" not in overrides and not set(targets) & set(VOCAB_OUTPUT_TARGETS):
+        # UER-py's BERT configs tie the MLM output to the word embedding; a target chosen without an output
+        # over the vocabulary (--target cls, ERNIE 2.0's) has nothing to tie: the tie is dropped, said once
+        overrides["tie_weights"] = False
+        _untie_note(args, base, list(targets))
     if getattr(args, "config_path", None) is None and base is not None:
         return ModelConfig.from_dict(base.to_dict(), source="the model's own config", overrides=overrides)
     return ModelConfig.from_json(args.config_path, overrides)
+
+
+VOCAB_OUTPUT_TARGETS = ("mlm", "lm", "bilm", "s2s")  # the targets whose output layer tie_weights may share
+
+
+def _untie_note(args: argparse.Namespace, base: Optional[ModelConfig], targets: list[str]) -> None:
+    """Say on rank 0 (standard error) that the config's tie_weights true gave way to `targets`."""
+    import sys
+
+    if getattr(args, "config_path", None) is not None:
+        values = load_json(resolve_config_path(args.config_path), "config_path")
+        tied = isinstance(values, dict) and bool(values.get("tie_weights"))
+    else:
+        tied = bool(base is not None and base.tie_weights)
+    if tied and os.environ.get("RANK", "0") == "0":
+        print(f"note: tie_weights false: target {targets} has no output over the vocabulary to tie (the config "
+              f"{args.config_path or 'of the model'} ties its MLM output; --tie_weights true refuses)",
+              file=sys.stderr, flush=True)
 
 
 def shipped_config_names() -> list[str]:

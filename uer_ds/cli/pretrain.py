@@ -200,9 +200,6 @@ def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse
     saved_cfg, saved, tag_dir = ckpt.read_metadata(out)
     saved_data, saved_train = saved.get("dataset") or {}, saved.get("train") or {}
     step = int(saved.get("step", 0))
-    if train_cfg.total_steps <= step:
-        raise ValueError(f"--total_steps has value {train_cfg.total_steps}: the checkpoint {tag_dir} is already at "
-                         f"step {step}, and a resumed run trains steps {step + 1}..--total_steps: give more than {step}")
     pairs = ckpt.config_changes(saved_cfg, cfg)
     pairs[f"dataset (run_id of {saved.get('dataset_path')} then, {args.dataset_path} now)"] = \
         (saved_data.get("run_id"), dataset.meta.get("run_id"))
@@ -211,6 +208,10 @@ def _resume_plan(out: Path, cfg: ModelConfig, dataset, train_cfg, args: argparse
     ckpt.check_unchanged(str(tag_dir), pairs, "Resume with the saved ones (batch size, accumulation, the schedule "
                          "--learning_rate/--warmup/--total_steps/--scheduler and the number of processes may "
                          "change), or train into a new --output_model_path")
+    # the same run first (above), then the steps it would train
+    if train_cfg.total_steps <= step:
+        raise ValueError(f"--total_steps has value {train_cfg.total_steps}: the checkpoint {tag_dir} is already at "
+                         f"step {step}, and a resumed run trains steps {step + 1}..--total_steps: give more than {step}")
     changes = {f"--{key}": (saved_train[key], getattr(train_cfg, key)) for key in SCHEDULE_FLAGS
                if key in saved_train and saved_train[key] != getattr(train_cfg, key)}
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -296,6 +297,16 @@ def dataset_identity(prefix: str, meta: dict, instances: int) -> dict:
     return {"run_id": meta.get("run_id"), "data_processor": meta.get("data_processor"),
             "seq_length": meta.get("seq_length"), "options": meta.get("options"), "instances": instances,
             "bytes": sizes}
+
+
+def _dataset_identity(args: argparse.Namespace, dataset) -> dict:
+    """dataset_identity of --dataset_path, or with --schedule of each task's dataset (and the schedule file)."""
+    datasets = getattr(dataset, "datasets", None)
+    if datasets is None:
+        return dataset_identity(args.dataset_path, dataset.meta, len(dataset))
+    return {"schedule": str(args.schedule), **{
+        f"task {name}": dataset_identity(task.dataset, datasets[name].meta, len(datasets[name]))
+        for name, task in ((t.name, t) for t in dataset.schedule.tasks)}}
 
 
 def _launch(args: argparse.Namespace) -> Optional[int]:
@@ -390,7 +401,7 @@ def _pretrain(args: argparse.Namespace, train_cfg, notes: list[str], dataset, cf
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes: meet the others, check they run this job
         dist.init_distributed(args.dist_timeout, job_fingerprint(args, **{
-            "model config": cfg.to_dict(), "dataset": dataset_identity(args.dataset_path, dataset.meta, len(dataset)),
+            "model config": cfg.to_dict(), "dataset": _dataset_identity(args, dataset),
             "ds_config": ds_config}))
     if os.environ.get("RANK", "0") == "0":
         for line in notes + accepted_notes(args):

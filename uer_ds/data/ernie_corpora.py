@@ -1,8 +1,8 @@
 """The corpus side of ERNIE 2.0's pre-training tasks (uer_ds/data/ernie.py has the label rules and the
 instance builders): what `uer-ds preprocess --target X` does before and after the shared tokenizing pass.
 
-  capitalization   the lines are tokenized in Python with each token's character span
-                   (encode_with_offsets), and capitalization_labels of the original, cased text are
+  capitalization   the lines are tokenized in Python (preprocessing.capitalization_encoder) with each
+                   token's character span (encode_with_offsets), and capitalization_labels of the original, cased text are
                    stored as the dataset's token labels (FORMAT.md: flag bit 2); the tokenizer
                    lower-cases what the model sees (an uncased vocabulary), else the task is trivial (a
                    warning says so)
@@ -20,13 +20,12 @@ and leaves no output, as every preprocess error does.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from uer_ds.data.ernie import IR_CLASSES, capitalization_labels, reorder_classes
+from uer_ds.data.ernie import IR_CLASSES, reorder_classes
 from uer_ds.textfile import TextFileError, read_text, split_lines
 
 MARKER_DIR = Path(__file__).parent / "discourse_markers"
@@ -173,33 +172,6 @@ def prepare_ir(corpus: Path, out_path: Path, options) -> dict:
 
 
 PREPARE = {"discourse": prepare_discourse, "ir_relevance": prepare_ir}
-
-
-# ---- capitalization ----------------------------------------------------------------------------------
-def capitalization_encoder(tokenizer):
-    """A PythonEncoder whose lines also give capitalization_labels (needs a tokenizer with offsets)."""
-    from uer_ds.data.preprocessing import PythonEncoder
-    from uer_ds.tokenizers.base import gives_offsets
-
-    if not gives_offsets(tokenizer):
-        raise ValueError(f"target capitalization needs each token's characters: tokenizer '{tokenizer.kind}' cannot "
-                         "give them (use --tokenizer bert or a SentencePiece model)")
-    if not getattr(tokenizer, "do_lower_case", True):
-        from uer_ds.tokenizers import CaseMismatchWarning
-
-        warnings.warn("target capitalization with a tokenizer that keeps case (do_lower_case false): the model sees "
-                      "the capitals it is asked to predict; use an uncased vocabulary or --do_lower_case true",
-                      CaseMismatchWarning, stacklevel=2)
-
-    class CapitalizationEncoder(PythonEncoder):
-        gives_token_labels = True
-
-        def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
-            ids, spans = self.tokenizer.encode_with_offsets(text)
-            self._chunk_labels += capitalization_labels(text, spans)
-            return ids, []
-
-    return CapitalizationEncoder(tokenizer)
 
 
 # ---- after the pass: OUT.json additions ----------------------------------------------------------------

@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -227,6 +228,32 @@ class PythonEncoder:
                 "new_doc": new_doc, **stats}
 
 
+def capitalization_encoder(tokenizer):
+    """A PythonEncoder whose lines also give capitalization_labels (needs a tokenizer with offsets)."""
+    from uer_ds.data.ernie import capitalization_labels
+    from uer_ds.tokenizers.base import gives_offsets
+
+    if not gives_offsets(tokenizer):
+        raise ValueError(f"target capitalization needs each token's characters: tokenizer '{tokenizer.kind}' cannot "
+                         "give them (use --tokenizer bert or a SentencePiece model)")
+    if not getattr(tokenizer, "do_lower_case", True):
+        from uer_ds.tokenizers import CaseMismatchWarning
+
+        warnings.warn("target capitalization with a tokenizer that keeps case (do_lower_case false): the model sees "
+                      "the capitals it is asked to predict; use an uncased vocabulary or --do_lower_case true",
+                      CaseMismatchWarning, stacklevel=2)
+
+    class CapitalizationEncoder(PythonEncoder):
+        gives_token_labels = True
+
+        def _encode(self, text: str, want_ws: bool) -> tuple[list[int], list[int]]:
+            ids, spans = self.tokenizer.encode_with_offsets(text)
+            self._chunk_labels += capitalization_labels(text, spans)
+            return ids, []
+
+    return CapitalizationEncoder(tokenizer)
+
+
 class KnowledgeEncoder(PythonEncoder):
     """PythonEncoder whose word starts are the starts of knowledge-masking units (knowledge.py)."""
 
@@ -256,7 +283,6 @@ def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
     if options is not None and options.masking != "none":
         return KnowledgeEncoder(tokenizer, options)
     if options is not None and options.data_processor == "capitalization":
-        from uer_ds.data.ernie_corpora import capitalization_encoder
 
         return capitalization_encoder(tokenizer)
     if options is not None and MODE_NAMES[options.data_processor] == "s2s":
