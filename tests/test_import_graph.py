@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 SOURCES = ((ROOT / "uer_ds", "uer_ds"), (ROOT / "kernels" / "src", "uer_ds.kernels"))
@@ -130,10 +132,10 @@ def test_the_reader_finds_a_cycle_where_there_is_one():
     g = {"a": {"b.c"}, "b": set(), "b.c": {"d"}, "d": {"a"}, "e": {"a"}}
     assert cycles(g) == [["a", "b.c", "d"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
-    # and it reads what it must: config's function-level import of the registry is an edge only when lazy
+    # and it reads what it must: the config flags' function-level import of compat is an edge only when lazy
     known = modules()
-    assert "uer_ds.registry" in imported("uer_ds.config", known["uer_ds.config"], True, known)
-    assert "uer_ds.registry" not in imported("uer_ds.config", known["uer_ds.config"], False, known)
+    assert "uer_ds.compat" in imported("uer_ds.config.flags", known["uer_ds.config.flags"], True, known)
+    assert "uer_ds.compat" not in imported("uer_ds.config.flags", known["uer_ds.config.flags"], False, known)
     assert "uer_ds.config" in imported("uer_ds.models.model", known["uer_ds.models.model"], False, known)
     assert "uer_ds.kernels" in imported("uer_ds.models.layers.dispatch", known["uer_ds.models.layers.dispatch"],
                                         False, known)
@@ -151,7 +153,7 @@ def test_imports_have_no_cycle_lazy_ones_included():
 
 
 def test_config_and_registries_sit_below_the_model_modules():
-    """config.py and uer_ds/registry.py reach no model module, at any level: validating a config never
+    """uer_ds.config and uer_ds/registry.py reach no model module, at any level: validating a config never
     imports a model (nor torch)."""
     g = graph(lazy=True)
     below = set()
@@ -220,3 +222,29 @@ def test_what_the_registry_says_each_encoder_sees_is_what_it_does():
         assert moved == (not entry.causal), (name, entry)
         checked.append(name)
     assert len(checked) >= 8
+
+
+def test_the_registry_s_encoder_capabilities_are_the_implementations_own():
+    """registry.ENCODERS[name].recurrent (the engine sets dynamo's allow_rnn for it), .convolutional (the
+    rules require kernel_size) and .attention_heads (heads split hidden_size, no emb -> hidden projection),
+    against the built encoders' modules."""
+    from torch import nn
+
+    from uer_ds import registry
+    from uer_ds.config import ModelConfig
+    from uer_ds.models import build_model
+
+    for name, entry in registry.ENCODERS.items():
+        if name == "dual":  # two whole streams of other encoders
+            continue
+        cfg = ModelConfig(embedding=("word",), encoder=name, target=(), vocab_size=30, emb_size=16, hidden_size=16,
+                          heads_num=2, feedforward_size=32, layers_num=3, kernel_size=3, block_size=2)
+        modules = list(build_model(cfg).encoder.modules())
+        assert entry.recurrent == any(isinstance(m, nn.RNNBase) for m in modules), name
+        assert entry.convolutional == any(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in modules), name
+    with_heads = [name for name, entry in registry.ENCODERS.items() if entry.attention_heads]
+    assert with_heads
+    for name in with_heads:  # the rules the flag stands for: emb_size must equal hidden_size
+        with pytest.raises(ValueError, match="needs it equal to hidden_size"):
+            ModelConfig(embedding=("word",), encoder=name, target=(), vocab_size=30, emb_size=8, hidden_size=16,
+                        heads_num=2, feedforward_size=32)

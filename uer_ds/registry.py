@@ -15,12 +15,17 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 
 class EncoderEntry(NamedTuple):
-    """An encoder: its implementation, and which positions each position sees (for the targets)."""
+    """An encoder: its implementation, and what the config rules and the engine must know of it without
+    importing it (capabilities are asked of these fields, never of lists of encoder names)."""
 
     where: str                     # "module:Class"
     causal: Optional[bool]         # True: position t sees positions <= t (serves lm); False: both sides;
     #                                None: the config's `mask` decides (transformer, attn, synt)
     bidirectional: bool = False    # the hidden state's halves are a forward and a backward direction (bilm)
+    convolutional: bool = False    # convolutions over positions: needs kernel_size
+    recurrent: bool = False        # torch's LSTM/GRU inside (torch.compile needs dynamo's allow_rnn)
+    attention_heads: bool = False  # attention without an emb -> hidden projection: heads_num divides
+    #                                hidden_size, emb_size equals it (attn, synt; the transformer has its own)
 
 
 _ENC = "uer_ds.models.encoders"
@@ -34,16 +39,16 @@ EMBEDDINGS: dict[str, str] = {
 }
 ENCODERS: dict[str, EncoderEntry] = {
     "transformer": EncoderEntry(f"{_ENC}.transformer:TransformerEncoder", None),
-    "lstm": EncoderEntry(f"{_ENC}.rnn:LstmEncoder", True),
-    "gru": EncoderEntry(f"{_ENC}.rnn:GruEncoder", True),
-    "bilstm": EncoderEntry(f"{_ENC}.rnn:BilstmEncoder", False, bidirectional=True),
-    "bigru": EncoderEntry(f"{_ENC}.rnn:BigruEncoder", False, bidirectional=True),
-    "gatedcnn": EncoderEntry(f"{_ENC}.gatedcnn:GatedcnnEncoder", True),
-    "cnn": EncoderEntry(f"{_ENC}.cnn:CnnEncoder", True),
-    "rcnn": EncoderEntry(f"{_ENC}.cnn:RcnnEncoder", True),
-    "crnn": EncoderEntry(f"{_ENC}.cnn:CrnnEncoder", True),
-    "attn": EncoderEntry(f"{_ENC}.attn:AttnEncoder", None),
-    "synt": EncoderEntry(f"{_ENC}.synt:SyntEncoder", None),
+    "lstm": EncoderEntry(f"{_ENC}.rnn:LstmEncoder", True, recurrent=True),
+    "gru": EncoderEntry(f"{_ENC}.rnn:GruEncoder", True, recurrent=True),
+    "bilstm": EncoderEntry(f"{_ENC}.rnn:BilstmEncoder", False, bidirectional=True, recurrent=True),
+    "bigru": EncoderEntry(f"{_ENC}.rnn:BigruEncoder", False, bidirectional=True, recurrent=True),
+    "gatedcnn": EncoderEntry(f"{_ENC}.gatedcnn:GatedcnnEncoder", True, convolutional=True),
+    "cnn": EncoderEntry(f"{_ENC}.cnn:CnnEncoder", True, convolutional=True),
+    "rcnn": EncoderEntry(f"{_ENC}.cnn:RcnnEncoder", True, convolutional=True, recurrent=True),
+    "crnn": EncoderEntry(f"{_ENC}.cnn:CrnnEncoder", True, convolutional=True, recurrent=True),
+    "attn": EncoderEntry(f"{_ENC}.attn:AttnEncoder", None, attention_heads=True),
+    "synt": EncoderEntry(f"{_ENC}.synt:SyntEncoder", None, attention_heads=True),
     "dual": EncoderEntry(f"{_ENC}.dual:DualEncoder", False),  # a siamese body for the classifier, never a target's
 }
 TARGETS: dict[str, str] = {

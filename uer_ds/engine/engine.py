@@ -26,8 +26,8 @@ from uer_ds.engine.recompute import apply_activation_checkpointing
 from uer_ds.data.batch import batch_info, forward_kwargs
 from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
+from uer_ds.registry import ENCODERS
 
-RECURRENT_ENCODERS = ("lstm", "gru", "bilstm", "bigru", "rcnn", "crnn")  # torch.lstm/gru inside
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ class Engine:
         A recurrent encoder (lstm, gru, their two-way forms, rcnn, crnn) needs dynamo's `allow_rnn`,
         else each torch.lstm/gru call is a graph break; it is set for those models."""
         cfg = self.model_config
-        if cfg is not None and cfg.encoder in RECURRENT_ENCODERS:
+        if cfg is not None and ENCODERS[cfg.encoder].recurrent:
             import torch._dynamo
 
             torch._dynamo.config.allow_rnn = True
