@@ -232,5 +232,7 @@ def test_a_target_without_a_vocabulary_output_unties_uer_pys_bert_config(capsys)
     assert cfg.target == ("cls",) and cfg.tie_weights is False
     assert "note: tie_weights false: target ['cls'] has no output over the vocabulary" in capsys.readouterr().err
     assert model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["mlm"])).tie_weights is True
+    model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=[]))  # a fine-tuning body: no note
+    assert "tie_weights" not in capsys.readouterr().err
     with pytest.raises(ValueError, match="--tie_weights is true: target \\['cls'\\] has no output"):
         model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["cls"], tie_weights=True))

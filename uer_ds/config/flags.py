@@ -67,9 +67,10 @@ def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig]
     overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
     targets = overrides.get("target")
-    if targets is not None and "tie_weights" not in overrides and not set(targets) & set(VOCAB_OUTPUT_TARGETS):
+    if targets and "tie_weights" not in overrides and not set(targets) & set(VOCAB_OUTPUT_TARGETS):
         # UER-py's BERT configs tie the MLM output to the word embedding; a target chosen without an output
         # over the vocabulary (--target cls, ERNIE 2.0's) has nothing to tie: the tie is dropped, said once
+        # (no target at all, a fine-tuning body, ties nothing either and needs no note: the rules skip it)
         overrides["tie_weights"] = False
         _untie_note(args, base, list(targets))
     if getattr(args, "config_path", None) is None and base is not None:
