@@ -6,7 +6,7 @@ Every command that takes a model calls `resolve_model(path, flag, kinds)`: `pret
 
   task     a fine-tuned task directory (task.json + config.json + model.safetensors): `infer` loads the
            task model; the tools, `pretrain` and `finetune` read its embedding and encoder
-  hf       a Hugging Face model directory (config.json with model_type bert, roberta, albert or gpt2)
+  hf       a Hugging Face model directory (config.json with model_type bert, roberta, albert, gpt2 or ernie)
   model    a uer_ds model directory (config.json + model.safetensors)
   run      a uer_ds training run ('latest' + global_step<N>/): the step 'latest' names
   tag      one global_step<N>/ of a run (uer_ds.json + config.json): that step
@@ -39,7 +39,7 @@ PathLike = Union[str, os.PathLike]
 
 KINDS: dict[str, str] = {
     "task": "a fine-tuned task directory (task.json + config.json + model.safetensors, from `uer-ds finetune`)",
-    "hf": "a Hugging Face model directory (config.json with model_type bert, roberta, albert or gpt2)",
+    "hf": "a Hugging Face model directory (config.json with model_type bert, roberta, albert, gpt2 or ernie)",
     "model": "a uer_ds model directory (config.json + model.safetensors)",
     "run": "a uer_ds training run ('latest' + global_step<N>/, from `uer-ds pretrain`)",
     "tag": "a global_step<N>/ directory of a training run (uer_ds.json + config.json)",
@@ -151,7 +151,7 @@ class ModelSource:
 
     @property
     def hf_type(self) -> Optional[str]:
-        """A Hugging Face directory's model_type (bert, roberta, albert, gpt2, or one uer_ds cannot read)."""
+        """A Hugging Face directory's model_type (bert, roberta, albert, gpt2, ernie, or one uer_ds cannot read)."""
         return _json_object(self.path / "config.json", self.flag)["model_type"] if self.kind == "hf" else None
 
     # ---- the model's config ---------------------------------------------------------------------
