@@ -450,7 +450,7 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
     (uer_ds.compat.MODEL_ALIASES: `--encoder bert`, `--target albert`, `--bidirectional`) are accepted
     and listed in each flag's help.  `exclude` names keys a command defines itself.
     """
-    from uer_ds.compat import BIDIRECTIONAL, alias_names
+    from uer_ds.compat import BIDIRECTIONAL, add_absent_features, add_flag_aliases, alias_names
 
     group = parser.add_argument_group("model config (flags override the JSON)")
     default_text = f"default: {config_default}" if config_default else "default: the model's own config.json"
@@ -474,6 +474,8 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
     group.add_argument("--bidirectional", nargs="?", const="true", metavar="BOOL", default=argparse.SUPPRESS,
                        help="UER-py's recurrent encoders in both directions: "
                             + ", ".join(f"{k} -> {v}" for k, v in BIDIRECTIONAL.items() if k != v))
+    add_flag_aliases(parser, "model")  # UER-py's --subencoder_type (cloze_test.py, generate.py of 2020)
+    add_absent_features(parser)
 
 
 _REGISTRY_KEYS = {"encoder": "ENCODERS", "synt_type": "SYNTHESIZERS", "subencoder": "SUBENCODERS"}
@@ -487,7 +489,11 @@ def _registry_names(key: str) -> list[str]:
 
 
 def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The model-config flags given on the command line (lists split; `bidirectional` included)."""
+    """The model-config flags given on the command line (lists split; `bidirectional` included).  A UER-py
+    flag asking for a feature uer_ds does not have (uer_ds.compat.ABSENT_FEATURES) is refused here."""
+    from uer_ds.compat import check_absent_features
+
+    check_absent_features(args)
     overrides: dict[str, Any] = {}
     others = getattr(args, "not_model_flags", ())  # the command's own flags named like config keys
     for name in (*_FIELDS, "bidirectional"):

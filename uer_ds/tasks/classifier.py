@@ -145,6 +145,9 @@ class ClassifierTask(Task):
                            help="add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)")
         group.add_argument("--head", help="multi-task models: the head (dataset name) to predict with "
                                           "(default: the first)")
+        group.add_argument("--labels_num_list", type=int, nargs="+",
+                           help="UER-py's run_classifier_mt_infer.py: each head's classes, in order; checked "
+                                "against the model")
         self._label_arguments(group, infer=True)
 
     def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:

@@ -217,7 +217,11 @@ class CmrcTask(Task):
         self._decoding_arguments(group, 64, 20)
 
     def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        self._decoding_arguments(parser.add_argument_group("cmrc"), None, None)
+        group = parser.add_argument_group("cmrc")
+        group.add_argument("--doc_stride", type=int, default=None,
+                           help="tokens between the starts of a long context's windows (default: the model's, "
+                                "from fine-tuning; UER-py's run_cmrc_infer.py takes it too)")
+        self._decoding_arguments(group, None, None)
 
     @staticmethod
     def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:
@@ -234,6 +238,10 @@ class CmrcTask(Task):
         training = labelled and args is not None  # the training file: questions without a located answer are skipped
         require_offsets(tokenizer)
         special = tokenizer.require_special("cls", "sep")
+        stride = getattr(args, "doc_stride", None)  # infer's --doc_stride, else the model's
+        stride = spec["doc_stride"] if stride is None else stride
+        if stride <= 0:
+            raise ValueError(f"--doc_stride has value {stride}: must be positive")
         examples, skipped, lost, contexts, moved = [], [], [], {}, []
         for question in read_squad(path, labelled):
             moved += [question["id"]] * question["moved"]
@@ -252,7 +260,7 @@ class CmrcTask(Task):
             if training and located is None:
                 skipped.append(question["id"])
                 continue
-            windows = self._windows(question, ids, offsets, query, room, spec["doc_stride"], special, located,
+            windows = self._windows(question, ids, offsets, query, room, stride, special, located,
                                     path if labelled else None)
             lost += [question["id"]] * (labelled and not self._recoverable(question, windows, offsets, spans))
             examples.extend(windows)

@@ -86,6 +86,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
 
 def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
+    from uer_ds.compat import add_accepted_flags
 
     parser.add_argument("--load_model_path", required=True,
                         help="a task model directory written by `uer-ds finetune`, or a model fine-tuned by UER-py's "
@@ -100,6 +101,7 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                                                        f"with; {UER_SEQ_LENGTH} for a UER-py .bin, as UER-py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
+    add_accepted_flags(parser, ("--log_path", "--log_level", "--log_file_level"))
     add_tokenizer_arguments(parser, subwords=True)
     own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
     add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
@@ -604,6 +606,11 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     if labels_num is not None and labels_num != spec.get("labels_num"):
         raise ValueError(f"--labels_num {labels_num} disagrees with the model in {args.load_model_path} "
                          f"({spec.get('labels_num')} labels)")
+    labels_num_list = getattr(args, "labels_num_list", None)
+    saved_list = [s.get("labels_num") for s in info["heads"].values()]
+    if labels_num_list is not None and labels_num_list != saved_list:
+        raise ValueError(f"--labels_num_list {' '.join(map(str, labels_num_list))} disagrees with the model in "
+                         f"{args.load_model_path} (heads {', '.join(info['heads'])} with {saved_list} labels)")
     seq_length = args.seq_length or info["seq_length"]
     examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False, args=args)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
