@@ -204,6 +204,7 @@ def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best
 
 class CmrcTask(Task):
     name = "cmrc"
+    uer_2020_output_path = "models/cmrc_model.bin"
     help = "span-extraction reading comprehension on SQuAD-style JSON (CMRC2018, DRCD; UER-py run_cmrc)"
     metrics = ("f1", "em", "average")
 

@@ -116,6 +116,7 @@ def encode_choice(tokenizer: Tokenizer, option: list[int], question: list[int], 
 
 class C3Task(Task):
     name = "c3"
+    uer_2020_output_path = "models/multichoice_model.bin"
     help = "multiple choice: context + question + each option, softmax over the options (C3; UER-py run_c3)"
     metrics = ("accuracy",)
 

@@ -46,10 +46,10 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                             "random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
-    group.add_argument("--output_model_path", default=UER_OUTPUT_MODEL_PATH,
+    group.add_argument("--output_model_path", default=task.uer_output_model_path,
                        help="directory for the best model (config.json, task.json, model.safetensors) and "
-                            f"report.json (default {UER_OUTPUT_MODEL_PATH}, UER-py's path; here a directory, which "
-                            "`uer-ds infer --load_model_path` takes)")
+                            f"report.json (default {task.uer_output_model_path}, UER-py's path; here a directory, "
+                            "which `uer-ds infer --load_model_path` takes)")
     group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
     group.add_argument("--seq_length", type=int, default=128,
                        help="longest input in tokens; longer is cut (default 128)")
@@ -525,6 +525,7 @@ def _infer_model(task: Task, args: argparse.Namespace, device: torch.device):
     from uer_ds.config import ModelConfig
     from uer_ds.convert.resolve import INFER_KINDS, MODEL_KINDS, resolve_model
 
+    uer_2020_output(task, args)
     source = resolve_model(args.load_model_path, "--load_model_path", kinds=MODEL_KINDS + ("onnx",),
                            config_path=args.config_path)
     if source.kind not in INFER_KINDS and not (source.kind == "weights" and task.uer_head):
@@ -548,6 +549,25 @@ def _infer_model(task: Task, args: argparse.Namespace, device: torch.device):
         return forward, info, tokenizer
     model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), kernels=cfg.kernels, device=device)
     return module_forward(model, device), info, tokenizer
+
+
+def uer_2020_output(task: Task, args: argparse.Namespace) -> None:
+    """UER-py's 2019-2020 run_*.py wrote the fine-tuned model to a name per task (models/classifier_model.bin,
+    ner_model.bin, cmrc_model.bin, ...), and that era's inference commands read it; `uer-ds finetune`, as
+    UER-py's finetune/run_*.py today, writes models/finetuned_model.bin.  When --load_model_path is the
+    task's old name, absent, and the directory beside it holds finetuned_model.bin, that model is read
+    (said so; read_info_checked still checks it is this task's model)."""
+    old = task.uer_2020_output_path
+    given = Path(args.load_model_path)
+    if old is None or given.exists() or given.as_posix().removeprefix("./") != old.removeprefix("./"):
+        return
+    written = given.parent / Path(task.uer_output_model_path).name
+    if not written.is_dir():
+        return
+    print(f"note: --load_model_path {args.load_model_path} does not exist: UER-py's run_*.py of 2019-2020 wrote the "
+          f"fine-tuned {task.name} model there; uer_ds's finetune (as UER-py's today) writes "
+          f"{task.uer_output_model_path}: reading {written}", flush=True)
+    args.load_model_path = str(written)
 
 
 def _uer_inference(task: Task, args: argparse.Namespace, source, device: torch.device):
