@@ -217,3 +217,25 @@ def test_validation_runs_after_the_merge():
     assert cfg.hidden_size == cfg.emb_size == 100
     with pytest.raises(ValueError, match="^--heads_num has value 3"):
         model_config_from_args(_parse(["--config_path", "bert/tiny", "--heads_num", "3"]))
+
+
+# UER-py's models/bert/base_config.json (dbiir/UER-py 5743050), as its users pass it with `--target cls`
+UER_BERT_BASE = {"emb_size": 768, "feedforward_size": 3072, "hidden_size": 768, "hidden_act": "gelu", "heads_num": 12,
+                 "layers_num": 12, "max_seq_length": 512, "dropout": 0.1, "data_processor": "bert",
+                 "embedding": ["word", "pos", "seg"], "encoder": "transformer", "mask": "fully_visible",
+                 "target": ["mlm", "sp"], "tie_weights": True}
+
+
+def test_target_cls_with_uer_bert_config_unties_with_a_note(tmp_path):
+    from uer_ds.config import ConfigNote
+
+    path = tmp_path / "base_config.json"
+    path.write_text(json.dumps(UER_BERT_BASE))
+    with pytest.warns(ConfigNote, match=r"has tie_weights true, but target \['cls'\] has no output over the "
+                                        r"vocabulary .*: tie_weights off"):
+        cfg = ModelConfig.from_json(path, {"target": ["cls"], "data_processor": "cls", "vocab_size": 100})
+    assert cfg.target == ("cls",) and cfg.tie_weights is False
+    # the file's own targets (mlm) tie, as before; a --tie_weights flag with cls alone meets the rule
+    assert ModelConfig.from_json(path, {"vocab_size": 100}).tie_weights is True
+    with pytest.raises(ValueError, match=r"tie_weights.*has no output over the vocabulary"):
+        ModelConfig.from_json(path, {"target": ["cls"], "tie_weights": "true", "vocab_size": 100})
