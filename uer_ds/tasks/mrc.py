@@ -183,6 +183,16 @@ def locate(context: str, text: str, start: int) -> int:
     return found
 
 
+def add_select_arguments(group: argparse._ArgumentGroup) -> None:
+    """`uer-ds infer cmrc`'s flags of the select-then-extract flow."""
+    group.add_argument("--select_model_path",
+                       help="a c3 task model that picks each question's paragraph among its candidates; then "
+                            "--test_path is C3's JSON with the paragraphs as options, [[], [{id, question, choice: "
+                            "[paragraphs]}], id], and the answer is extracted from the chosen one")
+    group.add_argument("--selection_path",
+                       help="with --select_model_path: JSON lines {id, paragraph (chosen index), scores}")
+
+
 # ---- the task ------------------------------------------------------------------------------------
 def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best: int,
               max_length: int) -> Optional[tuple[float, int, int]]:
@@ -223,6 +233,7 @@ class CmrcTask(Task):
                            help="tokens between the starts of a long context's windows (default: the model's, "
                                 "from fine-tuning; UER-py's run_cmrc_infer.py takes it too)")
         self._decoding_arguments(group, None, None)
+        add_select_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.tasks.adl)"))
 
     @staticmethod
     def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:
@@ -394,5 +405,5 @@ class CmrcTask(Task):
         handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
 
-__all__ = ["CmrcTask", "SpanHead", "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
+__all__ = ["CmrcTask", "SpanHead", "add_select_arguments", "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]
