@@ -619,6 +619,7 @@ def train_config_from_args(args: argparse.Namespace, **values: Any) -> TrainConf
                           if f.name not in values}, **values)
 
 
-__all__ = ["ConfigError", "ConfigNote", "ModelConfig", "TrainConfig", "add_model_config_arguments", "add_train_config_arguments",
+__all__ = ["ConfigError", "ConfigNote", "ModelConfig", "TrainConfig", "add_model_config_arguments",
+           "add_train_config_arguments",
            "model_config_from_args", "model_config_overrides", "resolve_config_path", "shipped_config_names",
            "train_config_from_args"]

@@ -114,7 +114,8 @@ def test_select_model_path_must_be_a_selector(tmp_path, capsys):
     select, _, _ = make_split(2, 0, "x")
     test_path = write(tmp_path / "select.json", select)
     assert main(["infer", "cmrc", "--load_model_path", str(tmp_path / "nothing"), "--select_model_path",
-                 str(tmp_path / "missing"), "--test_path", test_path, "--prediction_path", str(tmp_path / "a.json")]) == 1
+                 str(tmp_path / "missing"), "--test_path", test_path,
+                 "--prediction_path", str(tmp_path / "a.json")]) == 1
     assert "--select_model_path" in capsys.readouterr().err
     assert main(["infer", "cmrc", "--load_model_path", "m", "--test_path", test_path, "--prediction_path", "p",
                  "--selection_path", str(tmp_path / "s.jsonl")]) == 1

@@ -43,7 +43,8 @@ from uer_ds.tokenizers import Tokenizer
 
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
 BOM = b"\xef\xbb\xbf"
-MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "cls_mlm": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines",
+MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "cls_mlm": "cls", "mlm": "lines", "lm": "lines",
+              "bilm": "lines",
               "s2s": "s2s",
               # ERNIE 2.0 (issue 27; ernie_corpora.py): discourse and ir_relevance are tokenized as cls lines that a
               # first pass over the user's file writes

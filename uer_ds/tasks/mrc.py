@@ -405,5 +405,6 @@ class CmrcTask(Task):
         handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
 
-__all__ = ["CmrcTask", "SpanHead", "add_select_arguments", "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
+__all__ = ["CmrcTask", "SpanHead", "add_select_arguments",
+           "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]

@@ -28,7 +28,6 @@ REPORT_FILE = "report.json"
 
 
 # ---- arguments -----------------------------------------------------------------------------------
-UER_OUTPUT_MODEL_PATH = "models/finetuned_model.bin"  # UER-py's default --output_model_path (here a directory)
 UER_SEQ_LENGTH = 128  # UER-py's default --seq_length
 
 
