@@ -219,20 +219,23 @@ def test_validation_runs_after_the_merge():
         model_config_from_args(_parse(["--config_path", "bert/tiny", "--heads_num", "3"]))
 
 
-def test_a_target_without_a_vocabulary_output_unties_uer_pys_bert_config(capsys):
-    """UER-py's BERT configs say tie_weights true (the MLM output shares the word embedding); `--target cls`
-    (or an ERNIE 2.0 target) has no such output: the tie is dropped with a note, not refused; asked for
-    explicitly, it is refused naming the key."""
-    import argparse
+# UER-py's models/bert/base_config.json (dbiir/UER-py 5743050), as its users pass it with `--target cls`
+UER_BERT_BASE = {"emb_size": 768, "feedforward_size": 3072, "hidden_size": 768, "hidden_act": "gelu", "heads_num": 12,
+                 "layers_num": 12, "max_seq_length": 512, "dropout": 0.1, "data_processor": "bert",
+                 "embedding": ["word", "pos", "seg"], "encoder": "transformer", "mask": "fully_visible",
+                 "target": ["mlm", "sp"], "tie_weights": True}
 
-    from uer_ds.config import ModelConfig, model_config_from_args
 
-    assert ModelConfig.from_json("bert/tiny").tie_weights is True
-    cfg = model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["cls"]))
+def test_target_cls_with_uer_bert_config_unties_with_a_note(tmp_path):
+    from uer_ds.config import ConfigNote
+
+    path = tmp_path / "base_config.json"
+    path.write_text(json.dumps(UER_BERT_BASE))
+    with pytest.warns(ConfigNote, match=r"has tie_weights true, but target \['cls'\] has no output over the "
+                                        r"vocabulary .*: tie_weights off"):
+        cfg = ModelConfig.from_json(path, {"target": ["cls"], "data_processor": "cls", "vocab_size": 100})
     assert cfg.target == ("cls",) and cfg.tie_weights is False
-    assert "note: tie_weights false: target ['cls'] has no output over the vocabulary" in capsys.readouterr().err
-    assert model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["mlm"])).tie_weights is True
-    model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=[]))  # a fine-tuning body: no note
-    assert "tie_weights" not in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--tie_weights is true: target \\['cls'\\] has no output"):
-        model_config_from_args(argparse.Namespace(config_path="bert/tiny", target=["cls"], tie_weights=True))
+    # the file's own targets (mlm) tie, as before; a --tie_weights flag with cls alone meets the rule
+    assert ModelConfig.from_json(path, {"vocab_size": 100}).tie_weights is True
+    with pytest.raises(ValueError, match=r"tie_weights.*has no output over the vocabulary"):
+        ModelConfig.from_json(path, {"target": ["cls"], "tie_weights": "true", "vocab_size": 100})

@@ -409,3 +409,47 @@ def test_scripts(ws, monkeypatch, tmp_path, capsys):
     assert words[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and set(words[5:]) == {"书", "很", "好"}
     assert (tmp_path / "word_vocab2.txt").read_text(encoding="utf-8") == "\n".join(words) + "\n"
     uer("python3 scripts/diff_vocab.py --vocab_1 word_vocab.txt --vocab_2 models/google_zh_vocab.txt", ws)
+
+
+def test_2020_default_output_names(ws, monkeypatch, tmp_path, capsys):
+    """2020 README: `run_classifier.py` without --output_model_path wrote models/classifier_model.bin, which the
+    next command, `inference/run_classifier_infer.py --load_model_path models/classifier_model.bin`, read.
+    uer_ds writes UER-py's today's default (models/finetuned_model.bin); infer reads it under the old name."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()  # a models/ folder of its own: the default output lands in it
+    for name in ("google_zh_vocab.txt", "bert_tiny_config.json"):
+        shutil.copy(ws / "models" / name, tmp_path / "models" / name)
+    uer(f"python3 run_classifier.py {CLS} --config_path models/bert_tiny_config.json --encoder bert", ws)
+    assert (tmp_path / "models" / "finetuned_model.bin" / "task.json").is_file()
+    capsys.readouterr()
+    uer(f"python3 inference/run_classifier_infer.py --load_model_path models/classifier_model.bin {CLS_INFER} "
+        "--config_path models/bert_tiny_config.json --encoder bert", ws)
+    assert "reading models/finetuned_model.bin" in capsys.readouterr().out
+    report = json.loads((tmp_path / "models" / "finetuned_model.bin" / "report.json").read_text())
+    gold = [int(r["label"]) for r in rows(CORPORA / "reviews_cls" / "test.tsv")]
+    predicted = [int(r["label"]) for r in rows(tmp_path / "prediction.tsv")]
+    assert np.mean(np.array(predicted) == gold) == pytest.approx(report["test"]["accuracy"])
+    # the old name of another task finds the classifier there, and says so
+    argv = translate("python3 inference/run_ner_infer.py --load_model_path models/ner_model.bin --vocab_path "
+                     "models/google_zh_vocab.txt --test_path x.tsv --prediction_path p.tsv --label2id_path l.json", ws)
+    assert main(argv) == 1
+    assert "holds a 'classifier' model, not one for 'ner'" in capsys.readouterr().err
+    assert not (tmp_path / "models" / "classifier_model.bin").exists()  # nothing written under the old name
+
+
+def test_multi_task_default_output_is_uer_pys():
+    """finetune/run_classifier_mt.py (5743050, line 91; run_mt_classifier.py in 2020) defaults
+    --output_model_path to models/multitask_classifier_model.bin; every other run_*.py to UER-py's
+    finetune_opts' models/finetuned_model.bin."""
+    import argparse
+
+    from uer_ds.cli import finetune
+
+    parser = argparse.ArgumentParser()
+    finetune.add_arguments(parser)
+    mt = parser.parse_args(["mt_classifier", "--dataset_path_list", "d"])
+    assert mt.output_model_path == "models/multitask_classifier_model.bin"
+    ner = parser.parse_args(["ner", "--train_path", "t", "--dev_path", "d", "--label2id_path", "l"])
+    assert ner.output_model_path == "models/finetuned_model.bin"

@@ -51,6 +51,8 @@ FLAG_ALIASES: dict[str, dict[str, str]] = {
              "--output_path": "prediction_path", "--target_words_path": "test_path"},
     # scripts/build_vocab.py: 2020's --vocab_path / --tokenizer space, today's --delimiter char|space
     "build_vocab": {"--vocab_path": "output_path", "--tokenizer": "kind", "--delimiter": "kind"},
+    # every command with model-config flags: 2020's cloze_test.py / generate.py spelled --subencoder so
+    "model": {"--subencoder_type": "subencoder"},
 }
 
 # UER-py flags uer_ds accepts and has no use for: flag -> (argparse kwargs, why it is not needed)
@@ -64,6 +66,27 @@ ACCEPTED_FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "--workers_num": ({"type": int}, "counting a vocabulary is fast in one process"),
 }
 
+# UER-py's model flags for features uer_ds does not have (its T5/BART/LLaMA-era options, byte-level BPE):
+# flag -> (argparse kwargs, UER-py's default -- the feature off --, the feature).  Every UER-py command line
+# that leaves a feature off parses and runs; asking for one is refused naming it (check_absent_features).
+ABSENT_FEATURES: dict[str, tuple[dict[str, Any], Any, str]] = {
+    "--tgt_embedding": ({"nargs": "+", "metavar": "NAME"}, "word", "a decoder's own embedding (UER-py's T5/BART)"),
+    "--decoder": ({"choices": ("transformer",)}, None, "a transformer decoder (UER-py's T5/BART)"),
+    "--share_embedding": ({"action": "store_const", "const": True}, None, "an embedding shared with a decoder"),
+    "--relative_position_embedding": ({"action": "store_const", "const": True}, None,
+                                      "relative position embeddings (T5)"),
+    "--relative_attention_buckets_num": ({"type": int}, 32, "relative position buckets (T5)"),
+    "--feed_forward": ({"choices": ("dense", "gated")}, "dense", "the gated feed-forward (T5 v1.1, LLaMA)"),
+    "--layernorm": ({"choices": ("normal", "t5")}, "normal", "T5's layer norm (no mean, no bias)"),
+    "--remove_attention_scale": ({"action": "store_const", "const": True}, None,
+                                 "attention without the 1/sqrt(head size) scale (T5)"),
+    "--remove_transformer_bias": ({"action": "store_const", "const": True}, None,
+                                  "transformer layers without biases (T5, LLaMA)"),
+    "--has_residual_attention": ({"action": "store_const", "const": True}, None, "residual attention (RealFormer)"),
+    "--prefix_lm_loss": ({"action": "store_const", "const": True}, None, "a loss on the answer part only (SFT)"),
+    "--merges_path": ({}, None, "byte-level BPE merges (--tokenizer bpe)"),
+}
+
 # UER-py script -> the uer-ds command that does its work (README table; the seed-command tests use it)
 SCRIPTS: dict[str, str] = {
     "preprocess.py": "preprocess",
@@ -75,12 +98,14 @@ SCRIPTS: dict[str, str] = {
     "finetune/run_cmrc.py": "finetune cmrc",
     "finetune/run_c3.py": "finetune c3",
     "finetune/run_dbqa.py": "finetune dbqa",
+    "finetune/run_regression.py": "finetune regression",
     "inference/run_classifier_infer.py": "infer classifier",
     "inference/run_classifier_mt_infer.py": "infer classifier",  # one head per run: --head NAME
     "inference/run_classifier_multi_label_infer.py": "infer multi_label_classifier",
     "inference/run_ner_infer.py": "infer ner",
     "inference/run_cmrc_infer.py": "infer cmrc",
     "inference/run_c3_infer.py": "infer c3",
+    "inference/run_regression_infer.py": "infer regression",
     "scripts/average_models.py": "average",
     "scripts/build_vocab.py": "build-vocab",
     "scripts/diff_vocab.py": "diff-vocab",
@@ -201,6 +226,30 @@ def accepted_notes(args: argparse.Namespace) -> list[str]:
     return notes
 
 
+def add_absent_features(parser: argparse.ArgumentParser) -> None:
+    """UER-py's flags of ABSENT_FEATURES, so its command lines parse; check_absent_features refuses a
+    value that asks for the feature."""
+    group = parser.add_argument_group("UER-py's flags for features uer_ds does not have (accepted off)")
+    for flag, (kwargs, off, feature) in ABSENT_FEATURES.items():
+        if flag in parser._option_string_actions:  # noqa: SLF001 (a command's own flag of that name)
+            continue
+        shown = "off" if off is None else f"{off}"
+        group.add_argument(flag, default=None, help=f"accepted at UER-py's default ({shown}): {feature} is not in "
+                                                    "uer_ds", **kwargs)
+
+
+def check_absent_features(args: argparse.Namespace) -> None:
+    """Raise ValueError naming the flag when a command line asks for a feature of ABSENT_FEATURES."""
+    for flag, (_, off, feature) in ABSENT_FEATURES.items():
+        value = getattr(args, flag.lstrip("-"), None)
+        if value is None or value == off or (isinstance(value, list) and value == [off]):
+            continue
+        shown = " ".join(map(str, value)) if isinstance(value, list) else ("" if value is True else str(value))
+        default = "off" if off is None else repr(off)
+        raise ValueError(f"{flag} {shown}".rstrip() + f": {feature} is not in uer_ds (UER-py's default, {default}, "
+                         "is what uer_ds computes; leave the flag out)")
+
+
 # ---- the README's tables (tests/test_compat.py checks the README holds exactly these) ------------------
 def _show(value: Any) -> str:
     return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
@@ -222,6 +271,9 @@ def alias_table_markdown() -> str:
                          f"`--{dest}` |")
     for flag, (_, why) in ACCEPTED_FLAGS.items():
         lines.append(f"| `{flag}` | accepted, not needed: {why} |")
+    for flag, (_, off, feature) in ABSENT_FEATURES.items():
+        lines.append(f"| `{flag}` | accepted at UER-py's default ({'off' if off is None else off}) only: {feature} "
+                     "is not in uer_ds |")
     return "\n".join(lines)
 
 
@@ -232,6 +284,7 @@ def scripts_table_markdown() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ACCEPTED_FLAGS", "BIDIRECTIONAL", "FLAG_ALIASES", "MODEL_ALIASES", "SCRIPTS", "AliasError",
-           "accepted_notes", "add_accepted_flags", "add_flag_aliases", "alias_names", "alias_table_markdown",
-           "apply_bidirectional", "expand_aliases", "scripts_table_markdown"]
+__all__ = ["ABSENT_FEATURES", "ACCEPTED_FLAGS", "BIDIRECTIONAL", "FLAG_ALIASES", "MODEL_ALIASES", "SCRIPTS",
+           "AliasError", "accepted_notes", "add_absent_features", "add_accepted_flags", "add_flag_aliases",
+           "alias_names", "alias_table_markdown", "apply_bidirectional", "check_absent_features", "expand_aliases",
+           "scripts_table_markdown"]

@@ -95,6 +95,7 @@ DATA_PROCESSORS: dict[str, tuple[str, ...]] = {
     "lm": ("lm",),
     "bilm": ("bilm",),
     "cls": ("cls",),
+    "cls_mlm": ("cls", "mlm"),  # UER-py's cls_mlm: a labelled line, its label and its masked tokens
     "s2s": ("s2s",),           # source<TAB>target lines: an LSTM decoder reads the encoder (UER-py's s2s)
     # ERNIE 2.0's tasks (uer_ds/data/ernie.py): each feeds the target of its name
     "capitalization": ("capitalization",),

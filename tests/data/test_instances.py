@@ -225,6 +225,27 @@ def test_masking_statistics():
         assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / n), (share, p)
 
 
+
+def test_cls_mlm_instances_are_the_labelled_line_masked(make, tok):
+    """UER-py's cls_mlm (`--target mlm cls`): each corpus line's label, and its [CLS] text [SEP] with 15% of
+    the text's tokens masked (the originals in tgt mlm)."""
+    ds = make("cls_mlm", "reviews_cls.txt", seq_length=32, dup_factor=1)
+    lines = (CORPORA / "reviews_cls.txt").read_text(encoding="utf-8").splitlines()
+    assert len(ds) == 2000
+    masked = candidates = 0
+    for i in range(0, 2000, 7):
+        x = ds[i]
+        label, text = lines[i].split("\t")
+        assert int(x["tgt"]["cls"]) == int(label)
+        n = int((x["seg"] > 0).sum())
+        assert restored(x)[:n].tolist() == [tok.cls_id] + tok.encode(text)[:30] + [tok.sep_id]
+        picked = x["tgt"]["mlm"] != -100
+        assert not picked[[0, n - 1]].any()  # [CLS] and [SEP] are never masked
+        masked += picked.sum()
+        candidates += n - 2
+    assert abs(masked / candidates - 0.15) < 0.02
+
+
 def test_masking_through_the_dataset(make, tok):
     ds = make("mlm", dup_factor=1)
     masked = candidates = 0

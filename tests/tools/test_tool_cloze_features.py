@@ -129,3 +129,28 @@ def test_issue_case_cloze_keeps_lines_whole_and_names_a_blank_line(mlm, tmp_path
     (tmp_path / "blank.txt").write_text("一\n \n二\n", encoding="utf-8")
     assert main([*args, "--test_path", str(tmp_path / "blank.txt")]) == 1
     assert "blank.txt:2: empty line: every line is a sentence to fill in" in capsys.readouterr().err
+
+
+def test_features_of_a_task_tsv_are_its_text_columns_as_the_classifier_reads_them(body, tmp_path, capsys):
+    """A classifier's TSV (label, text_a, text_b): one row per data row, the header and the label not text;
+    each row is [CLS] text_a [SEP] text_b [SEP] with segments A/B, as transformers' tokenizer pairs them."""
+    hf, ours_dir = body
+    pairs = [("1", LINES[0], LINES[3]), ("0", LINES[2], "好书。")]
+    (tmp_path / "train.tsv").write_text("label\ttext_a\ttext_b\n" + "".join("\t".join(p) + "\n" for p in pairs),
+                                        encoding="utf-8")
+    out = tmp_path / "f.npy"
+    assert main(["extract-features", "--load_model_path", str(ours_dir), "--vocab_path", str(VOCAB), "--test_path",
+                 str(tmp_path / "train.tsv"), "--prediction_path", str(out), "--pooling", "mean"]) == 0
+    assert "a task TSV: 2 row(s) of text_a + text_b" in capsys.readouterr().out
+    got = torch.from_numpy(np.load(out))
+    assert got.shape[0] == 2
+    tok = hf_tokenizer()
+    for row, (_, a, b) in enumerate(pairs):
+        enc = tok(a, b, return_tensors="pt")  # [CLS] a [SEP] b [SEP], token_type_ids 0 then 1
+        with torch.no_grad():
+            expected = hf(**enc).last_hidden_state[0].mean(0)
+        torch.testing.assert_close(got[row], expected, **TOL)
+    (tmp_path / "bad.tsv").write_text("label\ttext_a\n1\t\n", encoding="utf-8")
+    assert main(["extract-features", "--load_model_path", str(ours_dir), "--vocab_path", str(VOCAB), "--test_path",
+                 str(tmp_path / "bad.tsv"), "--prediction_path", str(out)]) == 1
+    assert "bad.tsv:2: text_a is empty" in capsys.readouterr().err

@@ -81,12 +81,13 @@ def _usage() -> str:
 
 def _one_line_warnings(prog: str) -> None:
     """uer_ds's own warnings (a do_lower_case set against the vocabulary, ...) as one line on stderr."""
+    from uer_ds.config import ConfigNote
     from uer_ds.tokenizers import CaseMismatchWarning
 
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, CaseMismatchWarning):
+        if issubclass(category, (CaseMismatchWarning, ConfigNote)):
             print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
         else:
             shown(message, category, filename, lineno, file, line)

@@ -17,11 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from uer_ds.tools.common import blank_rows, read_lines
-    from uer_ds.tools.features import extract, save_features
+    from uer_ds.tools.features import extract, is_task_tsv, read_task_tsv, save_features
 
     lines = read_lines(args.test_path)
     tokenizer, model = tokenizer_and_model(args)
-    features = extract(model, tokenizer, lines, args.pooling, args.seq_length, args.batch_size)
+    encoded = None
+    if is_task_tsv(lines):  # a task's TSV: its text columns, row k = data row k (the header is not text)
+        lines, encoded, columns = read_task_tsv(args.test_path, tokenizer, args.seq_length)
+        print(f"{args.test_path}: a task TSV: {len(lines)} row(s) of {' + '.join(columns)} (the header and other "
+              "columns are not text), encoded as the classifier reads them: [CLS] text_a [SEP]"
+              + (" text_b [SEP]" if len(columns) > 1 else ""))
+    features = extract(model, tokenizer, lines, args.pooling, args.seq_length, args.batch_size, encoded)
     save_features(features, args.prediction_path)
     shape = tuple(features.shape) if not isinstance(features, list) else f"{len(features)} x (tokens, " \
         f"{features[0].shape[-1]})"

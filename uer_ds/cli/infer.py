@@ -19,4 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from uer_ds.tasks import TASKS
     from uer_ds.tasks.runner import infer
 
+    if getattr(args, "select_model_path", None):  # cmrc: select each question's paragraph first
+        from uer_ds.tasks.adl import select_then_extract
+
+        return select_then_extract(args)
+    if getattr(args, "selection_path", None):
+        raise ValueError("--selection_path is written by the select-then-extract flow: give --select_model_path too")
     return infer(TASKS[args.task], args)

@@ -29,7 +29,7 @@ def add_model_tool_arguments(parser: argparse.ArgumentParser, output_required: b
                         help="output file" + ("" if output_required else " (default: standard output)"))
     parser.add_argument("--seq_length", type=int, default=128, help="tokens per line at most (default 128)")
     parser.add_argument("--batch_size", type=int, default=32, help="lines per forward pass (default 32)")
-    add_tokenizer_arguments(parser)
+    add_tokenizer_arguments(parser, subwords=True)  # UER-py 2020's cloze_test.py / generate.py took it
     add_flag_aliases(parser, "tool")
 
 
@@ -52,6 +52,10 @@ def tokenizer_and_model(args: argparse.Namespace, need_target: Union[None, str, 
         raise ValueError("give the model's vocabulary: --vocab_path or --spm_model_path")
     if args.seq_length <= 0:
         raise ValueError(f"seq_length has value {args.seq_length}: must be positive")
+    if getattr(tokenizer, "subwords", None) is not None:
+        raise ValueError(f"--sub_vocab_path {args.sub_vocab_path}: the model tools do not compute subword features "
+                         "(a model with subword_type char is fine-tuned and inferred with `uer-ds finetune` / "
+                         "`uer-ds infer`); leave the flag out")
     return tokenizer, check_model_for(load_tool_model(args, tokenizer), tokenizer, need_target, args.load_model_path)
 
 

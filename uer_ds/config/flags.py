@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from typing import Any, Optional, Sequence, Union, get_origin
 
-from uer_ds.config.model import _FIELDS, _HINTS, ModelConfig, resolve_config_path
-from uer_ds.config.rules import REGISTRY_KEYS, VOCAB_OUTPUT_TARGETS, registry_names
-from uer_ds.textfile import load_json
+from uer_ds.config.model import _FIELDS, _HINTS, ModelConfig
+from uer_ds.config.rules import REGISTRY_KEYS, registry_names
 
 
 def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = (),
@@ -21,7 +19,7 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
     (uer_ds.compat.MODEL_ALIASES: `--encoder bert`, `--target albert`, `--bidirectional`) are accepted
     and listed in each flag's help.  `exclude` names keys a command defines itself.
     """
-    from uer_ds.compat import BIDIRECTIONAL, alias_names
+    from uer_ds.compat import BIDIRECTIONAL, add_absent_features, add_flag_aliases, alias_names
 
     group = parser.add_argument_group("model config (flags override the JSON)")
     default_text = f"default: {config_default}" if config_default else "default: the model's own config.json"
@@ -45,10 +43,16 @@ def add_model_config_arguments(parser: argparse.ArgumentParser, exclude: Sequenc
     group.add_argument("--bidirectional", nargs="?", const="true", metavar="BOOL", default=argparse.SUPPRESS,
                        help="UER-py's recurrent encoders in both directions: "
                             + ", ".join(f"{k} -> {v}" for k, v in BIDIRECTIONAL.items() if k != v))
+    add_flag_aliases(parser, "model")  # UER-py's --subencoder_type (cloze_test.py, generate.py of 2020)
+    add_absent_features(parser)
 
 
 def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The model-config flags given on the command line (lists split; `bidirectional` included)."""
+    """The model-config flags given on the command line (lists split; `bidirectional` included).  A UER-py
+    flag asking for a feature uer_ds does not have (uer_ds.compat.ABSENT_FEATURES) is refused here."""
+    from uer_ds.compat import check_absent_features
+
+    check_absent_features(args)
     overrides: dict[str, Any] = {}
     others = getattr(args, "not_model_flags", ())  # the command's own flags named like config keys
     for name in (*_FIELDS, "bidirectional"):
@@ -66,31 +70,9 @@ def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig]
     `extra`), validated once."""
     overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
-    targets = overrides.get("target")
-    if targets and "tie_weights" not in overrides and not set(targets) & set(VOCAB_OUTPUT_TARGETS):
-        # UER-py's BERT configs tie the MLM output to the word embedding; a target chosen without an output
-        # over the vocabulary (--target cls, ERNIE 2.0's) has nothing to tie: the tie is dropped, said once
-        # (no target at all, a fine-tuning body, ties nothing either and needs no note: the rules skip it)
-        overrides["tie_weights"] = False
-        _untie_note(args, base, list(targets))
     if getattr(args, "config_path", None) is None and base is not None:
         return ModelConfig.from_dict(base.to_dict(), source="the model's own config", overrides=overrides)
     return ModelConfig.from_json(args.config_path, overrides)
-
-
-def _untie_note(args: argparse.Namespace, base: Optional[ModelConfig], targets: list[str]) -> None:
-    """Say on rank 0 (standard error) that the config's tie_weights true gave way to `targets`."""
-    import sys
-
-    if getattr(args, "config_path", None) is not None:
-        values = load_json(resolve_config_path(args.config_path), "config_path")
-        tied = isinstance(values, dict) and bool(values.get("tie_weights"))
-    else:
-        tied = bool(base is not None and base.tie_weights)
-    if tied and os.environ.get("RANK", "0") == "0":
-        print(f"note: tie_weights false: target {targets} has no output over the vocabulary to tie (the config "
-              f"{args.config_path or 'of the model'} ties its MLM output; --tie_weights true refuses)",
-              file=sys.stderr, flush=True)
 
 
 __all__ = ["add_model_config_arguments", "model_config_from_args", "model_config_overrides"]

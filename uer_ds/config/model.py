@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union, get_origin, get_type_hints
 
-from uer_ds.config.rules import ConfigError, validate
+from uer_ds.config.rules import VOCAB_OUTPUT_TARGETS, ConfigError, validate
 from uer_ds.textfile import load_json
 
 # Where the configs shipped with the package live; `--config_path bert/tiny` resolves here.
@@ -108,6 +109,7 @@ class ModelConfig:
             raise ValueError(f"{where} {err}") from None
         if merged.get("encoder") == "dual" and "target" not in merged:
             merged["target"] = []  # siamese configs carry no target: the classifier task adds the head
+        _untie_without_vocab_output(merged, overrides or {}, source)
         kwargs = {}
         try:
             for key, value in merged.items():
@@ -149,6 +151,28 @@ class ModelConfig:
 
     def to_json(self, path: Union[str, os.PathLike]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+class ConfigNote(UserWarning):
+    """A config value a command changed, and why (shown as one line by `uer-ds`)."""
+
+
+def _untie_without_vocab_output(merged: dict, overrides: Mapping[str, Any], source: str) -> None:
+    """UER-py's BERT configs say tie_weights true; `--target cls` (targets given as flags without an output
+    over the vocabulary) leaves nothing to tie: the file's tie_weights is turned off with a note.  A
+    --tie_weights flag, or a file whose own targets cannot tie, still meets the config rule."""
+    value = merged.get("tie_weights", False)
+    if "tie_weights" in overrides or "target" not in overrides:
+        return
+    if not (_parse_bool(value) if isinstance(value, str) else bool(value)):
+        return
+    targets = merged.get("target")
+    targets = targets.replace(",", " ").split() if isinstance(targets, str) else list(targets or ())
+    if targets and not any(t in VOCAB_OUTPUT_TARGETS for t in targets):
+        merged["tie_weights"] = False
+        warnings.warn(ConfigNote(f"{source} has tie_weights true, but target {targets} has no output over the "
+                                 f"vocabulary ({', '.join(VOCAB_OUTPUT_TARGETS)}) to tie: tie_weights off"),
+                      stacklevel=3)
 
 
 _HINTS = get_type_hints(ModelConfig)
@@ -225,4 +249,4 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     return value
 
 
-__all__ = ["ModelConfig", "SHIPPED_CONFIG_DIR", "UER_DEFAULT_CONFIG", "resolve_config_path", "shipped_config_names"]
+__all__ = ["ConfigNote", "ModelConfig", "SHIPPED_CONFIG_DIR", "UER_DEFAULT_CONFIG", "resolve_config_path", "shipped_config_names"]

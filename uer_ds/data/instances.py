@@ -18,6 +18,7 @@ Layouts (as UER-py unless said):
   bilm  the document's tokens in windows of T
   bert / albert   [CLS] A [SEP] B [SEP] from the pair index (pairs.py); dup_factor copies
   cls   [CLS] a [SEP] (b [SEP]), longest-first truncated to T
+  cls_mlm  the cls layout, its tokens masked as mlm's (UER-py's cls_mlm)
   s2s   [CLS] source [SEP] cut to T; the target cut to T - 1 tokens
 
 Randomness: every instance draws from generators seeded by (seed, stream, index[, epoch]), so an
@@ -245,6 +246,13 @@ class ClsBuilder(Builder):
         return src, seg, None, {"cls": int(self.data.labels[base])}
 
 
+class ClsMlmBuilder(ClsBuilder):
+    """UER-py's cls_mlm: the cls instance ([CLS] a [SEP] (b [SEP]) and the line's label) with its tokens
+    masked for the mlm target too (static or dynamic masking, dup_factor copies, as mlm)."""
+
+    masks = True
+
+
 class S2sBuilder(Builder):
     """A source<TAB>target line: src = [CLS] source [SEP]; the decoder reads [CLS] target and predicts
     target [SEP] (teacher forcing, one position ahead)."""
@@ -340,5 +348,6 @@ class SopBuilder(PairBuilder):
 
 # the one builder registry; ERNIE 2.0's builders (uer_ds/data/ernie.py, which imports this module) join it
 # when uer_ds.data.dataset is imported
-BUILDERS = {"mlm": MlmBuilder, "lm": LmBuilder, "bilm": BilmBuilder, "cls": ClsBuilder, "bert": PairBuilder,
+BUILDERS = {"mlm": MlmBuilder, "lm": LmBuilder, "bilm": BilmBuilder, "cls": ClsBuilder, "cls_mlm": ClsMlmBuilder,
+            "bert": PairBuilder,
             "albert": SopBuilder, "s2s": S2sBuilder}

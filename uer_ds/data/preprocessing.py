@@ -44,7 +44,8 @@ from uer_ds.tokenizers import Tokenizer
 
 CHUNK_BYTES = 4 << 20  # per call into C: large enough that the per-call cost vanishes (< 0.1 %)
 BOM = b"\xef\xbb\xbf"
-MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "lm": "lines", "bilm": "lines",
+MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "cls_mlm": "cls", "mlm": "lines", "lm": "lines",
+              "bilm": "lines",
               "s2s": "s2s",
               # ERNIE 2.0 (issue 27; ernie_corpora.py): discourse and ir_relevance are tokenized as cls lines that a
               # first pass over the user's file writes
@@ -52,7 +53,7 @@ MODE_NAMES = {"bert": "bert", "albert": "bert", "cls": "cls", "mlm": "lines", "l
               "sentence_distance": "bert", "discourse": "cls", "ir_relevance": "cls"}
 MODE_S2S = 100  # a corpus format of the Python encoder only (the C extension's modes are 0-2)
 MODES = {"lines": native.MODE_LINES, "bert": native.MODE_BERT, "cls": native.MODE_CLS, "s2s": MODE_S2S}
-MASKING_PROCESSORS = ("mlm", "bert", "albert")
+MASKING_PROCESSORS = ("mlm", "bert", "albert", "cls_mlm")
 MIN_SEQ_LENGTH = {"bert": 5, "albert": 5}  # [CLS] a [SEP] b [SEP] with a and b non-empty
 META_FORMAT = "uer_ds.mmap_dataset"
 

@@ -41,6 +41,10 @@ class Task:
     metrics: tuple[str, ...] = ("accuracy",)  # --metric choices; the first is the default
     higher_is_better = True
     uer_head: Optional[str] = None  # the kind of UER-py head (uer_ds.convert.uer.UER_HEADS) this task reads
+    # UER-py's default --output_model_path of the task's run_*.py (today's: finetune_opts' for most tasks), and
+    # the one its 2019-2020 run_*.py wrote, which that era's inference commands read (see uer_2020_output)
+    uer_output_model_path = "models/finetuned_model.bin"
+    uer_2020_output_path: Optional[str] = None
 
     # ---- command line ---------------------------------------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

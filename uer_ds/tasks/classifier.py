@@ -100,6 +100,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 class ClassifierTask(Task):
     name = "classifier"
+    uer_2020_output_path = "models/classifier_model.bin"
     help = "sentence / sentence-pair classification (UER-py run_classifier; --soft_targets for distillation)"
     metrics = ("accuracy", "macro_f1", "mcc")  # mcc: Matthews correlation (GLUE's CoLA), in report.json
     # `infer classifier --head NAME` serves multi-task models; UER-py infers DBQA with run_classifier_infer.py
@@ -145,6 +146,9 @@ class ClassifierTask(Task):
                            help="add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)")
         group.add_argument("--head", help="multi-task models: the head (dataset name) to predict with "
                                           "(default: the first)")
+        group.add_argument("--labels_num_list", type=int, nargs="+",
+                           help="UER-py's run_classifier_mt_infer.py: each head's classes, in order; checked "
+                                "against the model")
         self._label_arguments(group, infer=True)
 
     def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
@@ -325,6 +329,8 @@ def _count_labels(path: str) -> int:
 
 class MtClassifierTask(ClassifierTask):
     name = "mt_classifier"
+    uer_output_model_path = "models/multitask_classifier_model.bin"  # run_classifier_mt.py's, 2020 and today
+    uer_2020_output_path = None
     help = ("multi-task classification: one shared encoder, one head per dataset, interleaved batches "
             "(UER-py run_classifier_mt); the result loads into `finetune classifier`")
 

@@ -32,6 +32,7 @@ def groups_of(examples: Sequence[Example]) -> dict[str, list[int]]:
 
 class DbqaTask(ClassifierTask):
     name = "dbqa"
+    uer_2020_output_path = "models/dbqa_model.bin"
     help = "document-based QA: score question-sentence pairs, MRR / MAP over questions (NLPCC-DBQA; UER-py run_dbqa)"
     metrics = ("mrr", "map", "accuracy")
     reads_models_of = ()

@@ -183,6 +183,16 @@ def locate(context: str, text: str, start: int) -> int:
     return found
 
 
+def add_select_arguments(group: argparse._ArgumentGroup) -> None:
+    """`uer-ds infer cmrc`'s flags of the select-then-extract flow."""
+    group.add_argument("--select_model_path",
+                       help="a c3 task model that picks each question's paragraph among its candidates; then "
+                            "--test_path is C3's JSON with the paragraphs as options, [[], [{id, question, choice: "
+                            "[paragraphs]}], id], and the answer is extracted from the chosen one")
+    group.add_argument("--selection_path",
+                       help="with --select_model_path: JSON lines {id, paragraph (chosen index), scores}")
+
+
 # ---- the task ------------------------------------------------------------------------------------
 def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best: int,
               max_length: int) -> Optional[tuple[float, int, int]]:
@@ -204,6 +214,7 @@ def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best
 
 class CmrcTask(Task):
     name = "cmrc"
+    uer_2020_output_path = "models/cmrc_model.bin"
     help = "span-extraction reading comprehension on SQuAD-style JSON (CMRC2018, DRCD; UER-py run_cmrc)"
     metrics = ("f1", "em", "average")
 
@@ -217,7 +228,12 @@ class CmrcTask(Task):
         self._decoding_arguments(group, 64, 20)
 
     def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        self._decoding_arguments(parser.add_argument_group("cmrc"), None, None)
+        group = parser.add_argument_group("cmrc")
+        group.add_argument("--doc_stride", type=int, default=None,
+                           help="tokens between the starts of a long context's windows (default: the model's, "
+                                "from fine-tuning; UER-py's run_cmrc_infer.py takes it too)")
+        self._decoding_arguments(group, None, None)
+        add_select_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.tasks.adl)"))
 
     @staticmethod
     def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:
@@ -234,6 +250,10 @@ class CmrcTask(Task):
         training = labelled and args is not None  # the training file: questions without a located answer are skipped
         require_offsets(tokenizer)
         special = tokenizer.require_special("cls", "sep")
+        stride = getattr(args, "doc_stride", None)  # infer's --doc_stride, else the model's
+        stride = spec["doc_stride"] if stride is None else stride
+        if stride <= 0:
+            raise ValueError(f"--doc_stride has value {stride}: must be positive")
         examples, skipped, lost, contexts, moved = [], [], [], {}, []
         for question in read_squad(path, labelled):
             moved += [question["id"]] * question["moved"]
@@ -252,7 +272,7 @@ class CmrcTask(Task):
             if training and located is None:
                 skipped.append(question["id"])
                 continue
-            windows = self._windows(question, ids, offsets, query, room, spec["doc_stride"], special, located,
+            windows = self._windows(question, ids, offsets, query, room, stride, special, located,
                                     path if labelled else None)
             lost += [question["id"]] * (labelled and not self._recoverable(question, windows, offsets, spans))
             examples.extend(windows)
@@ -385,5 +405,6 @@ class CmrcTask(Task):
         handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
 
-__all__ = ["CmrcTask", "SpanHead", "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
+__all__ = ["CmrcTask", "SpanHead", "add_select_arguments",
+           "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]

@@ -64,6 +64,7 @@ def multi_label_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
 
 class MultiLabelClassifierTask(ClassifierTask):
     name = "multi_label_classifier"
+    uer_2020_output_path = None
     help = ("multi-label classification: comma-separated labels, a sigmoid per label, micro/macro F1 "
             "(UER-py run_classifier_multi_label)")
     metrics = ("micro_f1", "macro_f1", "accuracy")

@@ -67,8 +67,9 @@ def read_c3(path: str, labelled: bool) -> list[dict]:
             raise TaskDataError(f"{where}: must be a list [context sentences, questions(, id)]")
         sentences, questions = document[0], document[1]
         strings = isinstance(sentences, list) and all(isinstance(s, str) for s in sentences)
-        if not strings or not "".join(sentences).strip():
-            raise TaskDataError(f"{where}: the context must be a non-empty list of strings")
+        if not strings or (sentences and not "".join(sentences).strip()):  # [] : no context (paragraph selection)
+            raise TaskDataError(f"{where}: the context must be a list of strings with text (or [] for none: "
+                                "the options carry the text, as in paragraph selection)")
         if not isinstance(questions, list) or not questions:
             raise TaskDataError(f"{where}: the questions must be a non-empty list")
         doc_id = str(document[2]) if len(document) == 3 else str(d)
@@ -106,16 +107,18 @@ def _read_question(item: Any, where: str, qid: str, context: str, labelled: bool
 
 def encode_choice(tokenizer: Tokenizer, option: list[int], question: list[int], context: list[int],
                   seq_length: int) -> tuple[list[int], list[int]]:
-    """[CLS] option [SEP] question [SEP] context [SEP], the context cut first, then the rest."""
+    """[CLS] option [SEP] question [SEP] context [SEP], the context cut first, then the rest; without a
+    context (paragraph selection: the options are the paragraphs) [CLS] option [SEP] question [SEP]."""
     special = tokenizer.require_special("cls", "sep")
-    first = [special["cls"], *option, special["sep"], *question, special["sep"]][: seq_length - 1]
+    first = [special["cls"], *option, special["sep"], *question, special["sep"]][: seq_length - (1 if context else 0)]
     room = max(seq_length - len(first) - 1, 0)
-    src = first + context[:room] + [special["sep"]]
+    src = first + context[:room] + [special["sep"]] if context else first
     return src, [1] * len(first) + [2] * (len(src) - len(first))
 
 
 class C3Task(Task):
     name = "c3"
+    uer_2020_output_path = "models/multichoice_model.bin"
     help = "multiple choice: context + question + each option, softmax over the options (C3; UER-py run_c3)"
     metrics = ("accuracy",)
 

@@ -131,6 +131,7 @@ UER_PAD_TAG = "[PAD]"  # UER-py's run_ner.py appends this tag to label2id (its p
 
 class NerTask(Task):
     name = "ner"
+    uer_2020_output_path = "models/ner_model.bin"
     help = "named entity recognition: tag each token (BIO), softmax or --crf (UER-py run_ner)"
     metrics = ("f1", "precision", "recall", "tag_accuracy")
     uer_head = "tagger"

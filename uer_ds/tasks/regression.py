@@ -51,6 +51,7 @@ class RegressionHead(ClassifierHead):
 
 class RegressionTask(ClassifierTask):
     name = "regression"
+    uer_2020_output_path = None
     help = "sentence / sentence-pair regression, e.g. GLUE's STS-B (MSE loss; Pearson / Spearman)"
     metrics = ("pearson", "spearman")
     reads_models_of = ("regression",)

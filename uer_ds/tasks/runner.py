@@ -28,7 +28,6 @@ REPORT_FILE = "report.json"
 
 
 # ---- arguments -----------------------------------------------------------------------------------
-UER_OUTPUT_MODEL_PATH = "models/finetuned_model.bin"  # UER-py's default --output_model_path (here a directory)
 UER_SEQ_LENGTH = 128  # UER-py's default --seq_length
 
 
@@ -46,10 +45,10 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                             "random weights")
     group.add_argument("--allow_partial_load", action="store_true",
                        help="load an embedding/encoder whose keys do not all match (reported) instead of failing")
-    group.add_argument("--output_model_path", default=UER_OUTPUT_MODEL_PATH,
+    group.add_argument("--output_model_path", default=task.uer_output_model_path,
                        help="directory for the best model (config.json, task.json, model.safetensors) and "
-                            f"report.json (default {UER_OUTPUT_MODEL_PATH}, UER-py's path; here a directory, which "
-                            "`uer-ds infer --load_model_path` takes)")
+                            f"report.json (default {task.uer_output_model_path}, UER-py's path; here a directory, "
+                            "which `uer-ds infer --load_model_path` takes)")
     group.add_argument("--epochs_num", type=int, default=3, help="training epochs (default 3)")
     group.add_argument("--seq_length", type=int, default=128,
                        help="longest input in tokens; longer is cut (default 128)")
@@ -86,6 +85,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
 
 def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     from uer_ds.cli.common import add_model_arguments, add_tokenizer_arguments
+    from uer_ds.compat import add_accepted_flags
 
     parser.add_argument("--load_model_path", required=True,
                         help="a task model directory written by `uer-ds finetune`, or a model fine-tuned by UER-py's "
@@ -100,6 +100,7 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
                                                        f"with; {UER_SEQ_LENGTH} for a UER-py .bin, as UER-py)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     task.add_infer_arguments(parser)
+    add_accepted_flags(parser, ("--log_path", "--log_level", "--log_file_level"))
     add_tokenizer_arguments(parser, subwords=True)
     own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
     add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
@@ -523,6 +524,7 @@ def _infer_model(task: Task, args: argparse.Namespace, device: torch.device):
     from uer_ds.config import ModelConfig
     from uer_ds.convert.resolve import INFER_KINDS, MODEL_KINDS, resolve_model
 
+    uer_2020_output(task, args)
     source = resolve_model(args.load_model_path, "--load_model_path", kinds=MODEL_KINDS + ("onnx",),
                            config_path=args.config_path)
     if source.kind not in INFER_KINDS and not (source.kind == "weights" and task.uer_head):
@@ -546,6 +548,25 @@ def _infer_model(task: Task, args: argparse.Namespace, device: torch.device):
         return forward, info, tokenizer
     model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), kernels=cfg.kernels, device=device)
     return module_forward(model, device), info, tokenizer
+
+
+def uer_2020_output(task: Task, args: argparse.Namespace) -> None:
+    """UER-py's 2019-2020 run_*.py wrote the fine-tuned model to a name per task (models/classifier_model.bin,
+    ner_model.bin, cmrc_model.bin, ...), and that era's inference commands read it; `uer-ds finetune`, as
+    UER-py's finetune/run_*.py today, writes models/finetuned_model.bin.  When --load_model_path is the
+    task's old name, absent, and the directory beside it holds finetuned_model.bin, that model is read
+    (said so; read_info_checked still checks it is this task's model)."""
+    old = task.uer_2020_output_path
+    given = Path(args.load_model_path)
+    if old is None or given.exists() or given.as_posix().removeprefix("./") != old.removeprefix("./"):
+        return
+    written = given.parent / Path(task.uer_output_model_path).name
+    if not written.is_dir():
+        return
+    print(f"note: --load_model_path {args.load_model_path} does not exist: UER-py's run_*.py of 2019-2020 wrote the "
+          f"fine-tuned {task.name} model there; uer_ds's finetune (as UER-py's today) writes "
+          f"{task.uer_output_model_path}: reading {written}", flush=True)
+    args.load_model_path = str(written)
 
 
 def _uer_inference(task: Task, args: argparse.Namespace, source, device: torch.device):
@@ -604,6 +625,11 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     if labels_num is not None and labels_num != spec.get("labels_num"):
         raise ValueError(f"--labels_num {labels_num} disagrees with the model in {args.load_model_path} "
                          f"({spec.get('labels_num')} labels)")
+    labels_num_list = getattr(args, "labels_num_list", None)
+    saved_list = [s.get("labels_num") for s in info["heads"].values()]
+    if labels_num_list is not None and labels_num_list != saved_list:
+        raise ValueError(f"--labels_num_list {' '.join(map(str, labels_num_list))} disagrees with the model in "
+                         f"{args.load_model_path} (heads {', '.join(info['heads'])} with {saved_list} labels)")
     seq_length = args.seq_length or info["seq_length"]
     examples = task.read(args.test_path, tokenizer, seq_length, spec, labelled=False, args=args)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
