@@ -249,4 +249,5 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     return value
 
 
-__all__ = ["ConfigNote", "ModelConfig", "SHIPPED_CONFIG_DIR", "UER_DEFAULT_CONFIG", "resolve_config_path", "shipped_config_names"]
+__all__ = ["ConfigNote", "ModelConfig", "SHIPPED_CONFIG_DIR", "UER_DEFAULT_CONFIG", "resolve_config_path",
+           "shipped_config_names"]
