@@ -284,7 +284,6 @@ def make_encoder(tokenizer: Tokenizer, whole_word_masking: bool = False,
     if options is not None and options.masking != "none":
         return KnowledgeEncoder(tokenizer, options)
     if options is not None and options.data_processor == "capitalization":
-
         return capitalization_encoder(tokenizer)
     if options is not None and MODE_NAMES[options.data_processor] == "s2s":
         return PythonEncoder(tokenizer)
