@@ -79,7 +79,7 @@ done
 # 3. imports, as the GPU call has them (the wheels in $site, the tree on PYTHONPATH)
 PYTHONPATH="$root:$site" DS_ACCELERATOR=cpu python3 -c "
 import deepspeed, uer_ds, uer_ds.cli, uer_ds.engine, uer_ds.engine.bench, uer_ds.tasks.bench, uer_ds.kernels.bench
-import uer_ds.kernels.triton_ops, uer_ds.kernels.compile_check
+import uer_ds.kernels, uer_ds.kernels.compile_check; uer_ds.kernels.load()  # the one door: every Triton op
 from transformers import BertModel
 print('deepspeed', deepspeed.__version__)" > /tmp/preflight_imports.txt 2>&1 \
   && ok "imports ($(tail -1 /tmp/preflight_imports.txt))" || fail "imports: $(tail -3 /tmp/preflight_imports.txt | tr '\n' ' ')"
