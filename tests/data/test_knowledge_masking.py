@@ -179,7 +179,7 @@ def _unit_starts(ds, index):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(data_processor="lm", masking="entity"), r"masking applies to targets mlm, bert, albert, not lm"),
+    (dict(data_processor="lm", masking="entity"), r"masking applies to targets mlm, bert, albert, cls_mlm, not lm"),
     (dict(masking="entity", whole_word_masking=True), r"masking 'entity' masks whole units itself"),
     (dict(masking="entity", knowledge_masking_prob=1.5), r"knowledge_masking_prob has value 1.5: must be in \[0, 1\]"),
     (dict(masking="ner"), r"masking has value 'ner': must be one of none, word, phrase, entity"),
