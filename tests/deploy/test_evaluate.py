@@ -152,3 +152,55 @@ def test_evaluate_errors_name_the_input(trained, tmp_path):
     result = evaluate("--load_model_path", str(trained["model"]), "--test_path", str(trained["data"]["test"]),
                       "--top_k", "0")
     assert result.returncode == 1 and "--top_k has value 0: must be positive" in result.stderr
+
+
+def test_int8_export_predicts_close_to_pytorch(trained, tmp_path):
+    """Item 4b: `export onnx --int8` (dynamic quantization) keeps the task metadata, so `infer` reads it
+    alone; its probabilities stay within 0.1 of PyTorch's and its labels agree on >= 95 % of the test set."""
+    from uer_ds.cli import main
+    from uer_ds.convert.resolve import ONNX_TASK_KEY
+    from uer_ds.tasks.onnx import onnx_metadata
+
+    int8, fp32 = tmp_path / "model.int8.onnx", tmp_path / "model.onnx"
+    assert main(["export", "onnx", "--load_model_path", str(trained["model"]), "--output", str(fp32)]) == 0
+    assert main(["export", "onnx", "--load_model_path", str(trained["model"]), "--output", str(int8), "--int8",
+                 "--check_path", str(trained["data"]["dev"])]) == 0
+    assert onnx_metadata(str(int8))[ONNX_TASK_KEY] == onnx_metadata(str(fp32))[ONNX_TASK_KEY]
+    assert int8.stat().st_size < 0.6 * fp32.stat().st_size  # int8 weights (embeddings stay fp32 in the tiny model)
+    assert not list(tmp_path.glob("*.fp32.onnx"))  # the fp32 intermediate is removed
+    _, texts = read_texts(trained["data"]["test"])
+    reference = reference_probs(trained["model"], texts)
+    prediction = tmp_path / "int8.tsv"
+    result = subprocess.run([*UER_DS, "infer", "classifier", "--load_model_path", str(int8), "--test_path",
+                             str(trained["data"]["test"]), "--prediction_path", str(prediction), "--output_prob",
+                             "--no_progress"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_tsv(prediction)[1:]
+    probs = np.array([[float(v) for v in r[1].split()] for r in rows])
+    assert np.abs(probs - reference).max() <= 0.1
+    agree = np.mean([r[0] == NAMES[i] for r, i in zip(rows, reference.argmax(1))])
+    assert agree >= 0.95, agree
+
+
+def test_bench_infer_and_serve_write_their_tables(trained, tmp_path):
+    """The benchmarks run end to end (short): tables printed, JSON written, no failed request (timings are
+    the benchmarks' business, not asserted)."""
+    infer_json, serve_json = tmp_path / "infer.json", tmp_path / "serve.json"
+    result = subprocess.run([*UER_DS, "bench", "infer", "--load_model_path", str(trained["model"]), "--test_path",
+                             str(trained["data"]["test"]), "--seconds", "0.5", "--json_path", str(infer_json)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(infer_json.read_text())
+    assert [r["batch_size"] for r in record["results"]] == [1, 32] and "texts/s" in result.stdout
+    training = json.loads((trained["model"] / "report.json").read_text(encoding="utf-8"))["test"]
+    assert record["results"][0]["accuracy"] == pytest.approx(training["accuracy"], abs=1e-4)
+    pytest.importorskip("fastapi")
+    result = subprocess.run([*UER_DS, "bench", "serve", "--load_model_path", str(trained["model"]), "--test_path",
+                             str(trained["data"]["test"]), "--clients", "8", "--duration", "1", "--warmup", "0.5",
+                             "--json_path", str(serve_json)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(serve_json.read_text())
+    assert [r["mode"] for r in record["results"]] == ["dynamic", "batch1"]
+    for row in record["results"]:
+        assert row["failures"] == 0 and row["requests"] > 0 and row["server_exit"] == 0, row
+    assert record["results"][1]["largest_batch"] == 1 and "dynamic batching:" in result.stdout
