@@ -17,6 +17,7 @@ requests in flight are answered, then the worker stops and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -297,6 +298,10 @@ def serve(predictor: Predictor, settings: ServeSettings, host: str, port: int, s
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=shutdown_timeout, lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn catches SIGTERM/SIGINT for its graceful shutdown, then raises the signal again under the handler
+    # it found: a handler that does nothing lets the process end normally (exit 0) once it has shut down
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: None)
     server.run()
     stats = app.state.batcher.stats
     print(f"uer-ds serve: stopped after {time.perf_counter() - started:.1f} s: {stats.requests} request(s), "
