@@ -14,8 +14,8 @@ batches of that size); forwards run one at a time on one worker thread, so the e
 accepting requests meanwhile.  SIGTERM (or Ctrl-C) is a graceful shutdown: uvicorn stops accepting,
 requests in flight are answered, then the worker stops and the process exits 0.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI reads the routes' annotations (Request) as objects, and
+# they are imported inside build_app, so only the server pays for importing FastAPI
 import asyncio
 import signal
 import time
