@@ -62,6 +62,7 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: Optional[asyncio.Queue] = None
         self._worker: Optional[asyncio.Task] = None
+        self._carried: Optional[_Waiting] = None  # taken from the queue, too large for the batch it was collected for
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="uer-ds-predict")
 
     def start(self) -> None:
@@ -84,7 +85,9 @@ class Batcher:
         return await waiting.future
 
     async def _collect(self, first: _Waiting) -> tuple[list[_Waiting], bool]:
-        """(requests of one batch, whether the stop sentinel was met)."""
+        """(requests of one batch, whether the stop sentinel was met).  A request that would take the batch
+        past max_batch waits for the next one (a request larger than max_batch alone is a batch of its own,
+        predicted in forwards of max_batch)."""
         group, count = [first], len(first.items)
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while count < self.max_batch:
@@ -96,6 +99,9 @@ class Batcher:
                 break
             if nxt is None:
                 return group, True
+            if count + len(nxt.items) > self.max_batch:
+                self._carried = nxt
+                break
             group.append(nxt)
             count += len(nxt.items)
         return group, False
@@ -103,11 +109,14 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = False
-        while not stopping:
-            first = await self._queue.get()
+        while not stopping or self._carried is not None:
+            first, self._carried = self._carried, None
+            if first is None:
+                first = await self._queue.get()
             if first is None:
                 break
-            group, stopping = await self._collect(first)
+            group, sentinel = await self._collect(first)
+            stopping = stopping or sentinel
             items = [item for waiting in group for item in waiting.items]
             try:
                 outputs = await loop.run_in_executor(self._executor, self.predict, items)
