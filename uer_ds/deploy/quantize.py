@@ -5,6 +5,7 @@ task.json `uer-ds infer` reads back).  Chosen over torch.ao's dynamic quantizati
 graph is what `infer` and `serve` run without PyTorch's training stack; measured in the README."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Union
 
@@ -24,7 +25,15 @@ def quantize_int8(fp32_path: PathLike, int8_path: PathLike, per_channel: bool = 
     metadata = onnx_metadata(str(fp32_path))
     if Path(fp32_path).resolve() == Path(int8_path).resolve():
         raise ValueError(f"int8 quantization reads {fp32_path} and writes another file: give another output")
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel)
+    # quantize_dynamic suggests its pre-processing (shape inference, graph optimisation) through a root-logger
+    # warning; not run here (not measured): onnxruntime optimises the graph when a session opens it
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel)
+    finally:
+        root.setLevel(level)
     graph = onnx.load(str(int8_path))
     kept = {entry.key: entry.value for entry in graph.metadata_props}
     if kept != metadata:
