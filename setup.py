@@ -55,10 +55,15 @@ setup(
             "scikit-learn>=1.4.0",  # reference for the fine-tuning metrics
             "onnx>=1.16.0",  # the ONNX export test (CPU-only onnxruntime wheel; no CUDA torch)
             "onnxruntime>=1.18.0",
+            "fastapi>=0.165.0",  # the `uer-ds serve` tests (a real uvicorn process, a real HTTP client)
+            "uvicorn>=0.55.0",
         ],
         "bench": ["matplotlib>=3.8.0"],
         "plot": ["matplotlib>=3.8.0"],  # uer-ds plot
         "onnx": ["onnx>=1.16.0", "onnxruntime>=1.18.0"],  # uer-ds export onnx
+        # uer-ds serve: FastAPI (its OpenAPI page, JSON errors) on uvicorn (graceful SIGTERM shutdown); the lower
+        # bounds are the versions the serve tests ran with
+        "serve": ["fastapi>=0.165.0", "uvicorn>=0.55.0"],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

@@ -154,6 +154,8 @@ COMMANDS = {  # every command that takes a model, with the flag that names it
     "convert": ["convert", "--from", "uer_ds", "--to", "hf", "--model", "bert", "--output", "o", "--input"],
     "check-model": ["check-model", "--load_model_path"],
     "average": ["average", "--output_model_path", "o", "--model_list_path", "missing_model"],
+    "evaluate": ["evaluate", "--test_path", DEV, "--load_model_path"],
+    "serve": ["serve", "--load_model_path"],
 }
 
 

@@ -28,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "fine-tune a task with DeepSpeed: classifier, mt_classifier, multi_label_classifier, regression, ner, cmrc, "
                  "c3, dbqa"),
     "infer": ("uer_ds.cli.infer", "predictions of a fine-tuned task model -> TSV (cmrc: JSON, c3: JSON lines)"),
+    "evaluate": ("uer_ds.cli.evaluate",
+                 "a fine-tuned model on a labelled split: metrics, per-class table, confusion, top-k, bad cases -> "
+                 "JSON + TSV"),
+    "serve": ("uer_ds.cli.serve", "an HTTP server (FastAPI) for a fine-tuned classifier, PyTorch or ONNX, with "
+                                  "dynamic batching"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints: hf | uer | tencentpretrain | uer_ds -> hf | uer | uer_ds"),
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),

@@ -15,6 +15,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pretrain": ("uer_ds.engine.bench", "training tokens/s and peak memory for a model config and ds_config"),
     "finetune": ("uer_ds.tasks.bench", "fine-tuning steps/s of a classifier on a real TSV: real tokens/s, padding "
                                        "share (e.g. --kernels triton vs torch)"),
+    "infer": ("uer_ds.deploy.bench_infer", "prediction texts/s, p50/p99 ms and accuracy: PyTorch eager vs ONNX fp32 "
+                                           "vs ONNX int8, at batch 1 and 32"),
+    "serve": ("uer_ds.deploy.bench", "`uer-ds serve` under concurrent clients over loopback: requests/s, p50/p99 "
+                                     "latency, dynamic batching vs batch 1"),
     "overhead": ("uer_ds.engine.overhead", "host work per training step (aten ops, host syncs, ms per phase; graph "
                                            "breaks), counted on the CPU for a model's structure at a small width"),
 }

@@ -17,8 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--check_path", help="a TSV (text_a [text_b]; other columns ignored): compare onnxruntime's "
                                              "probabilities with PyTorch's on it; above --tolerance nothing is written")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest allowed |prob difference| (default 1e-4)")
+    parser.add_argument("--tolerance", type=float,
+                        help="largest allowed |prob difference| (default 1e-4; with --int8 0.1)")
+    parser.add_argument("--int8", action="store_true",
+                        help="write the graph quantized to int8 (ONNX Runtime's dynamic quantization: int8 weights, "
+                             "activations quantized per batch; no calibration data); --check_path then also reports "
+                             "how often its label agrees with PyTorch's")
+    parser.add_argument("--per_channel", action="store_true", help="with --int8: a scale per output channel")
     parser.add_argument("--seq_length", type=int, help="for --check_path (default: the fine-tuning seq_length)")
     parser.add_argument("--batch_size", type=int, default=64, help="for --check_path (default 64)")
     add_tokenizer_arguments(parser)
@@ -63,17 +68,29 @@ def run(args: argparse.Namespace) -> int:
             texts = [t + ["second text"] for t in texts]
         examples = [Example("<trace>", {}, *encode_texts(tokenizer, t, seq_length)) for t in texts]
     out = Path(args.output)
+    tolerance = args.tolerance if args.tolerance is not None else (0.1 if args.int8 else 1e-4)
+    if args.per_channel and not args.int8:
+        raise ValueError("--per_channel is a setting of --int8: give both")
     with atomic_path(out) as tmp:
         # the exported head's task.json travels inside the graph: `uer-ds infer --load_model_path X.onnx` reads it
         exported = dict(info, heads={head_name: spec}, config=source.own_config().to_dict())
-        export_onnx(model, head, str(tmp), padded_example(examples, collate, head), args.opset,
+        fp32 = tmp.with_name(tmp.name + ".fp32.onnx") if args.int8 else tmp
+        export_onnx(model, head, str(fp32), padded_example(examples, collate, head), args.opset,
                     metadata={ONNX_TASK_KEY: json.dumps(exported, ensure_ascii=False)})
         result = {"output": str(out), "head": head_name, "opset": args.opset}
+        if args.int8:
+            from uer_ds.deploy.quantize import quantize_int8
+
+            try:
+                quantize_int8(fp32, tmp, per_channel=args.per_channel)
+            finally:
+                fp32.unlink(missing_ok=True)
+            result.update(int8=True, per_channel=args.per_channel)
         if args.check_path:
             check = parity(model, head, onnx_session(str(tmp)), examples, collate, args.batch_size)
             result.update(check, check_path=args.check_path)
-            if not check["max_abs_prob_diff"] <= args.tolerance:
+            if not check["max_abs_prob_diff"] <= tolerance:
                 raise ValueError(f"onnxruntime and PyTorch differ by {check['max_abs_prob_diff']:.3g} in probability "
-                                 f"on {args.check_path} (tolerance {args.tolerance}): nothing written")
+                                 f"on {args.check_path} (tolerance {tolerance}): nothing written")
     print(json.dumps(result))
     return 0

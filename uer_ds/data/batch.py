@@ -39,6 +39,19 @@ class BatchInfo(NamedTuple):
 _UNSET = object()
 
 
+def to_device(batch: object, device: torch.device) -> object:
+    """Tensors (in dicts, lists, tuples and NamedTuples such as Picked) to `device`; other values as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
 def batch_info(seg: torch.Tensor, predictions: Mapping[str, int], packing: object = _UNSET) -> BatchInfo:
     """BatchInfo of a collated (B, T) segment tensor on the host (CPU); packing: the batch's
     Packing when the caller made it already (default: made here, `packing_of(seg)`)."""

@@ -23,7 +23,7 @@ from uer_ds.engine import dist
 from uer_ds.engine.ds_config import (build_ds_config, describe_precision, offloads_optimizer, offloads_params,
                                      precision, zero_stage)
 from uer_ds.engine.recompute import apply_activation_checkpointing
-from uer_ds.data.batch import batch_info, forward_kwargs
+from uer_ds.data.batch import batch_info, forward_kwargs, to_device
 from uer_ds.models.model import init_module
 from uer_ds.models.targets import TargetResult
 from uer_ds.registry import ENCODERS
@@ -91,19 +91,6 @@ def count_batch(stats: StepStats, batch: dict) -> None:
         info = batch_info(batch["seg"], {})
     stats.tokens += info.tokens
     stats.samples += info.samples
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors (in dicts, lists, tuples and NamedTuples such as Picked) to `device`; other values as they are."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 # ---- schedule and parameter groups --------------------------------------------------------------

@@ -132,9 +132,8 @@ def predict_examples(forward: Callable[[dict], Any], examples: Sequence[Example]
                      collate: Callable[[list[Example], int], dict], batch_size: int, rank: int = 0, world: int = 1,
                      desc: Optional[str] = None, on_batch: Optional[Callable[[int], None]] = None) -> list[Any]:
     """One output per example, in file order, on every rank.  Batches are sorted by length (less
-    padding) and dealt to ranks; each rank runs the same number of forwards (ZeRO-3 needs it)."""
-    from uer_ds.engine import dist
-
+    padding) and dealt to ranks; each rank runs the same number of forwards (ZeRO-3 needs it).  One process
+    (world 1) never loads the engine: `evaluate` and `serve` predict without DeepSpeed."""
     batches = eval_batches(examples, batch_size, rank, world)
     progress = None
     if desc is not None and rank == 0:
@@ -153,13 +152,20 @@ def predict_examples(forward: Callable[[dict], Any], examples: Sequence[Example]
     if progress is not None:
         progress.close()
     merged: dict[int, Any] = {}
-    for part in (dist.all_gather_object(mine) if world > 1 else [mine]):
+    if world > 1:
+        from uer_ds.engine import dist
+
+        parts = dist.all_gather_object(mine)
+    else:
+        parts = [mine]
+    for part in parts:
         merged.update(part)
     return [merged[i] for i in range(len(examples))]
 
 
 def module_forward(model: torch.nn.Module, device: torch.device) -> Callable[[dict], Any]:
-    from uer_ds.engine.engine import to_device
+    """forward(batch) -> the model's predictions (predict=True), without gradients, on `device`."""
+    from uer_ds.data.batch import to_device
 
     @torch.no_grad()
     def forward(batch: dict) -> Any:
@@ -172,12 +178,17 @@ def module_forward(model: torch.nn.Module, device: torch.device) -> Callable[[di
 def evaluate_heads(task: Task, forward: Callable[[dict], Any], datasets: Sequence[Sequence[Example]],
                    heads: dict[str, dict], collate, args: argparse.Namespace, rank: int, world: int,
                    split: str, progress: bool) -> tuple[dict, list[list[Any]]]:
-    """Metrics over every head's examples.  With one head: that head's metrics; with several: each
-    head's scalars as <head>/<name>, the task's selection metrics averaged over heads, and the full
-    per-head metrics under "heads"."""
-    batch_size = args.eval_batch_size or args.batch_size
+    """Metrics over every head's examples (the dev report during fine-tuning, the test report at its end,
+    and `uer-ds evaluate`).  With one head: that head's metrics; with several: each head's scalars as
+    <head>/<name>, the task's selection metrics averaged over heads, and the full per-head metrics under
+    "heads".  A head whose dataset is None is skipped (its outputs entry is None): `datasets` follows the
+    order of `heads`, which is the order of the model's heads."""
+    batch_size = getattr(args, "eval_batch_size", None) or args.batch_size
     per_head, outputs = {}, []
     for index, (name, examples) in enumerate(zip(heads, datasets)):
+        if examples is None:
+            outputs.append(None)
+            continue
         out = predict_examples(forward, examples, index, collate, batch_size, rank, world,
                                desc=f"{split} {name}" if progress else None)
         outputs.append(out)
@@ -452,16 +463,9 @@ def _finish(task: Task, args, data: TaskData, heads: dict, collate, out: Path, h
               "stopped_early": evaluation.stopped_at is not None, "total_steps": total, "steps_per_epoch": per_epoch,
               "train_seconds": round(train_seconds, 2)}
     if any(t is not None for t in data.test):
-        forward = best_model_forward()
-        per_head = {}
-        for index, name in enumerate(heads):  # the head's index in the model, whichever heads have a test set
-            if data.test[index] is None:
-                continue
-            outputs = predict_examples(forward, data.test[index], index, collate,
-                                       args.eval_batch_size or args.batch_size,
-                                       desc=None if args.no_progress else f"test {name}")
-            per_head[name] = task.evaluate(data.test[index], outputs, heads[name], args)
-        metrics = per_head[next(iter(heads))] if len(heads) == 1 else {"heads": per_head}
+        # the dev report's code (evaluate_heads), over the heads that have a test set
+        metrics, _ = evaluate_heads(task, best_model_forward(), data.test, heads, collate, args, 0, 1, "test",
+                                    progress=not args.no_progress)
         report["test"] = metrics
         echo(format_metrics(task, metrics, "test (best model)"))
     report["seconds"] = round(time.perf_counter() - started, 2)
