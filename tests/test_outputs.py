@@ -108,7 +108,9 @@ def test_a_dataset_prefix_is_locked_beside_it_and_a_directory_made_for_nothing_g
         holder.wait()
     fresh = tmp_path / "new" / "run"
     lock_output(fresh, "--output_model_path").release()
-    assert not fresh.exists() and (tmp_path / "new").is_dir()  # the run's own directory, empty, is removed
+    # the run's own directory and the parent the lock made for it, both empty, are removed (a failed run with
+    # UER-py's default models/finetuned_model.bin left models/ behind)
+    assert not fresh.exists() and not (tmp_path / "new").exists()
     kept = tmp_path / "kept"
     with lock_output(kept, "--output_model_path"):
         (kept / "model.bin").write_bytes(b"x")
@@ -157,3 +159,20 @@ def test_torch_save_on_a_full_file_system_is_a_full_disk(tmp_path):
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_released_lock_removes_every_directory_it_made(tmp_path, monkeypatch):
+    """UER-py's default output models/finetuned_model.bin: a run that fails before writing leaves neither
+    directory behind (the lock made both), but never removes one that was there or holds files."""
+    from uer_ds.outputs import lock_output
+
+    monkeypatch.chdir(tmp_path)
+    lock_output("models/finetuned_model.bin", "--output_model_path").release()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "models").mkdir()
+    lock_output("models/finetuned_model.bin", "--output_model_path").release()
+    assert [p.name for p in tmp_path.iterdir()] == ["models"] and not any((tmp_path / "models").iterdir())
+    lock = lock_output(tmp_path / "runs" / "a", "--output_model_path")
+    (tmp_path / "runs" / "a" / "report.json").write_text("{}")
+    lock.release()
+    assert (tmp_path / "runs" / "a" / "report.json").is_file()

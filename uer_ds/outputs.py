@@ -88,9 +88,14 @@ class OutputLock:
             self.path.unlink()  # while still holding the lock: the next writer makes a new file
         os.close(self.fd)
         self.fd = -1
-        if self.made_directory is not None:
-            with contextlib.suppress(OSError):
-                self.made_directory.rmdir()  # only when empty: the command wrote nothing there
+        if self.made_directory is not None:  # only when empty: the command wrote nothing there
+            for directory in (self.path.parent, *self.path.parent.parents):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
+                if directory == self.made_directory:
+                    break
 
     def __enter__(self) -> "OutputLock":
         return self
@@ -136,7 +141,12 @@ def lock_output(output: PathLike, flag: str, command: Optional[str] = None, pref
     by a dead process is taken over (OutputLock.note says whose it was)."""
     output = Path(output)
     directory = output.parent if prefix else output
-    made = None if prefix or directory.is_dir() else directory
+    made = None  # the highest directory this call creates (its parents too may be new: models/ of UER-py's default)
+    if not prefix:
+        for candidate in (directory, *directory.parents):
+            if candidate.exists():
+                break
+            made = candidate
     directory.mkdir(parents=True, exist_ok=True)
     path = lock_path_for(output, prefix)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
