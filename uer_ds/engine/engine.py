@@ -191,12 +191,16 @@ class Engine:
         raise NotImplementedError
 
     def nonfinite_parameters(self) -> torch.Tensor:
-        """How many of this rank's parameter tensors (under ZeRO-3: its partitions) hold a NaN or an inf:
-        a float64 scalar on the device, not read back (the caller reads it once, with other numbers)."""
+        """How many of this rank's parameter tensors (under ZeRO-3: its partitions, padding left out) hold a NaN
+        or an inf: a float64 scalar on the device, not read back (the caller reads it once, with other numbers)."""
         flags = []
         for param in self.ds.module.parameters():
             local = getattr(param, "ds_tensor", None)  # ZeRO-3: the parameter itself is an empty placeholder
-            local = param if local is None else local
+            if local is None:
+                local = param
+            else:  # partitions are padded to one size on every rank; the padding is never written (garbage)
+                start = torch.distributed.get_rank(group=param.ds_process_group) * local.numel()
+                local = local.view(-1)[:max(0, min(local.numel(), param.ds_numel - start))]
             if local.numel():
                 flags.append(torch.isfinite(local.detach()).all().to(self.device))
         if not flags:
