@@ -188,16 +188,21 @@ def bert_from_config(cfg: ModelConfig, base: dict, state: dict) -> dict:
     return hf
 
 
-def bert_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
-    rules = _bert_body(cfg, hf)
-    rules.append(Rule(("embeddings.position_embeddings.weight",), ("embedding.pos.embedding.weight",)))
-    rules += _pooler("pooler.dense", cfg)
+def _bert_heads(cfg: ModelConfig) -> list[Rule]:
+    """BertForPreTraining's pooler and heads (ErnieForPreTraining's are the same): NSP/SOP and the MLM."""
+    rules = _pooler("pooler.dense", cfg)
     if "sp" in cfg.target:
         rules += copy("cls.seq_relationship", "target.sp.linear_2")
     if "mlm" in cfg.target:
         rules += _mlm_head(cfg, "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
                            "cls.predictions.bias", "cls.predictions.decoder")
     return rules
+
+
+def bert_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
+    rules = _bert_body(cfg, hf)
+    rules.append(Rule(("embeddings.position_embeddings.weight",), ("embedding.pos.embedding.weight",)))
+    return rules + _bert_heads(cfg)
 
 
 # ---- RoBERTa --------------------------------------------------------------------------------------
@@ -446,13 +451,7 @@ def ernie_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
         rules.append(Rule(("embeddings.task_type_embeddings.weight",), ("embedding.task.embedding.weight",)))
     for i in range(cfg.layers_num):
         rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}")
-    rules += _pooler("pooler.dense", cfg)
-    if "sp" in cfg.target:
-        rules += copy("cls.seq_relationship", "target.sp.linear_2")
-    if "mlm" in cfg.target:
-        rules += _mlm_head(cfg, "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
-                           "cls.predictions.bias", "cls.predictions.decoder")
-    return rules
+    return rules + _bert_heads(cfg)
 
 
 # ---- the family registry --------------------------------------------------------------------------
