@@ -303,14 +303,11 @@ class CapitalizationBuilder(Builder):
         if not self.data.has_token_labels:
             raise ValueError(f"{self.data.idx_path}: no token labels (preprocess with --target capitalization)")
         self.vlen = self.doc_len + 2
-        counts = -(-self.vlen // self.T)
-        self.cum = np.cumsum(counts)
-        return int(self.cum[-1]) if len(counts) else 0
+        return self.count_windows(self.vlen)
 
     def _build(self, base, copy, index):
         T = self.T
-        d = int(np.searchsorted(self.cum, base, side="right"))
-        k = base - (int(self.cum[d - 1]) if d else 0)
+        d, k = self.window_of(base)
         lo, hi = k * T, min((k + 1) * T, int(self.vlen[d]))
         src, _ = self.doc_window(d, True, lo, hi)
         start, n = int(self.doc_start[d]), int(self.doc_len[d])

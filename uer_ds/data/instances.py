@@ -138,6 +138,18 @@ class Builder:
         ws = np.concatenate(ws_parts) if self.whole_word else None
         return np.concatenate(parts), ws
 
+    def count_windows(self, lengths: np.ndarray) -> int:
+        """Instances = each document's `lengths[d]` positions cut into windows of seq_length (the last one
+        shorter); returns how many, and keeps their running total for `window_of`."""
+        counts = -(-lengths // self.T)
+        self.cum = np.cumsum(counts)
+        return int(self.cum[-1]) if len(counts) else 0
+
+    def window_of(self, base: int) -> tuple[int, int]:
+        """(document, window within it) of instance `base`, as `count_windows` laid them out."""
+        d = int(np.searchsorted(self.cum, base, side="right"))
+        return d, base - (int(self.cum[d - 1]) if d else 0)
+
     def doc_window(self, d: int, specials: bool, lo: int, hi: int):
         """Positions [lo, hi) of document d, as [CLS] doc [SEP] when `specials`."""
         start, n = int(self.doc_start[d]), int(self.doc_len[d])
@@ -165,17 +177,14 @@ class MlmBuilder(Builder):
         if self.full:
             self.vcum = np.cumsum(self.vlen)
             return int(-(-int(self.vlen.sum()) // self.T))
-        counts = -(-self.vlen // self.T)
-        self.cum = np.cumsum(counts)
-        return int(self.cum[-1]) if len(counts) else 0
+        return self.count_windows(self.vlen)
 
     def _build(self, base, copy, index):
         T = self.T
         if self.full:
             src, ws = self.stream_window(self.vcum, self.vlen, True, base * T, (base + 1) * T)
         else:
-            d = int(np.searchsorted(self.cum, base, side="right"))
-            k = base - (int(self.cum[d - 1]) if d else 0)
+            d, k = self.window_of(base)
             src, ws = self.doc_window(d, True, k * T, min((k + 1) * T, int(self.vlen[d])))
         return src, np.ones(len(src), np.int64), ws, {}
 
@@ -187,9 +196,7 @@ class LmBuilder(Builder):
         if self.full:
             self.vcum = np.cumsum(self.vlen)
             return int(-(-(int(self.vlen.sum()) - 1) // self.T))
-        counts = -(-(self.vlen - 1) // self.T)
-        self.cum = np.cumsum(counts)
-        return int(self.cum[-1]) if len(counts) else 0
+        return self.count_windows(self.vlen - 1)
 
     def _build(self, base, copy, index):
         T = self.T
@@ -197,8 +204,7 @@ class LmBuilder(Builder):
             total = int(self.vlen.sum())
             window, _ = self.stream_window(self.vcum, self.vlen, True, base * T, min(base * T + T + 1, total))
         else:
-            d = int(np.searchsorted(self.cum, base, side="right"))
-            k = base - (int(self.cum[d - 1]) if d else 0)
+            d, k = self.window_of(base)
             window, _ = self.doc_window(d, True, k * T, min(k * T + T + 1, int(self.vlen[d])))
         src = window[:-1]
         return src, np.ones(len(src), np.int64), None, {"lm": window[1:]}
@@ -206,14 +212,11 @@ class LmBuilder(Builder):
 
 class BilmBuilder(Builder):
     def _count(self) -> int:
-        counts = -(-self.doc_len // self.T)
-        self.cum = np.cumsum(counts)
-        return int(self.cum[-1]) if len(counts) else 0
+        return self.count_windows(self.doc_len)
 
     def _build(self, base, copy, index):
         T = self.T
-        d = int(np.searchsorted(self.cum, base, side="right"))
-        k = base - (int(self.cum[d - 1]) if d else 0)
+        d, k = self.window_of(base)
         n = int(self.doc_len[d])
         lo, hi = k * T, min((k + 1) * T, n)
         src, _ = self.doc_window(d, False, lo, hi)
