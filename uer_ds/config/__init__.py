@@ -9,6 +9,7 @@
 
 Imports go one way: rules <- model <- flags; rules, model <- training.
 """
+from uer_ds.config.engine import EngineConfig, OutputConfig
 from uer_ds.config.flags import add_model_config_arguments, model_config_from_args, model_config_overrides
 from uer_ds.config.model import (_FIELDS, _HINTS, SHIPPED_CONFIG_DIR, UER_DEFAULT_CONFIG, ConfigNote,
                                  ModelConfig, _coerce, _located, resolve_config_path, shipped_config_names)
@@ -16,7 +17,7 @@ from uer_ds.config.rules import (KERNEL_CHOICES, LAYERNORM_POSITIONS, MASKS, POO
                                  ConfigError, is_causal)
 from uer_ds.config.training import SCHEDULERS, TrainConfig, add_train_config_arguments, train_config_from_args
 
-__all__ = ["KERNEL_CHOICES", "LAYERNORM_POSITIONS", "MASKS", "POOLINGS", "SCHEDULERS", "SHIPPED_CONFIG_DIR",
+__all__ = ["EngineConfig", "OutputConfig", "KERNEL_CHOICES", "LAYERNORM_POSITIONS", "MASKS", "POOLINGS", "SCHEDULERS", "SHIPPED_CONFIG_DIR",
            "UER_DEFAULT_CONFIG", "VOCAB_OUTPUT_TARGETS", "ConfigError", "ConfigNote", "ModelConfig",
            "TrainConfig",
            "add_model_config_arguments", "add_train_config_arguments", "is_causal", "model_config_from_args",

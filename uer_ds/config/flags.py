@@ -64,15 +64,16 @@ def model_config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig] = None, **extra: Any
-                           ) -> ModelConfig:
-    """The JSON at args.config_path (or, without one, the config `base`) merged with the flags given (and
-    `extra`), validated once."""
+def model_config_from_args(args: argparse.Namespace, base: Optional[ModelConfig] = None,
+                           config_path: Optional[str] = None, **extra: Any) -> ModelConfig:
+    """The JSON at `config_path` (default args.config_path; or, without one, the config `base`) merged with
+    the flags given (and `extra`), validated once."""
     overrides = model_config_overrides(args)
     overrides.update({k: v for k, v in extra.items() if v is not None})
-    if getattr(args, "config_path", None) is None and base is not None:
+    config_path = config_path or getattr(args, "config_path", None)
+    if config_path is None and base is not None:
         return ModelConfig.from_dict(base.to_dict(), source="the model's own config", overrides=overrides)
-    return ModelConfig.from_json(args.config_path, overrides)
+    return ModelConfig.from_json(config_path, overrides)
 
 
 __all__ = ["add_model_config_arguments", "model_config_from_args", "model_config_overrides"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from uer_ds.config import TrainConfig
 from uer_ds.textfile import load_json
@@ -51,6 +51,46 @@ def default_ds_config_name(model_config: Any, world: int, seq_length: int, pipel
     from uer_ds.engine.plan import default_ds_config
 
     return default_ds_config(model_config, world, seq_length)
+
+
+def choose_ds_config(engine: Any, model_config: Any, world: int, seq_length: int) -> tuple[str, list[str]]:
+    """The one place a job's ds_config name is chosen: --deepspeed_config, else the job's default
+    (default_ds_config_name), then UER-py's --fp16 applied (fp16_variant).  `engine` is an
+    uer_ds.config.EngineConfig.  Returns (name for load_ds_config, note lines for the user)."""
+    notes = []
+    name = engine.deepspeed_config
+    if name is None:  # the default follows the job
+        name, why = default_ds_config_name(model_config, world, seq_length, engine.pipeline_stages)
+        if name != "zero0":  # one process: no ZeRO, as the engine line says
+            notes.append(f"--deepspeed_config not given: {name} ({why})")
+    name, fp16_notes = fp16_variant(name, engine.fp16, engine.fp16_opt_level)
+    return name, notes + fp16_notes
+
+
+def fp16_variant(name: str, fp16: bool, fp16_opt_level: Optional[str]) -> tuple[str, list[str]]:
+    """--deepspeed_config after UER-py's --fp16, and note lines for the user: --fp16 turns a shipped
+    name into its fp16 variant; a ds_config file must enable fp16 itself.  ValueError: --fp16_opt_level
+    without --fp16, --fp16 with a bf16 config, or a file without fp16 enabled."""
+    name, notes = str(name), []
+    if fp16_opt_level and not fp16:
+        raise ValueError(f"--fp16_opt_level {fp16_opt_level} needs --fp16")
+    if not fp16:
+        return name, notes
+    base = name.removesuffix(".json")
+    if (SHIPPED_DS_CONFIG_DIR / f"{base}.json").is_file() and not Path(name).is_file():
+        if base.endswith("_bf16"):
+            raise ValueError(f"--fp16 with --deepspeed_config {name}: that config trains in bf16; choose one precision")
+        if not base.endswith("_fp16"):
+            name = f"{base}_fp16"
+        if fp16_opt_level:
+            notes.append(f"note: --fp16_opt_level {fp16_opt_level} is apex's; DeepSpeed's fp16 ({name}) keeps "
+                         "fp32 master weights with dynamic loss scaling")
+        return name, notes
+    values, source = load_ds_config(name)
+    if not (values.get("fp16") or {}).get("enabled", False):
+        raise ValueError(f"--fp16 with --deepspeed_config {source}: that file does not enable fp16; add "
+                         "\"fp16\": {\"enabled\": true} to it, or give a shipped name (zero0..zero3, *_offload)")
+    return name, notes
 
 
 def zero_stage(ds: dict) -> int:
