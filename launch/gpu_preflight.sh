@@ -78,7 +78,7 @@ done
 
 # 3. imports, as the GPU call has them (the wheels in $site, the tree on PYTHONPATH)
 PYTHONPATH="$root:$site" DS_ACCELERATOR=cpu python3 -c "
-import deepspeed, uer_ds, uer_ds.cli, uer_ds.engine, uer_ds.engine.bench, uer_ds.tasks.bench, uer_ds.kernels.bench
+import deepspeed, uer_ds, uer_ds.cli, uer_ds.engine, uer_ds.engine.bench, uer_ds.recipes.bench_finetune, uer_ds.kernels.bench
 import uer_ds.kernels, uer_ds.kernels.compile_check; uer_ds.kernels.load()  # the one door: every Triton op
 from transformers import BertModel
 print('deepspeed', deepspeed.__version__)" > /tmp/preflight_imports.txt 2>&1 \

@@ -90,7 +90,7 @@ def test_fp16_flags_pick_the_fp16_ds_config(tmp_path):
 
 def test_pretrain_and_finetune_parse_uer_py_flags():
     from uer_ds.cli import pretrain
-    from uer_ds.tasks.runner import add_finetune_arguments
+    from uer_ds.cli.finetune import add_finetune_arguments
 
     parser = argparse.ArgumentParser()
     pretrain.add_arguments(parser)

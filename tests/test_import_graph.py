@@ -248,3 +248,23 @@ def test_the_registry_s_encoder_capabilities_are_the_implementations_own():
         with pytest.raises(ValueError, match="needs it equal to hidden_size"):
             ModelConfig(embedding=("word",), encoder=name, target=(), vocab_size=30, emb_size=8, hidden_size=16,
                         heads_num=2, feedforward_size=32)
+
+
+def test_only_the_commands_import_the_cli_and_nothing_below_imports_the_recipes():
+    """The house (issue 28): uer_ds.cli holds flags and launching; the recipes (uer_ds.recipes), the tasks and
+    deploy/ never import it, at any level (lazy imports included); and the parts the recipes put together
+    (tasks, engine, models, data, config, ...) never import a recipe.  Checked on the graph, and the checker
+    on a graph where tasks reaches the CLI."""
+
+    def offenders(g: dict[str, set[str]], sources: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+        return sorted(f"{m} -> {w}" for m, targets in g.items() if m.startswith(sources)
+                      for w in targets if w.startswith(forbidden))
+
+    made_up = {"uer_ds.tasks.runner": {"uer_ds.cli.common"}, "uer_ds.cli.common": set()}
+    assert offenders(made_up, ("uer_ds.tasks",), ("uer_ds.cli",)) == ["uer_ds.tasks.runner -> uer_ds.cli.common"]
+    g = graph(lazy=True)
+    assert any(m.startswith("uer_ds.recipes.") for m in g), "no recipes package"
+    assert offenders(g, ("uer_ds.tasks", "uer_ds.deploy", "uer_ds.recipes"), ("uer_ds.cli",)) == []
+    below = tuple(f"uer_ds.{p}" for p in ("tasks", "engine", "models", "data", "config", "convert", "tokenizers",
+                                          "train", "registry", "compat", "atomic", "outputs", "kernels"))
+    assert offenders(g, below, ("uer_ds.recipes",)) == []

@@ -202,14 +202,14 @@ def test_a_hugging_face_file_is_told_to_give_its_directory(paths, tmp_path, caps
 def test_finetune_starts_from_a_hugging_face_directory(paths, tmp_path, capsys):
     """--pretrained_model_path of a Hugging Face directory loads directly, its config.json (converted) the
     model config when --config_path is absent; the fine-tuned encoder starts from transformers' weights."""
-    from uer_ds.tasks.runner import _pretrained_source, _read_pretrained
+    from uer_ds.recipes.finetune import pretrained_source, read_pretrained
 
     class Args:
         pretrained_model_path, config_path, allow_partial_load = str(paths["hf"]), None, False
 
-    source = _pretrained_source(Args)
+    source = pretrained_source(Args, Args.config_path)
     cfg = source.default_config(None)[0]
-    state, notes = _read_pretrained(source, cfg, Args)
+    state, notes = read_pretrained(source, cfg, Args)
     word = paths["reference"].bert.embeddings.word_embeddings.weight
     torch.testing.assert_close(state["embedding.word.embedding.weight"], word, rtol=0, atol=0)
     assert any("read Hugging Face bert" in line for line in notes)
@@ -307,11 +307,11 @@ def test_infer_predicts_with_an_exported_onnx_model(paths, tmp_path, capsys):
         assert np_close(ours[2], theirs[2], 1e-4)
     with pytest.raises(ValueError, match=r"runs in onnxruntime, which has its own kernels"):
         from uer_ds.tasks import TASKS
-        from uer_ds.tasks.runner import infer
+        from uer_ds.recipes.infer import infer
         import argparse
 
         parser = argparse.ArgumentParser()
-        from uer_ds.tasks.runner import add_infer_arguments
+        from uer_ds.cli.infer import add_infer_arguments
 
         add_infer_arguments(parser, TASKS["classifier"])
         infer(TASKS["classifier"], parser.parse_args(["--load_model_path", str(onnx), "--test_path", str(DEV),

@@ -221,7 +221,8 @@ def test_tiny_bert_finetunes_20_steps_unpadded_like_padded(big_interpreter_tiles
     """A classifier on book_review's real lengths (batches from the runner's collate, Packing included)."""
     from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
     from uer_ds.tasks import TASKS, TaskModel
-    from uer_ds.tasks.runner import add_finetune_arguments, batch_maker
+    from uer_ds.cli.finetune import add_finetune_arguments
+    from uer_ds.recipes.predict import batch_maker
 
     task = TASKS["classifier"]
     parser = argparse.ArgumentParser()

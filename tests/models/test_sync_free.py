@@ -177,7 +177,8 @@ def task_batch(name: str, argv: list[str]):
     """(model, batch) for a task, read with its own reader and collated as the runner does."""
     from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
     from uer_ds.tasks import TASKS, TaskModel
-    from uer_ds.tasks.runner import add_finetune_arguments, batch_maker
+    from uer_ds.cli.finetune import add_finetune_arguments
+    from uer_ds.recipes.predict import batch_maker
 
     task = TASKS[name]
     parser = argparse.ArgumentParser()

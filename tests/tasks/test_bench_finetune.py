@@ -39,7 +39,7 @@ def test_synthetic_examples_follow_the_real_length_distribution(sample_vocab):
 
     from uer_ds.kernels import lengths
     from uer_ds.tasks import TASKS
-    from uer_ds.tasks.bench import synthetic_tsv
+    from uer_ds.recipes.bench_finetune import synthetic_tsv
     from uer_ds.tokenizers import build_tokenizer
 
     tokenizer = build_tokenizer("bert", vocab_path=sample_vocab)

@@ -13,7 +13,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                                         "SDPA (GPU; --interpret: CPU smoke run)"),
     "preprocess": ("uer_ds.data.bench", "preprocessing MB/s, tokens/s, bytes/token vs HF tokenizers and pure Python"),
     "pretrain": ("uer_ds.engine.bench", "training tokens/s and peak memory for a model config and ds_config"),
-    "finetune": ("uer_ds.tasks.bench", "fine-tuning steps/s of a classifier on a real TSV: real tokens/s, padding "
+    "finetune": ("uer_ds.cli.bench_finetune", "fine-tuning steps/s of a classifier on a real TSV: real tokens/s, padding "
                                        "share (e.g. --kernels triton vs torch)"),
     "infer": ("uer_ds.deploy.bench_infer", "prediction texts/s, p50/p99 ms and accuracy: PyTorch eager vs ONNX fp32 "
                                            "vs ONNX int8, at batch 1 and 32"),

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from uer_ds.convert.resolve import ONNX_TASK_KEY, resolve_model
     from uer_ds.tasks import TASKS
     from uer_ds.tasks.onnx import export_onnx, onnx_session, padded_example, parity, require_onnx
-    from uer_ds.tasks.runner import _infer_tokenizer
+    from uer_ds.recipes.infer import infer_tokenizer
 
     require_onnx()
     source = resolve_model(args.load_model_path, "--load_model_path", kinds=("task",))
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--head '{head_name}': the model's heads are {names}")
     head, spec = names.index(head_name), info["heads"][head_name]
     model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]))
-    tokenizer = _infer_tokenizer(args, info)
+    tokenizer = infer_tokenizer(args, info)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
     def collate(examples, index):

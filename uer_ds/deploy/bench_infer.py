@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from uer_ds.cli.common import add_tokenizer_arguments
+    from uer_ds.recipes.inputs import add_tokenizer_arguments
 
     parser.add_argument("--load_model_path", nargs="+", required=True,
                         help="models to compare: task directories and/or .onnx files (fp32 or int8)")

@@ -1,6 +1,6 @@
 """`uer-ds evaluate`: a fine-tuned model on a labelled split, with the code that writes the dev report
-during fine-tuning (uer_ds.tasks.runner.evaluate_heads: the task's own metrics, per-class table,
-confusion matrix, top-k accuracy; runner._write_bad_cases: the bad cases).
+during fine-tuning (uer_ds.recipes.predict.evaluate_heads: the task's own metrics, per-class table,
+confusion matrix, top-k accuracy; write_bad_cases: the bad cases).
 
 Output directory (each file written under a temporary name, then renamed):
   report.json     {"model", "kind", "task", "head", "test_path", "seq_length", "metrics", "seconds"}; metrics
@@ -29,7 +29,7 @@ def evaluate_split(predictor: Predictor, test_path: str, args: argparse.Namespac
     """(metrics, examples, outputs) of the predictor's head on the labelled file `test_path` (the task's
     format; a missing or bad label fails with the file and line).  args: batch_size, top_k, no_progress
     and the task's reading flags (no_header)."""
-    from uer_ds.tasks.runner import evaluate_heads
+    from uer_ds.recipes.predict import evaluate_heads
 
     task = predictor.task
     examples = task.read(test_path, predictor.tokenizer, predictor.seq_length, predictor.spec, labelled=True,
@@ -38,8 +38,8 @@ def evaluate_split(predictor: Predictor, test_path: str, args: argparse.Namespac
         raise ValueError(f"--test_path {test_path}: no examples to evaluate")
     heads = predictor.info["heads"]
     datasets = [examples if name == predictor.head_name else None for name in heads]
-    metrics, outputs = evaluate_heads(task, predictor.forward, datasets, heads, predictor.collate, args, 0, 1,
-                                      "evaluate", progress=not args.no_progress)
+    metrics, outputs = evaluate_heads(task, predictor.forward, datasets, heads, predictor.collate, args,
+                                      args.batch_size, 0, 1, "evaluate", progress=not args.no_progress)
     if "heads" in metrics:  # a multi-task model: the evaluated head's own metrics
         metrics = metrics["heads"][predictor.head_name]
     return metrics, examples, outputs[predictor.head]
@@ -49,7 +49,7 @@ def write_report(predictor: Predictor, test_path: str, output_dir: str, metrics:
                  outputs: list[Any], seconds: float) -> dict[str, Path]:
     """The files of the module docstring in `output_dir` (created); returns {kind: path} of those written."""
     from uer_ds.tasks.base import TaskData
-    from uer_ds.tasks.runner import _write_bad_cases
+    from uer_ds.recipes.predict import write_bad_cases
 
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -75,7 +75,7 @@ def write_report(predictor: Predictor, test_path: str, output_dir: str, metrics:
         written["confusion"] = _write_tsv(out / CONFUSION, rows)
     spec = predictor.spec
     data = TaskData({predictor.head_name: spec}, [], [examples])
-    _write_bad_cases(predictor.task, str(out / BAD_CASES), data, {predictor.head_name: spec}, [outputs])
+    write_bad_cases(predictor.task, str(out / BAD_CASES), data, {predictor.head_name: spec}, [outputs])
     written["bad_cases"] = out / BAD_CASES
     return written
 

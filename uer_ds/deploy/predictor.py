@@ -1,6 +1,6 @@
 """A fine-tuned model ready to predict: the resolver's task directory or ONNX export, its tokenizer and
 the head to predict with, and texts -> examples -> outputs through the runner's own batching
-(uer_ds.tasks.runner.predict_examples), so `evaluate`, `serve` and `infer` compute the same numbers."""
+(uer_ds.recipes.predict.predict_examples), so `evaluate`, `serve` and `infer` compute the same numbers."""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +48,7 @@ class Predictor:
 
     def predict(self, examples: Sequence[Example], batch_size: int) -> list[Any]:
         """One output per example (for a classifier: its logits, (labels_num,) float32), in order."""
-        from uer_ds.tasks.runner import predict_examples
+        from uer_ds.recipes.predict import predict_examples
 
         return predict_examples(self.forward, examples, self.head, self.collate, batch_size)
 
@@ -61,7 +61,8 @@ def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_mode
     any other kind of path, and for a head or seq_length the model does not have."""
     from uer_ds.convert.resolve import resolve_model
     from uer_ds.tasks import TASKS
-    from uer_ds.tasks.runner import _infer_tokenizer, batch_maker
+    from uer_ds.recipes.infer import infer_tokenizer
+    from uer_ds.recipes.predict import batch_maker
 
     source = resolve_model(path, flag, kinds=("task", "onnx"))
     info = source.task_info()
@@ -75,11 +76,11 @@ def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_mode
         raise ValueError(f"--head '{head_name}': the model in {path} has heads {names}")
     if seq_length is not None and seq_length <= 0:
         raise ValueError(f"--seq_length has value {seq_length}: must be positive")
-    tokenizer = _infer_tokenizer(args, info)
+    tokenizer = infer_tokenizer(args, info)
     if source.kind == "onnx":
         forward, _ = source.onnx_forward()
     else:
-        from uer_ds.tasks.runner import module_forward
+        from uer_ds.recipes.predict import module_forward
 
         model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), device="cpu")
         forward = module_forward(model, torch.device("cpu"))

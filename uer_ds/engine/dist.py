@@ -33,7 +33,7 @@ def init_distributed(timeout: Optional[float] = None, job: Optional[dict] = None
 
     timeout: seconds any collective (and the start-up rendezvous) may wait before it fails
     (--dist_timeout; default DEFAULT_DIST_TIMEOUT).  job: this rank's fingerprint ({section: {entry:
-    value}}, see uer_ds.cli.common.job_fingerprint); with several processes every rank's is compared
+    value}}, see uer_ds.recipes.inputs.job_fingerprint); with several processes every rank's is compared
     before the process group exists (uer_ds.engine.rendezvous.join), and a difference raises ValueError
     naming the entry and each host's value.  Raises RendezvousError when ranks do not all arrive.
     """

@@ -209,7 +209,7 @@ def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
 def job_differences(jobs: Sequence[dict], where: Sequence[str]) -> list[str]:
     """One line per entry of the job fingerprints that differs between ranks: the entry, then each
     value with the ranks that have it, "(default)" where that rank's command line left the flag out.
-    jobs[i] is rank i's {section: {entry: value}} (uer_ds.cli.common.job_fingerprint; its "given" lists
+    jobs[i] is rank i's {section: {entry: value}} (uer_ds.recipes.inputs.job_fingerprint; its "given" lists
     the flags given); where[i] names rank i, e.g. "node2 (rank 1)".  A missing entry reads "(not set)"."""
     flat = [flatten({k: v for k, v in job.items() if k != "given"}) for job in jobs]
     keys = sorted(set().union(*flat), key=lambda k: (k.split(".")[0] != "arguments", k))

@@ -1,7 +1,7 @@
 """The Task interface: a fine-tuning task is a model head + a dataset reader + metrics + an
 inference writer.  `uer_ds.tasks.TASKS` maps each name to one instance; `uer-ds finetune <name>` and
-`uer-ds infer <name>` take their sub-commands and task flags from it, and `uer_ds.tasks.runner`
-drives every task through the same training loop, evaluation, best-model keeping and inference.
+`uer-ds infer <name>` take their sub-commands and task flags from it, and the recipes (`uer_ds.recipes`)
+drive every task through the same training loop, evaluation, best-model keeping and inference.
 
 A task reads its data into TaskData (examples per head), builds its heads from a spec per head (the
 spec is saved in task.json, so inference rebuilds the same heads), turns examples into batches
@@ -41,6 +41,7 @@ class Task:
     metrics: tuple[str, ...] = ("accuracy",)  # --metric choices; the first is the default
     higher_is_better = True
     uer_head: Optional[str] = None  # the kind of UER-py head (uer_ds.convert.uer.UER_HEADS) this task reads
+    reads_models_of: tuple[str, ...] = ()  # other tasks whose fine-tuned models this one serves at inference
     # UER-py's default --output_model_path of the task's run_*.py (today's: finetune_opts' for most tasks), and
     # the one its 2019-2020 run_*.py wrote, which that era's inference commands read (see uer_2020_output)
     uer_output_model_path = "models/finetuned_model.bin"

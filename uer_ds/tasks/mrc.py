@@ -233,7 +233,7 @@ class CmrcTask(Task):
                            help="tokens between the starts of a long context's windows (default: the model's, "
                                 "from fine-tuning; UER-py's run_cmrc_infer.py takes it too)")
         self._decoding_arguments(group, None, None)
-        add_select_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.tasks.adl)"))
+        add_select_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.recipes.select_extract)"))
 
     @staticmethod
     def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:

@@ -9,7 +9,7 @@ fine-tuned on with `uer-ds finetune c3` (there with "answer": the paragraph that
 The selector (--select_model_path: a c3 task model) scores [CLS] paragraph [SEP] question [SEP] for each
 candidate; the best paragraph becomes a SQuAD-style paragraph with that question for the extractor
 (--load_model_path: a cmrc task model), which decodes as `uer-ds infer cmrc` does.  The flags are
-uer_ds.tasks.mrc.add_select_arguments'; uer_ds.cli.infer runs this module when --select_model_path is given.
+uer_ds.tasks.mrc.add_select_arguments'; uer_ds.cli.infer runs this recipe when --select_model_path is given.
 Output (--prediction_path): CMRC2018's prediction format, {question id: answer text}; --selection_path
 adds JSON lines {"id", "paragraph": chosen index, "scores": one per candidate}.
 """
@@ -30,7 +30,8 @@ def select_then_extract(args: argparse.Namespace) -> int:
     """Run the flow of the module docstring; returns 0 (errors raise, naming the flag or file)."""
     from uer_ds.tasks import TASKS
     from uer_ds.tasks.multiple_choice import read_c3
-    from uer_ds.tasks.runner import _infer_model, batch_maker, predict_examples
+    from uer_ds.recipes.infer import infer_model
+    from uer_ds.recipes.predict import batch_maker, predict_examples
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch_size has value {args.batch_size}: must be positive")
@@ -42,7 +43,7 @@ def select_then_extract(args: argparse.Namespace) -> int:
     chooser = argparse.Namespace(**vars(args))
     chooser.load_model_path, chooser.seq_length, chooser.max_choices_num = args.select_model_path, None, None
     try:
-        forward, info, tokenizer = _infer_model(select, chooser, device)
+        forward, info, tokenizer = infer_model(select, chooser, device)
     except (ValueError, FileNotFoundError) as err:  # the selector's errors name its own flag
         text = str(err).replace("--load_model_path", "--select_model_path")
         raise type(err)(text if "--select_model_path" in text else f"--select_model_path: {text}") from None
@@ -59,7 +60,7 @@ def select_then_extract(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="uer_ds_select_") as scratch:
         selected = Path(scratch) / "selected.json"
         selected.write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
-        forward, info, tokenizer = _infer_model(extract, args, device)
+        forward, info, tokenizer = infer_model(extract, args, device)
         names = list(info["heads"])
         spec = info["heads"][names[0]]
         windows = extract.read(str(selected), tokenizer, args.seq_length or info["seq_length"], spec, labelled=False,

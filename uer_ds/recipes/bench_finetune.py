@@ -15,42 +15,23 @@ import time
 from pathlib import Path
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from uer_ds.tasks import TASKS
-    from uer_ds.tasks.runner import add_finetune_arguments
-
-    add_finetune_arguments(parser, TASKS["classifier"])
-    for action in parser._actions:  # noqa: SLF001 (--synthetic_lengths stands in for the files)
-        if action.dest in ("train_path", "dev_path"):
-            action.required = False
-    group = parser.add_argument_group("benchmark")
-    group.add_argument("--steps", type=int, default=30, help="timed steps (default 30)")
-    group.add_argument("--warmup_steps", type=int, default=5,
-                       help="untimed steps first (default 5; the first Triton calls compile)")
-    group.add_argument("--synthetic_lengths", choices=("book_review", "cmrc2018", "uniform", "full"),
-                       help="instead of --train_path: examples of random vocabulary words whose token counts follow "
-                            "this distribution at --seq_length (uer_ds.kernels.lengths; for machines without the "
-                            "data: speed does not depend on which tokens they are)")
-    group.add_argument("--synthetic_examples", type=int, default=2000, help="examples to make (default 2000)")
-    group.add_argument("--json_path", help="write the result as JSON")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from uer_ds.cli.common import model_config_with_vocab, tokenizer_from_args
+    from uer_ds.recipes.inputs import model_config_with_vocab, tokenizer_from_args
     from uer_ds.config import train_config_from_args
     from uer_ds.engine import build_engine, describe, dist
     from uer_ds.engine.ds_config import load_ds_config
     from uer_ds.tasks import TASKS, TaskModel
     from uer_ds.tasks.data import train_batches
     from uer_ds.tasks.model import body_config
-    from uer_ds.tasks.runner import batch_maker
+    from uer_ds.recipes.predict import batch_maker
 
     task = TASKS["classifier"]
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
+    args = argparse.Namespace(**vars(args))  # a copy: the data paths below are this run's, not the caller's
     if args.synthetic_lengths:
         args.train_path = args.dev_path = synthetic_tsv(tokenizer, args.synthetic_lengths, args.seq_length,
                                                         args.synthetic_examples, args.seed)

@@ -1,4 +1,4 @@
-"""Resumable fine-tuning: `uer-ds finetune ... --resume` continues an interrupted run exactly.
+"""Resumable fine-tuning (the bookkeeping of uer_ds.recipes.finetune): `uer-ds finetune ... --resume` continues an interrupted run exactly.
 
 A fine-tuning run keeps one DeepSpeed checkpoint in `<output_model_path>/checkpoint/` (Engine.save: the
 optimizer, the schedule, each rank's random generators, and our state), written after the evaluation
@@ -10,8 +10,8 @@ batches follow from (seed, epoch), so a resumed run skips the micro-batches alre
 """
 from __future__ import annotations
 
-import argparse
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,34 +20,45 @@ from uer_ds.train import Evaluation
 CHECKPOINT_DIR = "checkpoint"
 
 
-def add_resume_arguments(group) -> None:
-    group.add_argument("--resume", action="store_true",
-                       help=f"continue the run in --output_model_path from its last checkpoint ({CHECKPOINT_DIR}/): "
-                            "the same losses, dev metrics, best model and early stopping as an uninterrupted run")
-    group.add_argument("--save_checkpoint_steps", type=int, default=None,
-                       help="also save a resumable checkpoint every N steps (default: after each epoch's evaluation; "
-                            "0: none). One checkpoint is kept")
-    group.add_argument("--stop_after_steps", type=int, default=None,
-                       help="end this run after step N with a checkpoint (job time limits; continue with --resume)")
+# what must not change between a run and its resumption, beside the task, heads, world size and total steps
+SETTINGS_KEYS = ("epochs_num", "batch_size", "accumulation_steps", "learning_rate", "warmup", "scheduler", "seed",
+                 "seq_length", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_eps", "metric",
+                 "patience", "train_path", "dataset_path_list")
 
 
-def run_settings(task_name: str, heads: dict, args: argparse.Namespace, world: int, total: int) -> dict:
-    """What must not change between a run and its resumption."""
-    keys = ("epochs_num", "batch_size", "accumulation_steps", "learning_rate", "warmup", "scheduler", "seed",
-            "seq_length", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_eps", "metric",
-            "patience", "train_path", "dataset_path_list")
+def run_settings(task_name: str, heads: dict, values: dict[str, Any], world: int, total: int) -> dict:
+    """What must not change between a run and its resumption: SETTINGS_KEYS of `values` (the run's
+    options, those it has) with the task, heads, world size and total steps."""
     return {"task": task_name, "heads": heads, "world_size": world, "total_steps": total,
-            **{k: getattr(args, k) for k in keys if hasattr(args, k)}}
+            **{k: values[k] for k in SETTINGS_KEYS if k in values}}
 
 
-def check_arguments(args: argparse.Namespace, total: int) -> None:
-    if args.save_checkpoint_steps is not None and args.save_checkpoint_steps < 0:
-        raise ValueError(f"--save_checkpoint_steps has value {args.save_checkpoint_steps}: must be >= 0 (0: none)")
-    if args.stop_after_steps is not None and not 0 < args.stop_after_steps <= total:
-        raise ValueError(f"--stop_after_steps has value {args.stop_after_steps}: must be in [1, {total}] (the run's "
+def check_arguments(save_checkpoint_steps: Optional[int], stop_after_steps: Optional[int], total: int) -> None:
+    """--save_checkpoint_steps >= 0, --stop_after_steps within the run, and resumable."""
+    if save_checkpoint_steps is not None and save_checkpoint_steps < 0:
+        raise ValueError(f"--save_checkpoint_steps has value {save_checkpoint_steps}: must be >= 0 (0: none)")
+    if stop_after_steps is not None and not 0 < stop_after_steps <= total:
+        raise ValueError(f"--stop_after_steps has value {stop_after_steps}: must be in [1, {total}] (the run's "
                          "steps)")
-    if args.stop_after_steps is not None and args.save_checkpoint_steps == 0:
+    if stop_after_steps is not None and save_checkpoint_steps == 0:
         raise ValueError("--stop_after_steps with --save_checkpoint_steps 0: the run could not be resumed")
+
+
+@dataclass
+class BestModel:
+    """The best dev evaluation so far: its step and metrics (saved with the checkpoint), and its per-head
+    outputs (this process only: the bad cases need them; None after a resume whose best came before)."""
+
+    step: Optional[int] = None
+    metrics: Optional[dict] = None
+    outputs: Optional[list] = None
+    candidate: Optional[list] = None  # the outputs of the latest evaluation, kept if it proves the best
+
+    def state(self) -> dict:
+        return {} if self.step is None else {"step": self.step, "metrics": self.metrics}
+
+    def keep(self, step: int, metrics: dict) -> None:
+        self.step, self.metrics, self.outputs = step, metrics, self.candidate
 
 
 def read_resume_point(out: Path, settings: dict, body_cfg) -> None:
@@ -90,13 +101,13 @@ class FinetuneProgress:
         self.per_epoch = per_epoch
         self.every = every  # None: after each epoch's evaluation only; 0: never
         self.history: list[dict] = []
-        self.best: dict[str, Any] = {}
+        self.best = BestModel()
         self.evaluation: Optional[Evaluation] = None
 
     def state(self, step: int) -> dict:
         stopping = self.evaluation.stopping
         return {"step": step, "settings": self.settings, "history": self.history,
-                "best": {k: v for k, v in self.best.items() if k in ("step", "metrics")},
+                "best": self.best.state(),
                 "stopping": {"best": stopping.best, "best_step": stopping.best_step, "bad_rounds": stopping.bad_rounds}}
 
     def save(self, step: int) -> None:
@@ -121,7 +132,7 @@ class FinetuneProgress:
         """Load the checkpoint into the engine and this object; returns its step."""
         saved = self.engine.load(str(self.directory))
         self.history[:] = saved["history"]
-        self.best.update(saved["best"])
+        self.best.step, self.best.metrics = saved["best"].get("step"), saved["best"].get("metrics")
         stopping = self.evaluation.stopping
         stopping.best, stopping.best_step, stopping.bad_rounds = (saved["stopping"][k] for k in
                                                                   ("best", "best_step", "bad_rounds"))
@@ -153,5 +164,5 @@ def epoch_evaluation(per_epoch: int, total: int, run: Callable[[int], dict], sto
     return evaluation
 
 
-__all__ = ["CHECKPOINT_DIR", "EpochEvaluation", "FinetuneProgress", "add_resume_arguments", "check_arguments",
+__all__ = ["CHECKPOINT_DIR", "SETTINGS_KEYS", "BestModel", "EpochEvaluation", "FinetuneProgress", "check_arguments",
            "clear_old_checkpoint", "epoch_evaluation", "read_resume_point", "run_settings"]
