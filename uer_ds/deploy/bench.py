@@ -168,9 +168,9 @@ def _run_mode(args: argparse.Namespace, mode: str, bodies: list[bytes]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Run the modes one after the other; print the table; write JSON."""
-    for name in ("clients", "max_batch_size"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name} has value {getattr(args, name)}: must be positive")
+    for name, value in (("clients", args.clients), ("max_batch_size", args.max_batch_size)):
+        if value <= 0:
+            raise ValueError(f"--{name} has value {value}: must be positive")
     if args.duration <= 0 or args.warmup < 0:
         raise ValueError(f"--duration {args.duration} must be positive and --warmup {args.warmup} >= 0")
     bodies = [json.dumps({"text_a": t}, ensure_ascii=False).encode("utf-8") for t in _read_texts(args.test_path)]
@@ -188,8 +188,9 @@ def run(args: argparse.Namespace) -> int:
         gain = round(by_mode["dynamic"]["requests_per_s"] / by_mode["batch1"]["requests_per_s"], 2)
         print(f"dynamic batching: {gain}x the requests/s of batch 1")
     if args.json_path:
-        settings = {k: getattr(args, k) for k in ("load_model_path", "test_path", "clients", "duration", "warmup",
-                                                   "max_batch_size", "max_wait_ms", "threads")}
+        flags = vars(args)  # every one of these is a flag of this benchmark
+        settings = {k: flags[k] for k in ("load_model_path", "test_path", "clients", "duration", "warmup",
+                                          "max_batch_size", "max_wait_ms", "threads")}
         record = {"benchmark": "serve", "settings": settings, "results": rows, "dynamic_gain": gain,
                   "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                               "python": platform.python_version()}}

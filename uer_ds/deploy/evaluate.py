@@ -32,13 +32,14 @@ def evaluate_split(predictor: Predictor, test_path: str, args: argparse.Namespac
     from uer_ds.recipes.predict import evaluate_heads
 
     task = predictor.task
+    options = task.options_from(args)
     examples = task.read(test_path, predictor.tokenizer, predictor.seq_length, predictor.spec, labelled=True,
-                         args=args)
+                         options=options)
     if not examples:
         raise ValueError(f"--test_path {test_path}: no examples to evaluate")
     heads = predictor.info["heads"]
     datasets = [examples if name == predictor.head_name else None for name in heads]
-    metrics, outputs = evaluate_heads(task, predictor.forward, datasets, heads, predictor.collate, args,
+    metrics, outputs = evaluate_heads(task, predictor.forward, datasets, heads, predictor.collate, options,
                                       args.batch_size, 0, 1, "evaluate", progress=not args.no_progress)
     if "heads" in metrics:  # a multi-task model: the evaluated head's own metrics
         metrics = metrics["heads"][predictor.head_name]

@@ -10,6 +10,7 @@ and writes JSON.  Random weights (speed does not depend on them).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,22 +32,23 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = tokenizer_from_args(args)
     if tokenizer is None:
         raise ValueError("give the vocabulary: --vocab_path (or --spm_model_path)")
-    args = argparse.Namespace(**vars(args))  # a copy: the data paths below are this run's, not the caller's
+    task_options = task.options_from(args)
     if args.synthetic_lengths:
-        args.train_path = args.dev_path = synthetic_tsv(tokenizer, args.synthetic_lengths, args.seq_length,
-                                                        args.synthetic_examples, args.seed)
-    elif not args.train_path:
+        path = synthetic_tsv(tokenizer, args.synthetic_lengths, args.seq_length, args.synthetic_examples, args.seed)
+        task_options = dataclasses.replace(task_options, train_path=path, dev_path=path)
+    elif not task_options.train_path:
         raise ValueError("give --train_path (a classifier TSV), or --synthetic_lengths NAME")
-    args.dev_path = args.dev_path or args.train_path  # read by the task's loader, not used here
+    # the dev set is read by the task's loader, not used here
+    task_options = dataclasses.replace(task_options, dev_path=task_options.dev_path or task_options.train_path)
     cfg = model_config_with_vocab(args, tokenizer)
-    data = task.load(args, tokenizer, cfg)
+    data = task.load(task_options, tokenizer, cfg, args.seq_length)
     collate = batch_maker(task, list(data.heads), tokenizer.pad_id if tokenizer.pad_id is not None else 0)
     counted = args.warmup_steps + args.steps
     train_cfg = train_config_from_args(args, total_steps=counted, save_checkpoint_steps=counted + 1)
     ds_config, source = load_ds_config(args.deepspeed_config or "zero0_bf16")
     dist.init_distributed()
     engine = build_engine(ds_config, source, train_cfg, body_config(cfg),
-                          lambda: TaskModel(cfg, task.build_heads(cfg, data.heads, args)))
+                          lambda: TaskModel(cfg, task.build_heads(cfg, data.heads, task_options)))
     if args.compile:
         engine.compile()
     batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps,
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     world = engine.data_parallel_size
     result = {"device": torch.cuda.get_device_name() if on_gpu else "CPU", "config": args.config_path,
               "kernels": cfg.kernels, "engine": describe(engine),
-              "data": f"synthetic, {args.synthetic_lengths} lengths" if args.synthetic_lengths else args.train_path,
+              "data": f"synthetic, {args.synthetic_lengths} lengths" if args.synthetic_lengths else task_options.train_path,
               "seq_length": args.seq_length, "batch_size": args.batch_size, "steps": args.steps,
               "compile": args.compile, "step_time_s": elapsed / args.steps, "samples_per_s": samples * world / elapsed,
               "tokens_per_s": tokens * world / elapsed, "padded_positions_per_s": positions * world / elapsed,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -25,7 +26,7 @@ from uer_ds.atomic import atomic_path
 from uer_ds.config import EngineConfig, ModelConfig, OutputConfig
 from uer_ds.config.options import option, options_from_args
 from uer_ds.recipes.predict import batch_maker, echo, evaluate_heads, format_metrics
-from uer_ds.tasks.base import Task, TaskData
+from uer_ds.tasks.base import Task, TaskData, TaskOptions
 from uer_ds.tasks.model import TaskModel, body_config, select_pretrained
 
 REPORT_FILE = "report.json"
@@ -79,11 +80,13 @@ FINETUNE_OUTPUT_HELP = {
 @dataclass
 class FinetunePlan:
     """What plan() read and checked; build/run/export take it.  `args` stays for the job's fingerprint
-    and the task's own flags (read by the task)."""
+    (every flag, compared between ranks) and the optimisation flags (TrainConfig's, read once the total
+    steps are known)."""
 
     task: Task
     args: argparse.Namespace
     options: FinetuneOptions
+    task_options: TaskOptions
     engine: EngineConfig
     output: OutputConfig
     cfg: ModelConfig
@@ -108,7 +111,7 @@ class FinetunePlan:
         return batch_maker(self.task, list(self.data.heads), pad_id, self.tokenizer)
 
     def make_model(self) -> TaskModel:
-        return TaskModel(self.cfg, self.task.build_heads(self.cfg, self.data.heads, self.args))
+        return TaskModel(self.cfg, self.task.build_heads(self.cfg, self.data.heads, self.task_options))
 
 
 def main(task: Task, args: argparse.Namespace) -> int:
@@ -152,10 +155,11 @@ def plan_run(task: Task, args: argparse.Namespace, lock_note: Optional[str] = No
     # second, before the data is read and DeepSpeed starts (issue 30: it once surfaced after 16-39 s)
     pretrained = read_pretrained(source, cfg, options) if source is not None and not output.resume else None
     ds_name, ds_notes = choose_ds_config(engine, cfg, int(os.environ.get("WORLD_SIZE", "1")), options.seq_length)
-    data = task.load(args, tokenizer, cfg)
+    task_options = task.options_from(args)
+    data = task.load(task_options, tokenizer, cfg, options.seq_length)
     info = task_info(task, data, options.seq_length, args, tokenizer)
-    return FinetunePlan(task, args, options, engine, output, cfg, tokenizer, data, info, ds_name, pretrained,
-                        notes + ds_notes, started)
+    return FinetunePlan(task, args, options, task_options, engine, output, cfg, tokenizer, data, info, ds_name,
+                        pretrained, notes + ds_notes, started)
 
 
 def pretrained_source(options: FinetuneOptions, config_path: Optional[str]):
@@ -229,7 +233,10 @@ def build(plan: FinetunePlan) -> Built:
     total = per_epoch * plan.options.epochs_num
     every = plan.options.save_checkpoint_steps
     resume.check_arguments(every, plan.output.stop_after_steps, total)
-    settings = resume.run_settings(plan.task.name, data.heads, vars(args), world, total)
+    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
+    flags = {**vars(train_cfg), **dataclasses.asdict(plan.options),
+             **{k: getattr(plan.task_options, k) for k in plan.task.options.FINETUNE}}  # the task's flags only
+    settings = resume.run_settings(plan.task.name, data.heads, flags, world, total)
     if plan.output.resume:
         resume.read_resume_point(out, settings, body_config(plan.cfg))
     elif rank0 and resume.clear_old_checkpoint(out):
@@ -239,7 +246,6 @@ def build(plan: FinetunePlan) -> Built:
         print(line, flush=True)
     dist.barrier()
     pretrained = pretrained_body(plan) if not plan.output.resume else None
-    train_cfg = train_config_from_args(args, total_steps=total, save_checkpoint_steps=every or total)
     engine = build_engine(ds_config, source, train_cfg, body_config(plan.cfg), plan.make_model, pretrained,
                           activation_checkpointing=plan.engine.activation_checkpointing)
     if plan.engine.compile:
@@ -283,7 +289,8 @@ class DevEvaluation:
         plan, engine = self.plan, self.built.engine
         t0 = time.perf_counter()
         metrics, outputs = evaluate_heads(plan.task, engine.predict, plan.data.dev, dict(plan.data.heads),
-                                          self.collate, plan.args, plan.eval_batch_size, engine.data_parallel_rank,
+                                          self.collate, plan.task_options, plan.eval_batch_size,
+                                          engine.data_parallel_rank,
                                           engine.data_parallel_size, "dev", progress=not plan.output.no_progress)
         epoch = -(-step // self.built.per_epoch)
         self.history.append({"epoch": epoch, "step": step, "dev": metrics,
@@ -381,8 +388,9 @@ def export(plan: FinetunePlan, built: Built, evaluation, collate, train_seconds:
               "steps_per_epoch": per_epoch, "train_seconds": round(train_seconds, 2)}
     if any(t is not None for t in plan.data.test):
         # the dev report's code (evaluate_heads), over the heads that have a test set
-        metrics, _ = evaluate_heads(plan.task, best_model.forward(), plan.data.test, heads, collate, plan.args,
-                                    plan.eval_batch_size, 0, 1, "test", progress=not plan.output.no_progress)
+        metrics, _ = evaluate_heads(plan.task, best_model.forward(), plan.data.test, heads, collate,
+                                    plan.task_options, plan.eval_batch_size, 0, 1, "test",
+                                    progress=not plan.output.no_progress)
         report["test"] = metrics
         echo(format_metrics(plan.task, metrics, "test (best model)"))
     report["seconds"] = round(time.perf_counter() - plan.started, 2)

@@ -89,11 +89,12 @@ def infer_model(task: Task, args: argparse.Namespace, device: torch.device, load
         return _uer_inference(task, args, source, device, path)
     info = read_info_checked(source.task_info(), path, task)
     tokenizer = infer_tokenizer(args, info)
-    spec = info["heads"][head_name(args, info)]
+    options = task.options_from(args)
+    spec = info["heads"][head_name(options, info)]
     head_values = {k: spec[k] for k in ("pooling", "labels_num") if k in spec}
     saved = source.own_config() if source.kind == "task" else ModelConfig.from_dict(info["config"], "the ONNX model")
     cfg = check_model_flags(args, saved, path, head_values)
-    task.check_infer_flags(args, spec, path)
+    task.check_infer_flags(options, spec, path)
     if source.kind == "onnx":
         if cfg.kernels != saved.kernels:
             raise ValueError(f"--kernels {cfg.kernels}: {path} runs in onnxruntime, which has its own "
@@ -144,7 +145,8 @@ def _uer_inference(task: Task, args: argparse.Namespace, source, device: torch.d
                          "`uer-ds finetune`, or a model fine-tuned by UER-py's finetune/run_*.py")
     base, _, config_path = resolve_config_default(args.config_path, source)
     cfg = model_config_with_vocab(args, tokenizer, targets=False, base=base, config_path=config_path)
-    model, spec = source.uer_task_model(cfg, kind, task.name, lambda head: task.uer_spec(args, cfg, head),
+    options = task.options_from(args)
+    model, spec = source.uer_task_model(cfg, kind, task.name, lambda head: task.uer_spec(options, cfg, head, path),
                                         lambda c, specs: task.build_heads(c, specs), device)
     info = {"task": task.name, "heads": {task.name: spec}, "seq_length": args.seq_length or UER_SEQ_LENGTH}
     return module_forward(model, device), info, tokenizer
@@ -156,10 +158,10 @@ def _uer_tasks() -> list[str]:
     return [name for name, t in TASKS.items() if t.uer_head]
 
 
-def head_name(args: argparse.Namespace, info: dict) -> str:
-    """--head (mt_classifier's), else the model's first head."""
+def head_name(options, info: dict) -> str:
+    """--head (the classifier's, for multi-task models; a TaskOptions field), else the model's first head."""
     names = list(info["heads"])
-    head_name = vars(args).get("head") or names[0]
+    head_name = options.head or names[0]
     if head_name not in info["heads"]:
         raise ValueError(f"--head '{head_name}': the model's heads are {names}")
     return head_name
@@ -176,37 +178,23 @@ def infer(task: Task, args: argparse.Namespace) -> int:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     forward, info, tokenizer = infer_model(task, args, device)
     names = list(info["heads"])
-    head = head_name(args, info)
+    task_options = task.options_from(args)
+    head = head_name(task_options, info)
     spec = info["heads"][head]
-    check_head_counts(args, info, spec, options.load_model_path)
+    task.check_head_counts(task_options, info, spec, options.load_model_path)
     examples = task.read(options.test_path, tokenizer, options.seq_length or info["seq_length"], spec,
-                         labelled=False, args=args)
+                         labelled=False, options=task_options)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     started = time.perf_counter()
     outputs = predict_examples(forward, examples, names.index(head), batch_maker(task, names, pad_id, tokenizer),
                                options.batch_size, desc=None if options.no_progress else "predict")
     with atomic_path(options.prediction_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        task.write_prediction_file(f, examples, outputs, spec, args)
+        task.write_prediction_file(f, examples, outputs, spec, task_options)
     seconds = time.perf_counter() - started
     if dist.is_rank0():
         print(f"predicted {len(examples)} example(s) in {seconds:.1f} s ({len(examples) / max(seconds, 1e-9):.0f}/s) "
               f"with head '{head}' -> {Path(options.prediction_path)}", flush=True)
     return 0
-
-
-def check_head_counts(args: argparse.Namespace, info: dict, spec: dict, path: str) -> None:
-    """UER-py's --labels_num / --labels_num_list (the classifiers' inference flags), when given, must be
-    the model's; ValueError naming both."""
-    flags = vars(args)  # flags of the classifiers' inference only
-    labels_num = flags.get("labels_num")
-    if labels_num is not None and labels_num != spec.get("labels_num"):
-        raise ValueError(f"--labels_num {labels_num} disagrees with the model in {path} "
-                         f"({spec.get('labels_num')} labels)")
-    labels_num_list = flags.get("labels_num_list")
-    saved_list = [s.get("labels_num") for s in info["heads"].values()]
-    if labels_num_list is not None and labels_num_list != saved_list:
-        raise ValueError(f"--labels_num_list {' '.join(map(str, labels_num_list))} disagrees with the model in "
-                         f"{path} (heads {', '.join(info['heads'])} with {saved_list} labels)")
 
 
 def read_info_checked(info: dict, source: str, task: Task) -> dict:
@@ -219,5 +207,5 @@ def read_info_checked(info: dict, source: str, task: Task) -> dict:
 
 
 
-__all__ = ["InferOptions", "UER_SEQ_LENGTH", "check_head_counts", "head_name", "infer", "infer_model",
+__all__ = ["InferOptions", "UER_SEQ_LENGTH", "head_name", "infer", "infer_model",
            "infer_tokenizer", "read_info_checked", "uer_2020_output"]

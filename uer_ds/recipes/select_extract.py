@@ -9,7 +9,7 @@ fine-tuned on with `uer-ds finetune c3` (there with "answer": the paragraph that
 The selector (--select_model_path: a c3 task model) scores [CLS] paragraph [SEP] question [SEP] for each
 candidate; the best paragraph becomes a SQuAD-style paragraph with that question for the extractor
 (--load_model_path: a cmrc task model), which decodes as `uer-ds infer cmrc` does.  The flags are
-uer_ds.tasks.mrc.add_select_arguments'; uer_ds.cli.infer runs this recipe when --select_model_path is given.
+uer_ds.tasks.mrc.CmrcOptions' SELECT fields; uer_ds.cli.infer runs this recipe when --select_model_path is given.
 Output (--prediction_path): CMRC2018's prediction format, {question id: answer text}; --selection_path
 adds JSON lines {"id", "paragraph": chosen index, "scores": one per candidate}.
 """
@@ -49,7 +49,7 @@ def select_then_extract(args: argparse.Namespace) -> int:
         raise type(err)(text if "--select_model_path" in text else f"--select_model_path: {text}") from None
     names = list(info["heads"])
     examples = select.read(args.test_path, tokenizer, info["seq_length"], info["heads"][names[0]], labelled=False,
-                           args=chooser)
+                           options=select.options_from(chooser))
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     outputs = predict_examples(forward, examples, 0, batch_maker(select, names, pad_id, tokenizer), args.batch_size)
     scores = select._scores(examples, outputs)  # (questions, most candidates)
@@ -64,11 +64,11 @@ def select_then_extract(args: argparse.Namespace) -> int:
         names = list(info["heads"])
         spec = info["heads"][names[0]]
         windows = extract.read(str(selected), tokenizer, args.seq_length or info["seq_length"], spec, labelled=False,
-                               args=args)
+                               options=extract.options_from(args))
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     outputs = predict_examples(forward, windows, 0, batch_maker(extract, names, pad_id, tokenizer), args.batch_size)
     with atomic_path(args.prediction_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        extract.write_prediction_file(f, windows, outputs, spec, args)
+        extract.write_prediction_file(f, windows, outputs, spec, extract.options_from(args))
     if args.selection_path:
         with atomic_path(args.selection_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for q, k, row in zip(questions, chosen, scores):

@@ -8,10 +8,12 @@ training file also has a `logits` column (a teacher's space-separated logits, as
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer_ds.config import POOLINGS, ModelConfig
+from uer_ds.config.options import option
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
 from uer_ds.models.targets.cls import ClsTarget
-from uer_ds.tasks.base import Task, TaskData
+from uer_ds.tasks.base import SplitOptions, Task, TaskData, add_task_arguments
 from uer_ds.tasks.data import (Example, TaskDataError, encode_texts, headerless_columns, pad, parse_floats, parse_label,
                                read_label_names, read_tsv, text_column)
 from uer_ds.tasks.metrics import classification_metrics, format_classification
@@ -85,12 +88,56 @@ class ClassifierHead(ClsTarget):
 
 
 # ---- the task ------------------------------------------------------------------------------------
-def add_split_arguments(parser: argparse.ArgumentParser, test_help: str = "labelled test set, evaluated with the "
-                        "best model at the end") -> None:
+@dataclass(frozen=True)
+class ClassifierOptions(SplitOptions):
+    """The classifier's options (and the base of the classification-like tasks')."""
+
+    TITLE: ClassVar[str] = "classifier"
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "soft_targets", "soft_alpha", "top_k",
+                                           "label_path", "no_header")
+    INFER: ClassVar[tuple[str, ...]] = ("labels_num", "output_logits", "output_prob", "top_k", "head",
+                                        "labels_num_list", "label_path", "no_header")
+    FINETUNE_DEFAULTS: ClassVar[dict[str, Any]] = {"top_k": 2}
+    INFER_DEFAULTS: ClassVar[dict[str, Any]] = {"top_k": 1}
+    INFER_HELPS: ClassVar[dict[str, str]] = {
+        "top_k": "add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)",
+        "label_path": "label names, one per line (PaddleNLP's label.txt): the label column holds names, predictions "
+                      "are written with them (checked against the model)",
+        "no_header": "files without a header row, columns text_a[<TAB>text_b]<TAB>label (PaddleNLP's order); default: "
+                     "as the model was fine-tuned"}
+
+    # fine-tuning's --labels_num is the model-config flag (given or not); inference's is this field's flag
+    labels_num: Optional[int] = option("classes; checked against the model (default: the model's)", default=None)
+    soft_targets: bool = option("distillation: the training file has a `logits` column (teacher logits); loss = "
+                                "soft_alpha * MSE(logits) + (1 - soft_alpha) * CE", default=False)
+    soft_alpha: float = option("weight of the soft-target MSE (default 0.5)", default=0.5)
+    output_logits: bool = option("add a `logits` column", default=False)
+    output_prob: bool = option("add a `prob` column (softmax)", default=False)
+    top_k: Optional[int] = option("also report top-k accuracy (default 2; 1: off)", default=None)
+    labels_num_list: Optional[list[int]] = option(
+        "UER-py's run_classifier_mt_infer.py: each head's classes, in order; checked against the model", default=None,
+        nargs="+")
+    label_path: Optional[str] = option("label names, one per line (PaddleNLP's label.txt): the label column holds "
+                                       "names, predictions are written with them", default=None)
+    no_header: Optional[bool] = option("files without a header row, columns text_a[<TAB>text_b]<TAB>label "
+                                       "(PaddleNLP's order)", default=None)
+
+
+@dataclass(frozen=True)
+class MtClassifierOptions(ClassifierOptions):
+    """mt_classifier: dataset folders instead of the three files."""
+
+    TOP: ClassVar[tuple[str, ...]] = ("dataset_path_list",)
+    FINETUNE: ClassVar[tuple[str, ...]] = ("dataset_path_list", "top_k")
+
+    dataset_path_list: Optional[list[str]] = option(
+        "dataset folders, each with train.tsv and dev.tsv (test.tsv: evaluated at the end); the heads are named after "
+        "the folders", default=None, nargs="+", required=True, metavar="DIR")
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     """--train_path / --dev_path / --test_path (reusable by any single-dataset task)."""
-    parser.add_argument("--train_path", required=True, help="training set")
-    parser.add_argument("--dev_path", required=True, help="development set, evaluated after every epoch")
-    parser.add_argument("--test_path", help=test_help)
+    add_task_arguments(parser, SplitOptions, "finetune")
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -106,77 +153,52 @@ class ClassifierTask(Task):
     # `infer classifier --head NAME` serves multi-task models; UER-py infers DBQA with run_classifier_infer.py
     reads_models_of = ("classifier", "mt_classifier", "dbqa")
     uer_head = "classifier"
+    options = ClassifierOptions
 
-    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+    def uer_spec(self, options: ClassifierOptions, cfg: ModelConfig, head: dict[str, torch.Tensor], source: str) -> dict:
         """run_classifier.py's head: labels_num from its output layer, pooling from the config/flags,
         UER-py's pooling arithmetic."""
         weight = head.get(f"target.{self.name}.linear_2.weight")
         if weight is None:
-            raise ValueError(f"{args.load_model_path}: no output_layer_2.weight: not a model of UER-py's "
+            raise ValueError(f"{source}: no output_layer_2.weight: not a model of UER-py's "
                              "run_classifier.py")
         return {"labels_num": int(weight.shape[0]), "pooling": cfg.pooling, "soft": False, "uer_pooling": True}
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-        group = parser.add_argument_group("classifier")
-        group.add_argument("--soft_targets", action="store_true",
-                           help="distillation: the training file has a `logits` column (teacher logits); "
-                                "loss = soft_alpha * MSE(logits) + (1 - soft_alpha) * CE")
-        group.add_argument("--soft_alpha", type=float, default=0.5, help="weight of the soft-target MSE (default 0.5)")
-        self._shared_arguments(group)
-        self._label_arguments(group)
-
-    @staticmethod
-    def _label_arguments(group, infer: bool = False) -> None:
-        """PaddleNLP's text classification files: label names and no header row."""
-        group.add_argument("--label_path", help="label names, one per line (PaddleNLP's label.txt): the label column "
-                                                "holds names, predictions are written with them"
-                                                + (" (checked against the model)" if infer else ""))
-        group.add_argument("--no_header", action="store_true", default=None,
-                           help="files without a header row, columns text_a[<TAB>text_b]<TAB>label (PaddleNLP's "
-                                "order)" + ("; default: as the model was fine-tuned" if infer else ""))
-
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("classifier")
-        group.add_argument("--labels_num", type=int,
-                           help="classes; checked against the model (default: the model's)")
-        group.add_argument("--output_logits", action="store_true", help="add a `logits` column")
-        group.add_argument("--output_prob", action="store_true", help="add a `prob` column (softmax)")
-        group.add_argument("--top_k", type=int, default=1,
-                           help="add `top_k_labels` and `top_k_probs` columns with the k best labels (k > 1)")
-        group.add_argument("--head", help="multi-task models: the head (dataset name) to predict with "
-                                          "(default: the first)")
-        group.add_argument("--labels_num_list", type=int, nargs="+",
-                           help="UER-py's run_classifier_mt_infer.py: each head's classes, in order; checked "
-                                "against the model")
-        self._label_arguments(group, infer=True)
-
-    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
-        if getattr(args, "label_path", None):
-            names = read_label_names(args.label_path)
+    def check_infer_flags(self, options: ClassifierOptions, spec: dict, source: str) -> None:
+        """--label_path (PaddleNLP's), when given, must hold the model's label names."""
+        if options.label_path:
+            names = read_label_names(options.label_path)
             if names != spec.get("label_names"):
-                raise ValueError(f"--label_path {args.label_path} has labels {names} but the model in {source} has "
+                raise ValueError(f"--label_path {options.label_path} has labels {names} but the model in {source} has "
                                  f"{spec.get('label_names') or 'label ids, no names'}")
 
-    def _shared_arguments(self, group) -> None:
-        group.add_argument("--top_k", type=int, default=2, help="also report top-k accuracy (default 2; 1: off)")
+    def check_head_counts(self, options: ClassifierOptions, info: dict, spec: dict, source: str) -> None:
+        """UER-py's --labels_num / --labels_num_list (the classifiers' inference flags), when given, must be
+        the model's (`spec`: the head predicted with; `info`: task.json, every head); ValueError naming both."""
+        if options.labels_num is not None and options.labels_num != spec.get("labels_num"):
+            raise ValueError(f"--labels_num {options.labels_num} disagrees with the model in {source} "
+                             f"({spec.get('labels_num')} labels)")
+        saved = [s.get("labels_num") for s in info["heads"].values()]
+        if options.labels_num_list is not None and options.labels_num_list != saved:
+            raise ValueError(f"--labels_num_list {' '.join(map(str, options.labels_num_list))} disagrees with the model "
+                             f"in {source} (heads {', '.join(info['heads'])} with {saved} labels)")
 
     # ---- data -----------------------------------------------------------------------------------
     @staticmethod
-    def columns(path: str, spec: dict, labelled: bool, args: Optional[argparse.Namespace]) -> Optional[list[str]]:
+    def columns(path: str, spec: dict, labelled: bool, options: Optional[ClassifierOptions]) -> Optional[list[str]]:
         """None for a file with a header row; the columns of a header-less one (--no_header)."""
-        no_header = getattr(args, "no_header", None) if args is not None else None
+        no_header = options.no_header if options is not None else None
         if not (spec.get("no_header") if no_header is None else no_header):
             return None
         return headerless_columns(path, labelled, spec.get("pair"))
 
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
-        soft = labelled and bool(args is not None and getattr(args, "soft_targets", False) and spec.get("soft"))
+             options: Optional[ClassifierOptions] = None) -> list[Example]:
+        soft = labelled and bool(options is not None and options.soft_targets and spec.get("soft"))
         required = ["label", "text_a"] if labelled else ["text_a"]
         if soft:
             required.append("logits")
-        header, rows = read_tsv(path, required, optional=["text_b"], columns=self.columns(path, spec, labelled, args))
+        header, rows = read_tsv(path, required, optional=["text_b"], columns=self.columns(path, spec, labelled, options))
         pair = "text_b" in header
         if "pair" in spec and pair != spec["pair"]:
             raise TaskDataError(f"{path}:1: header {header}: the model classifies "
@@ -197,35 +219,35 @@ class ClassifierTask(Task):
     def parse_gold(row, labels_num: Optional[int], names: Optional[list[str]]) -> Any:
         return parse_label(row, labels_num, names=names)
 
-    def label_spec(self, args: argparse.Namespace, cfg: ModelConfig) -> dict:
+    def label_spec(self, options: ClassifierOptions, cfg: ModelConfig) -> dict:
         """What every head of this task records about its labels and files: the label count (--labels_num,
         else the names of --label_path, else counted from the training set), names, header-less files."""
-        labels_num = getattr(args, "labels_num", None)  # a model-config flag: present only when given
+        labels_num = options.labels_num  # fine-tuning: the model-config flag, None unless given
         if labels_num is not None and int(labels_num) <= 0:
             raise ValueError(f"--labels_num has value {labels_num}: must be positive")
-        names = read_label_names(args.label_path) if getattr(args, "label_path", None) else None
+        names = read_label_names(options.label_path) if options.label_path else None
         if names is not None and labels_num is not None and int(labels_num) != len(names):
-            raise ValueError(f"--labels_num {labels_num} disagrees with --label_path {args.label_path} "
+            raise ValueError(f"--labels_num {labels_num} disagrees with --label_path {options.label_path} "
                              f"({len(names)} names)")
         spec = {"labels_num": len(names) if names else (None if labels_num is None else int(labels_num)),
-                "pooling": cfg.pooling, "soft": bool(getattr(args, "soft_targets", False))}
+                "pooling": cfg.pooling, "soft": bool(options.soft_targets)}
         if names:
             spec["label_names"] = names
-        if getattr(args, "no_header", None):
+        if options.no_header:
             spec["no_header"] = True
         return spec
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
-        spec = self.label_spec(args, cfg)
-        if getattr(args, "soft_targets", False) and spec["labels_num"] is None:
-            spec["labels_num"] = _count_labels(args.train_path)
-        train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
+    def load(self, options: ClassifierOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
+        spec = self.label_spec(options, cfg)
+        if options.soft_targets and spec["labels_num"] is None:
+            spec["labels_num"] = _count_labels(options.train_path)
+        train = self.read(options.train_path, tokenizer, seq_length, spec, True, options)
         if spec["labels_num"] is None:
             spec["labels_num"] = self.count_labels(train)
         spec["pair"] = "text_b" in train[0].text
-        plain = argparse.Namespace(**{**vars(args), "soft_targets": False})  # dev and test have no teacher logits
-        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True, plain)
-        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True, plain) if args.test_path else None
+        plain = dataclasses.replace(options, soft_targets=False)  # dev and test have no teacher logits
+        dev = self.read(options.dev_path, tokenizer, seq_length, spec, True, plain)
+        test = self.read(options.test_path, tokenizer, seq_length, spec, True, plain) if options.test_path else None
         return TaskData({self.name: spec}, [train], [dev], [test])
 
     @staticmethod
@@ -242,10 +264,10 @@ class ClassifierTask(Task):
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[ClassifierOptions] = None) -> dict[str, nn.Module]:
         if cfg.encoder == "dual":
             raise ValueError("the classifier takes one encoder; siamese (dual) models are not supported yet")
-        alpha = float(getattr(args, "soft_alpha", 0.5)) if args is not None else 0.5
+        alpha = float(options.soft_alpha) if options is not None else 0.5
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"--soft_alpha has value {alpha}: must be in [0, 1]")
         out = {}
@@ -258,9 +280,9 @@ class ClassifierTask(Task):
 
     # ---- evaluation and output ------------------------------------------------------------------
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: ClassifierOptions) -> dict:
         gold = np.array([e.tgt for e in examples], dtype=np.int64)
-        metrics = classification_metrics(gold, np.stack(outputs), top_k=getattr(args, "top_k", None))
+        metrics = classification_metrics(gold, np.stack(outputs), top_k=options.top_k)
         return _named(metrics, spec.get("label_names"))
 
     def format_report(self, metrics: dict, title: str) -> str:
@@ -280,21 +302,22 @@ class ClassifierTask(Task):
         return ["source", "gold", "predicted", "confidence", *texts], rows
 
     def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                          args: argparse.Namespace, header: bool) -> None:
+                          options: ClassifierOptions, header: bool) -> None:
         logits = np.stack(outputs)
         probs = softmax(logits)
         name = label_namer(spec)
-        k = min(int(getattr(args, "top_k", 1) or 1), logits.shape[1])
-        if header and not _headerless_output(args, spec):
-            columns = ["label"] + (["logits"] if args.output_logits else []) + (["prob"] if args.output_prob else [])
+        k = min(int(options.top_k or 1), logits.shape[1])
+        if header and not _headerless_output(options, spec):
+            columns = (["label"] + (["logits"] if options.output_logits else [])
+                       + (["prob"] if options.output_prob else []))
             columns += ["top_k_labels", "top_k_probs"] if k > 1 else []
             handle.write("\t".join(columns) + "\n")
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         for row_logits, row_probs, top in zip(logits, probs, order):
             cells = [name(int(top[0]))]
-            if args.output_logits:
+            if options.output_logits:
                 cells.append(" ".join(f"{v:.6g}" for v in row_logits))
-            if args.output_prob:
+            if options.output_prob:
                 cells.append(" ".join(f"{v:.6g}" for v in row_probs))
             if k > 1:
                 cells += [" ".join(name(int(i)) for i in top), " ".join(f"{row_probs[i]:.6g}" for i in top)]
@@ -315,9 +338,9 @@ def _named(metrics: dict, names: Optional[list[str]]) -> dict:
     return metrics
 
 
-def _headerless_output(args: argparse.Namespace, spec: dict) -> bool:
+def _headerless_output(options: ClassifierOptions, spec: dict) -> bool:
     """Predictions for a header-less input (PaddleNLP's flow) are written without a header too."""
-    flag = getattr(args, "no_header", None)
+    flag = options.no_header
     return bool(spec.get("no_header") if flag is None else flag)
 
 
@@ -334,20 +357,15 @@ class MtClassifierTask(ClassifierTask):
     help = ("multi-task classification: one shared encoder, one head per dataset, interleaved batches "
             "(UER-py run_classifier_mt); the result loads into `finetune classifier`")
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dataset_path_list", nargs="+", required=True, metavar="DIR",
-                            help="dataset folders, each with train.tsv and dev.tsv (test.tsv: evaluated at the "
-                                 "end); the heads are named after the folders")
-        group = parser.add_argument_group("classifier")
-        self._shared_arguments(group)
+    options = MtClassifierOptions
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
-        if getattr(args, "labels_num", None) is not None:
+    def load(self, options: MtClassifierOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int
+             ) -> TaskData:
+        if options.labels_num is not None:
             raise ValueError("--labels_num: mt_classifier counts each dataset's labels from its train.tsv")
-        args.soft_targets = False
         heads: dict[str, dict] = {}
         train, dev, test = [], [], []
-        for folder in args.dataset_path_list:
+        for folder in options.dataset_path_list:
             path = Path(folder)
             if not path.is_dir():
                 raise FileNotFoundError(f"--dataset_path_list: '{folder}' is not a folder (it should hold train.tsv "
@@ -356,16 +374,17 @@ class MtClassifierTask(ClassifierTask):
             if name in heads:
                 name = f"{name}_{len(heads)}"
             spec = {"labels_num": None, "pooling": cfg.pooling, "soft": False}
-            examples = self.read(str(path / "train.tsv"), tokenizer, args.seq_length, spec, True)
+            examples = self.read(str(path / "train.tsv"), tokenizer, seq_length, spec, True)
             spec["labels_num"] = max(e.tgt for e in examples) + 1
             spec["pair"] = "text_b" in examples[0].text
             train.append(examples)
-            dev.append(self.read(str(path / "dev.tsv"), tokenizer, args.seq_length, spec, True))
+            dev.append(self.read(str(path / "dev.tsv"), tokenizer, seq_length, spec, True))
             test_file = path / "test.tsv"
-            test.append(self.read(str(test_file), tokenizer, args.seq_length, spec, True)
+            test.append(self.read(str(test_file), tokenizer, seq_length, spec, True)
                         if os.path.isfile(test_file) else None)
             heads[name] = spec
         return TaskData(heads, train, dev, test)
 
 
-__all__ = ["ClassifierHead", "ClassifierTask", "MtClassifierTask", "add_split_arguments", "soft_target_result"]
+__all__ = ["ClassifierHead", "ClassifierOptions", "ClassifierTask", "MtClassifierOptions", "MtClassifierTask",
+           "add_split_arguments", "soft_target_result"]

@@ -9,14 +9,14 @@ pair classifier (its head and batches); a pair's score is its probability of lab
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
 from uer_ds.config import ModelConfig
-from uer_ds.tasks.base import TaskData
-from uer_ds.tasks.classifier import ClassifierTask, add_split_arguments, softmax
+from uer_ds.tasks.base import TaskData, TaskOptions
+from uer_ds.tasks.classifier import ClassifierOptions, ClassifierTask, softmax
 from uer_ds.tasks.data import Example, encode_texts, parse_label, read_tsv, text_column
 from uer_ds.tasks.scoring import ranking_metrics
 from uer_ds.tokenizers import Tokenizer
@@ -30,6 +30,14 @@ def groups_of(examples: Sequence[Example]) -> dict[str, list[int]]:
     return out
 
 
+@dataclass(frozen=True)
+class DbqaOptions(ClassifierOptions):
+    """dbqa: the three files; no inference flags."""
+
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path")
+    INFER: ClassVar[tuple[str, ...]] = ()
+
+
 class DbqaTask(ClassifierTask):
     name = "dbqa"
     uer_2020_output_path = "models/dbqa_model.bin"
@@ -37,14 +45,10 @@ class DbqaTask(ClassifierTask):
     metrics = ("mrr", "map", "accuracy")
     reads_models_of = ()
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        pass
+    options = DbqaOptions
 
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
+             options: Optional[TaskOptions] = None) -> list[Example]:
         header, rows = read_tsv(path, ["label", "text_a", "text_b"] if labelled else ["text_a", "text_b"],
                                 optional=["qid"])
         examples = []
@@ -57,12 +61,11 @@ class DbqaTask(ClassifierTask):
                                     {"group": group}))
         return examples
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
-        args.soft_targets = False
+    def load(self, options: TaskOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
         spec = {"labels_num": 2, "pooling": cfg.pooling, "soft": False, "pair": True}
-        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
-        return TaskData({"dbqa": spec}, [read(args.train_path)], [read(args.dev_path)],
-                        [read(args.test_path) if args.test_path else None])
+        read = lambda path: self.read(path, tokenizer, seq_length, spec, True)  # noqa: E731
+        return TaskData({"dbqa": spec}, [read(options.train_path)], [read(options.dev_path)],
+                        [read(options.test_path) if options.test_path else None])
 
     # ---- evaluation and output ------------------------------------------------------------------
     @staticmethod
@@ -71,12 +74,12 @@ class DbqaTask(ClassifierTask):
         return softmax(np.stack(outputs).astype(np.float64))[:, 1]
 
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: TaskOptions) -> dict:
         scores = self.scores(outputs)
         groups = [([examples[i].tgt for i in rows], [scores[i] for i in rows]) for rows in groups_of(examples).values()]
         metrics = ranking_metrics(groups)
         gold = np.array([e.tgt for e in examples], dtype=np.int64)
-        pair = super().evaluate(examples, outputs, spec, argparse.Namespace(top_k=None))
+        pair = super().evaluate(examples, outputs, spec, DbqaOptions())
         metrics.update(pairs=int(len(gold)), accuracy=pair["accuracy"], macro_f1=pair["macro_f1"])
         return metrics
 
@@ -103,7 +106,7 @@ class DbqaTask(ClassifierTask):
         return ["source", "question", "text_a", "top_sentence", "top_score", "right_sentence", "right_score"], rows
 
     def write_prediction_file(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                              args: argparse.Namespace, chunk: int = 4096) -> None:
+                              options: TaskOptions, chunk: int = 4096) -> None:
         scores = self.scores(outputs)
         rank = np.zeros(len(examples), dtype=np.int64)
         for indices in groups_of(examples).values():
@@ -114,4 +117,4 @@ class DbqaTask(ClassifierTask):
             handle.write(f"{int(score > 0.5)}\t{score:.6f}\t{r}\n")
 
 
-__all__ = ["DbqaTask", "groups_of"]
+__all__ = ["DbqaOptions", "DbqaTask", "groups_of"]

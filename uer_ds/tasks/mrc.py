@@ -24,8 +24,10 @@ question's answer is its best-scoring pair over all windows.  EM/F1 by the CMRC2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,10 +35,10 @@ from torch import nn
 
 from uer_ds import textfile
 from uer_ds.config import ModelConfig
+from uer_ds.config.options import add_option_arguments, option
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
-from uer_ds.tasks.base import Task, TaskData
-from uer_ds.tasks.classifier import add_split_arguments
+from uer_ds.tasks.base import SplitOptions, Task, TaskData, TaskOptions
 from uer_ds.tasks.data import Example, TaskDataError, pad, task_file_error
 from uer_ds.tasks.ner import note
 from uer_ds.tasks.scoring import cmrc_f1, cmrc_metrics
@@ -183,16 +185,6 @@ def locate(context: str, text: str, start: int) -> int:
     return found
 
 
-def add_select_arguments(group: argparse._ArgumentGroup) -> None:
-    """`uer-ds infer cmrc`'s flags of the select-then-extract flow."""
-    group.add_argument("--select_model_path",
-                       help="a c3 task model that picks each question's paragraph among its candidates; then "
-                            "--test_path is C3's JSON with the paragraphs as options, [[], [{id, question, choice: "
-                            "[paragraphs]}], id], and the answer is extracted from the chosen one")
-    group.add_argument("--selection_path",
-                       help="with --select_model_path: JSON lines {id, paragraph (chosen index), scores}")
-
-
 # ---- the task ------------------------------------------------------------------------------------
 def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best: int,
               max_length: int) -> Optional[tuple[float, int, int]]:
@@ -212,45 +204,61 @@ def best_span(start: np.ndarray, end: np.ndarray, first: int, count: int, n_best
     return best
 
 
+@dataclass(frozen=True)
+class CmrcOptions(SplitOptions):
+    """cmrc: windows over long contexts, answer decoding, and at inference the select-then-extract flow."""
+
+    TITLE: ClassVar[str] = "cmrc"
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "doc_stride", "max_query_length",
+                                           "max_answer_length", "n_best_size")
+    INFER: ClassVar[tuple[str, ...]] = ("doc_stride", "max_answer_length", "n_best_size")
+    SELECT: ClassVar[tuple[str, ...]] = ("select_model_path", "selection_path")
+    # fine-tuning gives defaults; inference defaults to the values the model was fine-tuned with
+    FINETUNE_DEFAULTS: ClassVar[dict[str, Any]] = {"doc_stride": 128, "max_answer_length": 64, "n_best_size": 20}
+    FINETUNE_HELPS: ClassVar[dict[str, str]] = {
+        "doc_stride": "tokens between the starts of a long context's windows (default 128)",
+        "max_answer_length": "longest answer in tokens (default 64)",
+        "n_best_size": "start and end candidates per window (default 20)"}
+    INFER_HELPS: ClassVar[dict[str, str]] = {
+        "max_answer_length": "longest answer in tokens (default the model's)",
+        "n_best_size": "start and end candidates per window (default the model's)"}
+
+    doc_stride: Optional[int] = option(
+        "tokens between the starts of a long context's windows (default: the model's, from fine-tuning; UER-py's "
+        "run_cmrc_infer.py takes it too)", default=None)
+    max_query_length: int = option("longest question in tokens; longer is cut (default 64)", default=64)
+    max_answer_length: Optional[int] = option("longest answer in tokens", default=None)
+    n_best_size: Optional[int] = option("start and end candidates per window", default=None)
+    select_model_path: Optional[str] = option(
+        "a c3 task model that picks each question's paragraph among its candidates; then --test_path is C3's JSON "
+        "with the paragraphs as options, [[], [{id, question, choice: [paragraphs]}], id], and the answer is "
+        "extracted from the chosen one", default=None)
+    selection_path: Optional[str] = option(
+        "with --select_model_path: JSON lines {id, paragraph (chosen index), scores}", default=None)
+
+
 class CmrcTask(Task):
     name = "cmrc"
     uer_2020_output_path = "models/cmrc_model.bin"
     help = "span-extraction reading comprehension on SQuAD-style JSON (CMRC2018, DRCD; UER-py run_cmrc)"
     metrics = ("f1", "em", "average")
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-        group = parser.add_argument_group("cmrc")
-        group.add_argument("--doc_stride", type=int, default=128,
-                           help="tokens between the starts of a long context's windows (default 128)")
-        group.add_argument("--max_query_length", type=int, default=64,
-                           help="longest question in tokens; longer is cut (default 64)")
-        self._decoding_arguments(group, 64, 20)
+    options = CmrcOptions
 
     def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("cmrc")
-        group.add_argument("--doc_stride", type=int, default=None,
-                           help="tokens between the starts of a long context's windows (default: the model's, "
-                                "from fine-tuning; UER-py's run_cmrc_infer.py takes it too)")
-        self._decoding_arguments(group, None, None)
-        add_select_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.recipes.select_extract)"))
-
-    @staticmethod
-    def _decoding_arguments(group, max_answer_length: Optional[int], n_best: Optional[int]) -> None:
-        """Fine-tuning gives defaults; inference defaults to the values the model was fine-tuned with."""
-        model = "the model's"
-        group.add_argument("--max_answer_length", type=int, default=max_answer_length,
-                           help=f"longest answer in tokens (default {max_answer_length or model})")
-        group.add_argument("--n_best_size", type=int, default=n_best,
-                           help=f"start and end candidates per window (default {n_best or model})")
+        """The cmrc group, then the select-then-extract flow's flags in their own group."""
+        super().add_infer_arguments(parser)
+        every = {f.name for f in dataclasses.fields(CmrcOptions)}
+        add_option_arguments(parser.add_argument_group("select a paragraph, then extract (uer_ds.recipes.select_extract)"),
+                             CmrcOptions, exclude=tuple(every - set(CmrcOptions.SELECT)))
 
     # ---- data -----------------------------------------------------------------------------------
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
-        training = labelled and args is not None  # the training file: questions without a located answer are skipped
+             options: Optional[TaskOptions] = None) -> list[Example]:
+        training = labelled and options is not None  # the training file: questions without a located answer are skipped
         require_offsets(tokenizer)
         special = tokenizer.require_special("cls", "sep")
-        stride = getattr(args, "doc_stride", None)  # infer's --doc_stride, else the model's
+        stride = options.doc_stride if options is not None else None  # infer's --doc_stride, else the model's
         stride = spec["doc_stride"] if stride is None else stride
         if stride <= 0:
             raise ValueError(f"--doc_stride has value {stride}: must be positive")
@@ -325,16 +333,16 @@ class CmrcTask(Task):
                 return False
         return True
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+    def load(self, options: TaskOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
         for key in ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"):
-            if getattr(args, key) <= 0:
-                raise ValueError(f"--{key} has value {getattr(args, key)}: must be positive")
-        spec = {"doc_stride": args.doc_stride, "max_query_length": args.max_query_length,
-                "max_answer_length": args.max_answer_length, "n_best_size": args.n_best_size}
-        train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
-        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
-        return TaskData({"cmrc": spec}, [train], [read(args.dev_path)],
-                        [read(args.test_path) if args.test_path else None])
+            if getattr(options, key) <= 0:
+                raise ValueError(f"--{key} has value {getattr(options, key)}: must be positive")
+        spec = {"doc_stride": options.doc_stride, "max_query_length": options.max_query_length,
+                "max_answer_length": options.max_answer_length, "n_best_size": options.n_best_size}
+        train = self.read(options.train_path, tokenizer, seq_length, spec, True, options)
+        read = lambda path: self.read(path, tokenizer, seq_length, spec, True)  # noqa: E731
+        return TaskData({"cmrc": spec}, [train], [read(options.dev_path)],
+                        [read(options.test_path) if options.test_path else None])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         tgt: dict[str, Any] = {"task": head}
@@ -345,7 +353,7 @@ class CmrcTask(Task):
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[TaskOptions] = None) -> dict[str, nn.Module]:
         if cfg.encoder == "dual":
             raise ValueError("reading comprehension takes one encoder; siamese (dual) models are not supported")
         return {name: SpanHead(cfg) for name in heads}
@@ -353,10 +361,10 @@ class CmrcTask(Task):
     # ---- evaluation and output ------------------------------------------------------------------
     @staticmethod
     def answers(examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                args: Optional[argparse.Namespace]) -> dict[str, tuple[str, float]]:
+                options: Optional[TaskOptions]) -> dict[str, tuple[str, float]]:
         """{question id: (answer text, score)} in file order: the best span over the question's windows."""
-        n_best = getattr(args, "n_best_size", None) or spec["n_best_size"]
-        max_length = getattr(args, "max_answer_length", None) or spec["max_answer_length"]
+        n_best = (options.n_best_size if options is not None else None) or spec["n_best_size"]
+        max_length = (options.max_answer_length if options is not None else None) or spec["max_answer_length"]
         for key, value in (("n_best_size", n_best), ("max_answer_length", max_length)):
             if value <= 0:
                 raise ValueError(f"--{key} has value {value}: must be positive")
@@ -376,8 +384,8 @@ class CmrcTask(Task):
         return {e.text["id"]: e.extra["answers"] for e in examples}
 
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
-        predicted = self.answers(examples, outputs, spec, args)
+                 options: TaskOptions) -> dict:
+        predicted = self.answers(examples, outputs, spec, options)
         golds = self._golds(examples)
         metrics = cmrc_metrics([golds[q] for q in predicted], [text for text, _ in predicted.values()])
         metrics["windows"] = len(examples)
@@ -400,11 +408,11 @@ class CmrcTask(Task):
         return ["id", "question", "gold", "predicted", "f1"], rows
 
     def write_prediction_file(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                              args: argparse.Namespace, chunk: int = 4096) -> None:
-        answers = {qid: text for qid, (text, _) in self.answers(examples, outputs, spec, args).items()}
+                              options: TaskOptions, chunk: int = 4096) -> None:
+        answers = {qid: text for qid, (text, _) in self.answers(examples, outputs, spec, options).items()}
         handle.write(json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
 
-__all__ = ["CmrcTask", "SpanHead", "add_select_arguments",
+__all__ = ["CmrcTask", "SpanHead",
            "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]

@@ -11,8 +11,8 @@ accuracy (all labels right: UER-py's accuracy).
 """
 from __future__ import annotations
 
-import argparse
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer_ds.config import ModelConfig
+from uer_ds.config.options import option
 from uer_ds.models.targets import TargetResult
-from uer_ds.tasks.classifier import ClassifierHead, ClassifierTask, label_namer, _headerless_output
+from uer_ds.tasks.classifier import ClassifierHead, ClassifierOptions, ClassifierTask, label_namer, _headerless_output
+from uer_ds.tasks.base import TaskOptions
 from uer_ds.tasks.data import Example, TsvRow, pad, parse_label
 
 THRESHOLD = 0.5  # UER-py's run_classifier_multi_label.py: a label is predicted when sigmoid(logit) > 0.5
@@ -62,6 +64,27 @@ def multi_label_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
                           for i, ((p, r, f), g) in enumerate(zip(per, gold_n))]}
 
 
+@dataclass(frozen=True)
+class MultiLabelOptions(ClassifierOptions):
+    """multi_label_classifier: the classifier's files and label flags, and the probability threshold."""
+
+    TITLE: ClassVar[str] = "multi-label classifier"
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "label_path", "no_header",
+                                           "threshold")
+    INFER: ClassVar[tuple[str, ...]] = ("labels_num", "output_logits", "output_prob", "label_path", "no_header",
+                                        "threshold")
+    FINETUNE_DEFAULTS: ClassVar[dict[str, Any]] = {"threshold": THRESHOLD}
+    INFER_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    FINETUNE_HELPS: ClassVar[dict[str, str]] = {
+        "threshold": f"a label is predicted above this probability (default {THRESHOLD})"}
+    INFER_HELPS: ClassVar[dict[str, str]] = dict(
+        ClassifierOptions.INFER_HELPS, labels_num="labels; checked against the model (default: the model's)",
+        output_prob="add a `prob` column (sigmoid per label)")
+
+    threshold: Optional[float] = option("a label is predicted above this probability (default: the fine-tuning run's)",
+                                        default=None)
+
+
 class MultiLabelClassifierTask(ClassifierTask):
     name = "multi_label_classifier"
     uer_2020_output_path = None
@@ -70,23 +93,7 @@ class MultiLabelClassifierTask(ClassifierTask):
     metrics = ("micro_f1", "macro_f1", "accuracy")
     reads_models_of = ("multi_label_classifier",)
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from uer_ds.tasks.classifier import add_split_arguments
-
-        add_split_arguments(parser)
-        group = parser.add_argument_group("multi-label classifier")
-        group.add_argument("--threshold", type=float, default=THRESHOLD,
-                           help=f"a label is predicted above this probability (default {THRESHOLD})")
-        self._label_arguments(group)
-
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("multi-label classifier")
-        group.add_argument("--labels_num", type=int, help="labels; checked against the model (default: the model's)")
-        group.add_argument("--threshold", type=float, default=None,
-                           help="a label is predicted above this probability (default: the fine-tuning run's)")
-        group.add_argument("--output_logits", action="store_true", help="add a `logits` column")
-        group.add_argument("--output_prob", action="store_true", help="add a `prob` column (sigmoid per label)")
-        self._label_arguments(group, infer=True)
+    options = MultiLabelOptions
 
     # ---- data -----------------------------------------------------------------------------------
     @staticmethod
@@ -116,19 +123,19 @@ class MultiLabelClassifierTask(ClassifierTask):
         return {"src": pad([e.src for e in examples], pad_id), "seg": pad([e.seg for e in examples], 0), "tgt": tgt}
 
     def read(self, path: str, tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
-        examples = super().read(path, tokenizer, seq_length, spec, labelled, args)
+             options: Optional[TaskOptions] = None) -> list[Example]:
+        examples = super().read(path, tokenizer, seq_length, spec, labelled, options)
         for e in examples:  # collate needs the width of the 0/1 label rows
             e.extra["labels_num"] = spec.get("labels_num")
         return examples
 
-    def label_spec(self, args: argparse.Namespace, cfg: ModelConfig) -> dict:
-        spec = {k: v for k, v in super().label_spec(args, cfg).items() if k != "soft"}
-        spec["threshold"] = self._threshold(args, {})
+    def label_spec(self, options: TaskOptions, cfg: ModelConfig) -> dict:
+        spec = {k: v for k, v in super().label_spec(options, cfg).items() if k != "soft"}
+        spec["threshold"] = self._threshold(options, {})
         return spec
 
-    def load(self, args: argparse.Namespace, tokenizer, cfg: ModelConfig):
-        data = super().load(args, tokenizer, cfg)
+    def load(self, options: TaskOptions, tokenizer, cfg: ModelConfig, seq_length: int):
+        data = super().load(options, tokenizer, cfg, seq_length)
         labels_num = data.heads[self.name]["labels_num"]
         for split in (*data.train, *data.dev, *(t for t in data.test if t is not None)):
             for e in split:
@@ -137,35 +144,35 @@ class MultiLabelClassifierTask(ClassifierTask):
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[TaskOptions] = None) -> dict[str, nn.Module]:
         if cfg.encoder == "dual":
             raise ValueError("the multi-label classifier takes one encoder; siamese (dual) models are not supported")
         return {name: MultiLabelHead(cfg, int(spec["labels_num"]), spec["pooling"],
                                      uer_pooling=bool(spec.get("uer_pooling"))) for name, spec in heads.items()}
 
-    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
-        spec = super().uer_spec(args, cfg, head)
+    def uer_spec(self, options: TaskOptions, cfg: ModelConfig, head: dict[str, torch.Tensor], source: str) -> dict:
+        spec = super().uer_spec(options, cfg, head, source)
         return {k: v for k, v in spec.items() if k != "soft"} | {"threshold": THRESHOLD}
 
     # ---- evaluation and output ------------------------------------------------------------------
     @staticmethod
-    def _threshold(args: Optional[argparse.Namespace], spec: dict) -> float:
+    def _threshold(options: Optional[TaskOptions], spec: dict) -> float:
         """--threshold if given, else the one the model was fine-tuned with (spec), else UER-py's 0.5."""
-        given = getattr(args, "threshold", None) if args is not None else None
+        given = options.threshold if options is not None else None
         value = float(given if given is not None else spec.get("threshold", THRESHOLD))
         if not 0.0 < value < 1.0:
             raise ValueError(f"--threshold has value {value}: must be in (0, 1)")
         return value
 
-    def _predicted(self, outputs: Sequence[Any], args, spec: dict) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.stack(outputs))) > self._threshold(args, spec)  # (N, L)
+    def _predicted(self, outputs: Sequence[Any], options, spec: dict) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.stack(outputs))) > self._threshold(options, spec)  # (N, L)
 
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: TaskOptions) -> dict:
         gold = np.zeros((len(examples), int(spec["labels_num"])), dtype=bool)
         for i, e in enumerate(examples):
             gold[i, e.tgt] = True
-        metrics = multi_label_metrics(gold, self._predicted(outputs, args, spec))
+        metrics = multi_label_metrics(gold, self._predicted(outputs, options, spec))
         names = spec.get("label_names")
         if names:
             for row in metrics["per_class"]:
@@ -195,20 +202,20 @@ class MultiLabelClassifierTask(ClassifierTask):
         return ["source", "gold", "predicted", *texts], rows
 
     def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                          args: argparse.Namespace, header: bool) -> None:
+                          options: TaskOptions, header: bool) -> None:
         logits = np.stack(outputs)
         probs = 1.0 / (1.0 + np.exp(-logits))
         name = label_namer(spec)
-        if header and not _headerless_output(args, spec):
-            handle.write("\t".join(["label"] + (["logits"] if args.output_logits else [])
-                                   + (["prob"] if args.output_prob else [])) + "\n")
+        if header and not _headerless_output(options, spec):
+            handle.write("\t".join(["label"] + (["logits"] if options.output_logits else [])
+                                   + (["prob"] if options.output_prob else [])) + "\n")
         for row_logits, row_probs in zip(logits, probs):
-            cells = [",".join(name(int(i)) for i in np.flatnonzero(row_probs > self._threshold(args, spec)))]
-            if args.output_logits:
+            cells = [",".join(name(int(i)) for i in np.flatnonzero(row_probs > self._threshold(options, spec)))]
+            if options.output_logits:
                 cells.append(" ".join(f"{v:.6g}" for v in row_logits))
-            if args.output_prob:
+            if options.output_prob:
                 cells.append(" ".join(f"{v:.6g}" for v in row_probs))
             handle.write("\t".join(cells) + "\n")
 
 
-__all__ = ["MultiLabelClassifierTask", "MultiLabelHead", "multi_label_metrics"]
+__all__ = ["MultiLabelClassifierTask", "MultiLabelOptions", "MultiLabelHead", "multi_label_metrics"]

@@ -14,19 +14,20 @@ inputs ([CLS] [SEP]) whose scores are masked out (tgt "choice_mask").  Metric: a
 """
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from uer_ds.config import POOLINGS, ModelConfig
+from uer_ds.config.options import option
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import classification_result
-from uer_ds.tasks.base import Task, TaskData
-from uer_ds.tasks.classifier import ClassifierHead, add_split_arguments
+from uer_ds.tasks.base import SplitOptions, Task, TaskData, TaskOptions
+from uer_ds.tasks.classifier import ClassifierHead
 from uer_ds.tasks.data import Example, TaskDataError, pad
 from uer_ds.tasks.metrics import classification_metrics
 from uer_ds.tasks.mrc import load_json
@@ -116,25 +117,31 @@ def encode_choice(tokenizer: Tokenizer, option: list[int], question: list[int], 
     return src, [1] * len(first) + [2] * (len(src) - len(first))
 
 
+@dataclass(frozen=True)
+class C3Options(SplitOptions):
+    """c3: the three files, and UER-py's padded option count."""
+
+    TOP: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "max_choices_num")
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "max_choices_num")
+    INFER: ClassVar[tuple[str, ...]] = ("max_choices_num",)
+
+    max_choices_num: Optional[int] = option(
+        "UER-py's padded option count: checked as the most options a question may have (uer_ds pads each batch to "
+        "its own most)", default=None)
+
+
 class C3Task(Task):
     name = "c3"
     uer_2020_output_path = "models/multichoice_model.bin"
     help = "multiple choice: context + question + each option, softmax over the options (C3; UER-py run_c3)"
     metrics = ("accuracy",)
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-        self.add_infer_arguments(parser)
-
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--max_choices_num", type=int, default=None,
-                            help="UER-py's padded option count: checked as the most options a question may have "
-                                 "(uer_ds pads each batch to its own most)")
+    options = C3Options
 
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
+             options: Optional[TaskOptions] = None) -> list[Example]:
         examples, contexts = [], {}
-        most = getattr(args, "max_choices_num", None) if args is not None else None
+        most = options.max_choices_num if options is not None else None
         for q in read_c3(path, labelled):
             if most is not None and len(q["choices"]) > most:
                 raise ValueError(f"{q['where']}: {len(q['choices'])} options, more than --max_choices_num {most}")
@@ -147,11 +154,11 @@ class C3Task(Task):
                                     {"choices": q["choices"]}))
         return examples
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
+    def load(self, options: TaskOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
         spec = {"pooling": cfg.pooling}
-        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True, args)  # noqa: E731
-        return TaskData({"c3": spec}, [read(args.train_path)], [read(args.dev_path)],
-                        [read(args.test_path) if args.test_path else None])
+        read = lambda path: self.read(path, tokenizer, seq_length, spec, True, options)  # noqa: E731
+        return TaskData({"c3": spec}, [read(options.train_path)], [read(options.dev_path)],
+                        [read(options.test_path) if options.test_path else None])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         """src, seg: (B * C, T), question-major; tgt "choice_mask": (B, C)."""
@@ -168,7 +175,7 @@ class C3Task(Task):
         return {"src": pad(src, pad_id), "seg": pad(seg, 0), "tgt": tgt}
 
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[TaskOptions] = None) -> dict[str, nn.Module]:
         if cfg.encoder == "dual":
             raise ValueError("multiple choice takes one encoder; siamese (dual) models are not supported")
         for name, spec in heads.items():
@@ -187,7 +194,7 @@ class C3Task(Task):
         return table
 
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: TaskOptions) -> dict:
         gold = np.array([e.tgt for e in examples], dtype=np.int64)
         metrics = classification_metrics(gold, self._scores(examples, outputs))
         counts = [len(e.src) for e in examples]
@@ -208,7 +215,7 @@ class C3Task(Task):
         return ["id", "question", "gold", "predicted", "choices"], rows
 
     def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                          args: argparse.Namespace, header: bool) -> None:
+                          options: TaskOptions, header: bool) -> None:
         for e, pred in zip(examples, self._scores(examples, outputs).argmax(axis=1)):
             handle.write(json.dumps({"id": e.text["id"], "label": int(pred)}, ensure_ascii=False) + "\n")
 

@@ -16,19 +16,19 @@ computes them (uer_ds.tasks.scoring).
 """
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from uer_ds.config import ModelConfig
+from uer_ds.config.options import option
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import IGNORE_INDEX, classification_result
-from uer_ds.tasks.base import Task, TaskData
-from uer_ds.tasks.classifier import add_split_arguments
+from uer_ds.tasks.base import SplitOptions, Task, TaskData, TaskOptions
 from uer_ds.tasks.crf import CRF, compress
 from uer_ds.tasks.data import Example, TaskDataError, pad, read_tsv, text_column
 from uer_ds.tasks.scoring import check_tag, entity_metrics, format_entities, get_entities
@@ -129,6 +129,25 @@ def encode_words(tokenizer: Tokenizer, words: Sequence[str], seq_length: int) ->
 UER_PAD_TAG = "[PAD]"  # UER-py's run_ner.py appends this tag to label2id (its padding label)
 
 
+@dataclass(frozen=True)
+class NerOptions(SplitOptions):
+    """ner: the tag set and the CRF switch (UER-py's --label2id_path, --crf_target)."""
+
+    TITLE: ClassVar[str] = "ner"
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "label2id_path", "crf")
+    INFER: ClassVar[tuple[str, ...]] = ("label2id_path", "crf")
+    FINETUNE_DEFAULTS: ClassVar[dict[str, Any]] = {"crf": False}
+    INFER_DEFAULTS: ClassVar[dict[str, Any]] = {"label2id_path": None, "crf": None}  # optional at inference
+    INFER_HELPS: ClassVar[dict[str, str]] = {
+        "label2id_path": "UER-py's label2id JSON: checked against the model's tags; required for a model fine-tuned "
+                         "by UER-py (.bin)",
+        "crf": "the model has a CRF layer: checked against the model (UER-py's --crf_target)"}
+
+    label2id_path: Optional[str] = option("JSON object {tag: id}, ids 0..n-1 (UER-py's)", default=None, required=True)
+    crf: Optional[bool] = option("a CRF layer over the tags (Viterbi decoding); UER-py's --crf_target", default=None,
+                                 flags=("--crf_target",))
+
+
 class NerTask(Task):
     name = "ner"
     uer_2020_output_path = "models/ner_model.bin"
@@ -136,50 +155,38 @@ class NerTask(Task):
     metrics = ("f1", "precision", "recall", "tag_accuracy")
     uer_head = "tagger"
 
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("ner")
-        group.add_argument("--label2id_path", help="UER-py's label2id JSON: checked against the model's tags; "
-                                                   "required for a model fine-tuned by UER-py (.bin)")
-        group.add_argument("--crf", "--crf_target", dest="crf", action="store_true", default=None,
-                           help="the model has a CRF layer: checked against the model (UER-py's --crf_target)")
+    options = NerOptions
 
-    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
+    def uer_spec(self, options: NerOptions, cfg: ModelConfig, head: dict[str, torch.Tensor], source: str) -> dict:
         """run_ner.py's tagger: label2id's tags plus UER-py's [PAD] tag, a CRF when the file has one, and
         UER-py's input layout (space-separated tokens looked up whole, no [CLS]/[SEP])."""
-        if not args.label2id_path:
-            raise ValueError(f"{args.load_model_path}: a model fine-tuned by UER-py holds no tag names: give "
+        if not options.label2id_path:
+            raise ValueError(f"{source}: a model fine-tuned by UER-py holds no tag names: give "
                              "--label2id_path, as UER-py's run_ner_infer.py takes it")
-        labels = read_label2id(args.label2id_path) + [UER_PAD_TAG]
+        labels = read_label2id(options.label2id_path) + [UER_PAD_TAG]
         rows = head[f"target.{self.name}.output_layer.weight"].shape[0]
         if rows != len(labels):
-            raise ValueError(f"--label2id_path {args.label2id_path} has {len(labels) - 1} tags (+ UER-py's [PAD]: "
-                             f"{len(labels)}) but the model in {args.load_model_path} has {rows} outputs")
+            raise ValueError(f"--label2id_path {options.label2id_path} has {len(labels) - 1} tags (+ UER-py's [PAD]: "
+                             f"{len(labels)}) but the model in {source} has {rows} outputs")
         crf = f"target.{self.name}.crf.transitions" in head
-        if args.crf is not None and args.crf != crf:
-            raise ValueError(f"--crf_target is given but the model in {args.load_model_path} has "
+        if options.crf is not None and options.crf != crf:
+            raise ValueError(f"--crf_target is given but the model in {source} has "
                              f"{'a' if crf else 'no'} CRF layer")
         return {"labels": labels, "crf": crf, "layout": "uer"}
 
-    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
-        if getattr(args, "label2id_path", None):
-            labels = read_label2id(args.label2id_path)
+    def check_infer_flags(self, options: NerOptions, spec: dict, source: str) -> None:
+        if options.label2id_path:
+            labels = read_label2id(options.label2id_path)
             if labels != list(spec["labels"]):
-                raise ValueError(f"--label2id_path {args.label2id_path} has tags {labels} but the model in {source} "
+                raise ValueError(f"--label2id_path {options.label2id_path} has tags {labels} but the model in {source} "
                                  f"has {list(spec['labels'])}: give the label2id it was fine-tuned with")
-        if getattr(args, "crf", None) is not None and bool(args.crf) != bool(spec["crf"]):
+        if options.crf is not None and bool(options.crf) != bool(spec["crf"]):
             raise ValueError(f"--crf_target is given but the model in {source} has "
                              f"{'a' if spec['crf'] else 'no'} CRF layer")
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-        group = parser.add_argument_group("ner")
-        group.add_argument("--label2id_path", required=True, help="JSON object {tag: id}, ids 0..n-1 (UER-py's)")
-        group.add_argument("--crf", "--crf_target", dest="crf", action="store_true",
-                           help="a CRF layer over the tags (Viterbi decoding); UER-py's --crf_target")
-
     # ---- data -----------------------------------------------------------------------------------
     def read(self, path: str, tokenizer: Tokenizer, seq_length: int, spec: dict, labelled: bool,
-             args: Optional[argparse.Namespace] = None) -> list[Example]:
+             options: Optional[TaskOptions] = None) -> list[Example]:
         if seq_length < 3:
             raise ValueError(f"--seq_length {seq_length}: NER needs at least 3 ([CLS], a token, [SEP])")
         tag_ids = {tag: i for i, tag in enumerate(spec["labels"])}
@@ -226,11 +233,11 @@ class NerTask(Task):
                                     {"first": list(range(len(src))), "words": len(tokens), "tags": tags}))
         return examples
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
-        spec = {"labels": read_label2id(args.label2id_path), "crf": bool(args.crf)}
-        read = lambda path: self.read(path, tokenizer, args.seq_length, spec, True)  # noqa: E731
-        return TaskData({"ner": spec}, [read(args.train_path)], [read(args.dev_path)],
-                        [read(args.test_path) if args.test_path else None])
+    def load(self, options: TaskOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
+        spec = {"labels": read_label2id(options.label2id_path), "crf": bool(options.crf)}
+        read = lambda path: self.read(path, tokenizer, seq_length, spec, True)  # noqa: E731
+        return TaskData({"ner": spec}, [read(options.train_path)], [read(options.dev_path)],
+                        [read(options.test_path) if options.test_path else None])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         src = pad([e.src for e in examples], pad_id)
@@ -254,7 +261,7 @@ class NerTask(Task):
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[TaskOptions] = None) -> dict[str, nn.Module]:
         if cfg.encoder == "dual":
             raise ValueError("NER takes one encoder; siamese (dual) models are not supported")
         return {name: TaggerHead(cfg, len(spec["labels"]), bool(spec["crf"])) for name, spec in heads.items()}
@@ -267,7 +274,7 @@ class NerTask(Task):
         return tags + ["O"] * (example.extra["words"] - len(tags))
 
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: TaskOptions) -> dict:
         pred = [self.predicted_tags(e, o, spec["labels"]) for e, o in zip(examples, outputs)]
         return entity_metrics([e.extra["tags"] for e in examples], pred)
 
@@ -284,7 +291,7 @@ class NerTask(Task):
         return ["source", "text_a", "gold", "predicted"], rows
 
     def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                          args: argparse.Namespace, header: bool) -> None:
+                          options: TaskOptions, header: bool) -> None:
         if header:
             handle.write("label\n")
         for example, output in zip(examples, outputs):

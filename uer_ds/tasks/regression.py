@@ -8,9 +8,9 @@ one output; the loss is the mean squared error; dev and test report Pearson and 
 """
 from __future__ import annotations
 
-import argparse
 import math
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from torch import nn
 from uer_ds.config import POOLINGS, ModelConfig
 from uer_ds.models.targets import TargetResult
 from uer_ds.models.targets.base import IGNORE_INDEX
-from uer_ds.tasks.base import TaskData
-from uer_ds.tasks.classifier import ClassifierHead, ClassifierTask, add_split_arguments
+from uer_ds.tasks.base import TaskData, TaskOptions
+from uer_ds.tasks.classifier import ClassifierHead, ClassifierOptions, ClassifierTask
 from uer_ds.tasks.data import Example, pad, strip_blank
 from uer_ds.tasks.metrics import format_regression, regression_metrics
 from uer_ds.tokenizers import Tokenizer
@@ -49,6 +49,21 @@ class RegressionHead(ClassifierHead):
         return self.logits(hidden, seg).squeeze(-1)
 
 
+@dataclass(frozen=True)
+class RegressionOptions(ClassifierOptions):
+    """regression: the three files and --no_header."""
+
+    TITLE: ClassVar[str] = "regression"
+    FINETUNE: ClassVar[tuple[str, ...]] = ("train_path", "dev_path", "test_path", "no_header")
+    INFER: ClassVar[tuple[str, ...]] = ("no_header",)
+    FINETUNE_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    INFER_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    FINETUNE_HELPS: ClassVar[dict[str, str]] = {
+        "no_header": "files without a header row, columns text_a[<TAB>text_b]<TAB>label"}
+    INFER_HELPS: ClassVar[dict[str, str]] = {
+        "no_header": "input without a header row (default: as the model was fine-tuned)"}
+
+
 class RegressionTask(ClassifierTask):
     name = "regression"
     uer_2020_output_path = None
@@ -57,22 +72,13 @@ class RegressionTask(ClassifierTask):
     reads_models_of = ("regression",)
     uer_head = None
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_split_arguments(parser)
-        group = parser.add_argument_group("regression")
-        group.add_argument("--no_header", action="store_true", default=None,
-                           help="files without a header row, columns text_a[<TAB>text_b]<TAB>label")
+    options = RegressionOptions
 
-    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("regression")
-        group.add_argument("--no_header", action="store_true", default=None,
-                           help="input without a header row (default: as the model was fine-tuned)")
-
-    def check_infer_flags(self, args: argparse.Namespace, spec: dict, source: str) -> None:
+    def check_infer_flags(self, options: TaskOptions, spec: dict, source: str) -> None:
         pass
 
-    def uer_spec(self, args: argparse.Namespace, cfg: ModelConfig, head: dict[str, torch.Tensor]) -> dict:
-        raise ValueError(f"{args.load_model_path}: UER-py has no regression fine-tuning; load a model fine-tuned by "
+    def uer_spec(self, options: TaskOptions, cfg: ModelConfig, head: dict[str, torch.Tensor], source: str) -> dict:
+        raise ValueError(f"{source}: UER-py has no regression fine-tuning; load a model fine-tuned by "
                          "`uer-ds finetune regression`")
 
     # ---- data -----------------------------------------------------------------------------------
@@ -87,20 +93,20 @@ class RegressionTask(ClassifierTask):
             raise row.error(f"label '{text}' is not finite")
         return value
 
-    def label_spec(self, args: argparse.Namespace, cfg: ModelConfig) -> dict:
-        if getattr(args, "labels_num", None) not in (None, 1):
-            raise ValueError(f"--labels_num has value {args.labels_num}: a regression head has one output")
+    def label_spec(self, options: TaskOptions, cfg: ModelConfig) -> dict:
+        if options.labels_num not in (None, 1):
+            raise ValueError(f"--labels_num has value {options.labels_num}: a regression head has one output")
         spec = {"labels_num": 1, "pooling": cfg.pooling, "soft": False, "regression": True}
-        if getattr(args, "no_header", None):
+        if options.no_header:
             spec["no_header"] = True
         return spec
 
-    def load(self, args: argparse.Namespace, tokenizer: Tokenizer, cfg: ModelConfig) -> TaskData:
-        spec = self.label_spec(args, cfg)
-        train = self.read(args.train_path, tokenizer, args.seq_length, spec, True, args)
+    def load(self, options: TaskOptions, tokenizer: Tokenizer, cfg: ModelConfig, seq_length: int) -> TaskData:
+        spec = self.label_spec(options, cfg)
+        train = self.read(options.train_path, tokenizer, seq_length, spec, True, options)
         spec["pair"] = "text_b" in train[0].text
-        dev = self.read(args.dev_path, tokenizer, args.seq_length, spec, True, args)
-        test = self.read(args.test_path, tokenizer, args.seq_length, spec, True, args) if args.test_path else None
+        dev = self.read(options.dev_path, tokenizer, seq_length, spec, True, options)
+        test = self.read(options.test_path, tokenizer, seq_length, spec, True, options) if options.test_path else None
         return TaskData({self.name: spec}, [train], [dev], [test])
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
@@ -111,7 +117,7 @@ class RegressionTask(ClassifierTask):
 
     # ---- model ----------------------------------------------------------------------------------
     def build_heads(self, cfg: ModelConfig, heads: dict[str, dict],
-                    args: Optional[argparse.Namespace] = None) -> dict[str, nn.Module]:
+                    options: Optional[TaskOptions] = None) -> dict[str, nn.Module]:
         out = {}
         for name, spec in heads.items():
             if spec["pooling"] not in POOLINGS:
@@ -121,7 +127,7 @@ class RegressionTask(ClassifierTask):
 
     # ---- evaluation and output ------------------------------------------------------------------
     def evaluate(self, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                 args: argparse.Namespace) -> dict:
+                 options: TaskOptions) -> dict:
         return regression_metrics(np.array([e.tgt for e in examples], dtype=np.float64),
                                   np.array(outputs, dtype=np.float64))
 
@@ -139,11 +145,11 @@ class RegressionTask(ClassifierTask):
         return ["source", "gold", "predicted", "abs_error", *texts], rows
 
     def write_predictions(self, handle, examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
-                          args: argparse.Namespace, header: bool) -> None:
-        if header and not (spec.get("no_header") if getattr(args, "no_header", None) is None else args.no_header):
+                          options: TaskOptions, header: bool) -> None:
+        if header and not (spec.get("no_header") if options.no_header is None else options.no_header):
             handle.write("score\n")
         for out in outputs:
             handle.write(f"{float(out):.6g}\n")
 
 
-__all__ = ["RegressionHead", "RegressionTask", "regression_result"]
+__all__ = ["RegressionHead", "RegressionOptions", "RegressionTask", "regression_result"]
