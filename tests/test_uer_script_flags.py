@@ -113,11 +113,11 @@ def test_infer_cmrc_doc_stride_sets_the_windows(tmp_path):
     spec = {"doc_stride": 32, "max_query_length": 8, "max_answer_length": 4, "n_best_size": 2}
     args = _infer_args(["cmrc", "--load_model_path", "m", "--test_path", "t", "--prediction_path", "p"])
     # seq_length 40: [CLS] 问 [SEP] ... [SEP] leaves 36 context tokens per window
-    windows = CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, args=args)
+    windows = CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, options=CmrcTask().options_from(args))
     assert [w.extra["begin"] for w in windows] == [0, 32, 64]  # the model's stride (args.doc_stride None)
     args.doc_stride = 16
-    windows = CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, args=args)
+    windows = CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, options=CmrcTask().options_from(args))
     assert [w.extra["begin"] for w in windows] == [0, 16, 32, 48, 64]
     args.doc_stride = 0
     with pytest.raises(ValueError, match=r"--doc_stride has value 0: must be positive"):
-        CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, args=args)
+        CmrcTask().read(str(tmp_path / "test.json"), tokenizer, 40, spec, labelled=False, options=CmrcTask().options_from(args))

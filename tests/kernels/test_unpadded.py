@@ -236,9 +236,9 @@ def test_tiny_bert_finetunes_20_steps_unpadded_like_padded(big_interpreter_tiles
     for mode in ("torch", "triton"):
         cfg = model_config_with_vocab(args, tokenizer).replace(
             hidden_size=32, emb_size=32, heads_num=2, feedforward_size=64, layers_num=2, dropout=0.0, kernels=mode)
-        data = task.load(args, tokenizer, cfg)
+        data = task.load(task.options_from(args), tokenizer, cfg, args.seq_length)
         torch.manual_seed(0)
-        model = TaskModel(cfg, task.build_heads(cfg, data.heads, args)).to(DEVICE)
+        model = TaskModel(cfg, task.build_heads(cfg, data.heads, task.options_from(args))).to(DEVICE)
         model.init_weights()
         models.append(model)
     models[1].load_state_dict(models[0].state_dict())

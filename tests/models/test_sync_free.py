@@ -189,8 +189,8 @@ def task_batch(name: str, argv: list[str]):
                                      "--output_model_path", "unused", "--seq_length", "64"] + small)
     tokenizer = tokenizer_from_args(args)
     cfg = model_config_with_vocab(args, tokenizer)
-    data = task.load(args, tokenizer, cfg)
-    model = TaskModel(cfg, task.build_heads(cfg, data.heads, args))
+    data = task.load(task.options_from(args), tokenizer, cfg, args.seq_length)
+    model = TaskModel(cfg, task.build_heads(cfg, data.heads, task.options_from(args)))
     model.init_weights()
     examples = data.train[0][:4]
     return model.train(), batch_maker(task, list(data.heads), tokenizer.pad_id or 0)(examples, 0)

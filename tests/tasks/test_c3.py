@@ -3,7 +3,6 @@
 a softmax over each question's real options, written out here."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -113,6 +112,6 @@ def test_masked_options_change_nothing_and_loss_is_softmax_over_real_options(tmp
     # mean over questions of -log softmax(real options)[answer]
     expected = np.mean([-torch.log_softmax(together[0], 0)[2].item(), -torch.log_softmax(pair_scores[0], 0)[1].item()])
     assert result.loss.item() == pytest.approx(expected, rel=1e-5)
-    metrics = task.evaluate([four, pair], [together[0].numpy(), pair_scores[0].numpy()], {}, argparse.Namespace())
+    metrics = task.evaluate([four, pair], [together[0].numpy(), pair_scores[0].numpy()], {}, task.options())
     right = int(together[0].argmax() == 2) + int(pair_scores[0].argmax() == 1)
     assert metrics["accuracy"] == right / 2 and metrics["options"] == {"2": 1, "4": 1}

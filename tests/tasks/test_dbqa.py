@@ -2,7 +2,6 @@
 TSV checks, and the prediction file's ranks.  The data is a tiny hand-made set (no shared DBQA data)."""
 from __future__ import annotations
 
-import argparse
 import io
 
 import numpy as np
@@ -58,14 +57,14 @@ def test_task_groups_questions_and_scores_them(tmp_path, tokenizer, with_qid):
     examples = task.read(str(path), tokenizer, 16, {}, labelled=True)
     assert len(examples) == 12 and examples[0].source == f"{path}:2"
     outputs = logits_for([s for _, scores in GROUPS for s in scores])
-    metrics = task.evaluate(examples, outputs, {}, argparse.Namespace())
+    metrics = task.evaluate(examples, outputs, {}, task.options())
     assert metrics["mrr"] == pytest.approx(MRR) and metrics["map"] == pytest.approx(MAP)
     assert metrics["pairs"] == 12
     # pair accuracy, label 1 when P(1) > 0.5 (a tie is class 0): q1 predicts 1 1 0 0 (2 right), q2 1 0 0 (3),
     # q3 0 1 (1), q4 0 0 0 (2) -> 8 of 12
     assert metrics["accuracy"] == pytest.approx(8 / 12)
     handle = io.StringIO()
-    task.write_prediction_file(handle, examples, outputs, {}, argparse.Namespace())
+    task.write_prediction_file(handle, examples, outputs, {}, task.options())
     rows = [line.split("\t") for line in handle.getvalue().splitlines()]
     assert rows[0] == ["label", "score", "rank"]
     assert [int(r[2]) for r in rows[1:]] == [1, 2, 4, 3, 1, 3, 2, 2, 1, 1, 2, 3]
@@ -77,7 +76,7 @@ def test_qid_separates_questions_with_the_same_text(tmp_path, tokenizer):
     path = tmp_path / "dev.tsv"
     path.write_text("label\tqid\ttext_a\ttext_b\n1\t1\t问\t甲\n0\t1\t问\t乙\n0\t2\t问\t甲\n1\t2\t问\t乙\n", encoding="utf-8")
     examples = TASKS["dbqa"].read(str(path), tokenizer, 16, {}, labelled=True)
-    metrics = TASKS["dbqa"].evaluate(examples, logits_for([0.9, 0.1, 0.9, 0.1]), {}, argparse.Namespace())
+    metrics = TASKS["dbqa"].evaluate(examples, logits_for([0.9, 0.1, 0.9, 0.1]), {}, TASKS["dbqa"].options())
     assert metrics["questions"] == 2 and metrics["mrr"] == pytest.approx((1 + 1 / 2) / 2)
 
 

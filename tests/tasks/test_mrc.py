@@ -3,7 +3,6 @@ the tokenizer and the raw text, doc-stride windows (every gold answer recoverabl
 or reported), n-best decoding against brute force, and malformed JSON."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -221,7 +220,7 @@ def test_question_answer_is_the_best_span_over_its_windows():
     answers = TASKS["cmrc"].answers(windows, [low, high], {"n_best_size": 20, "max_answer_length": 2}, None)
     assert answers["q1"][0] == "丙丁"  # the 3-token span is too long now
     metrics = TASKS["cmrc"].evaluate(windows, [low, high], {"n_best_size": 20, "max_answer_length": 2},
-                                     argparse.Namespace())
+                                     TASKS["cmrc"].options())
     assert (metrics["questions"], metrics["em"], metrics["f1"]) == (1, 1.0, 1.0)
 
 
@@ -290,7 +289,7 @@ def test_unlocated_answers_skip_training_questions_but_count_in_evaluation(tmp_p
     path = tmp_path / "t.json"
     path.write_text(json.dumps(squad(qas=qas)), encoding="utf-8")
     spec = {"doc_stride": 8, "max_query_length": 8, "max_answer_length": 8, "n_best_size": 5}
-    train = TASKS["cmrc"].read(str(path), tokenizer, 32, spec, True, argparse.Namespace())
+    train = TASKS["cmrc"].read(str(path), tokenizer, 32, spec, True, TASKS["cmrc"].options())
     assert [e.text["id"] for e in train] == ["Q1"] and train[0].tgt == (4, 5)  # [CLS] 问 [SEP] 甲 乙 丙
     notes = capsys.readouterr().out
     assert "1 question(s) skipped for training: no answer occurs in the context (e.g. Q2)" in notes

@@ -3,7 +3,6 @@ label2id and TSV checks, WordPiece alignment (first piece labelled, continuation
 truncation, and the tagging head's loss and predictions by their formulas."""
 from __future__ import annotations
 
-import argparse
 import json
 import random
 
@@ -157,7 +156,7 @@ def test_truncated_tokens_are_predicted_o_and_still_scored(tmp_path, tokenizer):
     assert len(example.src) == 6 and example.extra["first"] == [1, 2, 3, 4]  # [CLS] 我 在 北 京 [SEP]
     perfect = np.zeros(6)
     perfect[[3, 4]] = [1, 2]
-    metrics = task.evaluate([example], [perfect], {"labels": LABELS}, argparse.Namespace())
+    metrics = task.evaluate([example], [perfect], {"labels": LABELS}, task.options())
     # gold: 北京, 上海; predicted: 北京 (上海 was cut off -> O O)
     assert (metrics["precision"], metrics["recall"]) == (1.0, 0.5)
     assert metrics["f1"] == pytest.approx(f1_score([["O", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC"]],

@@ -2,7 +2,6 @@
 epoch plan that every rank must agree on."""
 from __future__ import annotations
 
-import argparse
 import re
 from collections import Counter
 
@@ -31,8 +30,7 @@ def read(path, tokenizer, labels_num=None, labelled=True, soft=False, pair=None)
     spec = {"labels_num": labels_num, "soft": soft}
     if pair is not None:
         spec["pair"] = pair
-    args = argparse.Namespace(soft_targets=soft)
-    return CLS.read(path, tokenizer, 32, spec, labelled, args)
+    return CLS.read(path, tokenizer, 32, spec, labelled, CLS.options(soft_targets=soft))
 
 
 @pytest.mark.parametrize("text, line, message", [
