@@ -17,6 +17,8 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
+    """`uer-ds bench finetune`: build the classifier's data, model and engine as fine-tuning does, time the
+    steps (timed_steps), print the table and write JSON."""
     import torch
 
     from uer_ds.recipes.inputs import model_config_with_vocab, tokenizer_from_args
@@ -53,25 +55,14 @@ def run(args: argparse.Namespace) -> int:
         engine.compile()
     batches = train_batches(data.train, collate, args.batch_size, args.accumulation_steps,
                             engine.data_parallel_rank, engine.data_parallel_size, args.seed)
+    elapsed, tokens, positions, samples = timed_steps(engine, batches, args.warmup_steps, args.steps,
+                                                      args.accumulation_steps)
     on_gpu = torch.cuda.is_available()
-    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
-    tokens = positions = samples = 0
-    for step in range(1, counted + 1):
-        micro = [next(batches) for _ in range(args.accumulation_steps)]
-        if step == args.warmup_steps + 1:
-            sync()
-            start = time.perf_counter()
-            tokens = positions = samples = 0
-        engine.train_step(micro, step)
-        tokens += sum(b["info"].tokens for b in micro)
-        positions += sum(b["src"].numel() for b in micro)
-        samples += sum(b["info"].samples for b in micro)
-    sync()
-    elapsed = time.perf_counter() - start
     world = engine.data_parallel_size
     result = {"device": torch.cuda.get_device_name() if on_gpu else "CPU", "config": args.config_path,
               "kernels": cfg.kernels, "engine": describe(engine),
-              "data": f"synthetic, {args.synthetic_lengths} lengths" if args.synthetic_lengths else task_options.train_path,
+              "data": (f"synthetic, {args.synthetic_lengths} lengths" if args.synthetic_lengths
+                       else task_options.train_path),
               "seq_length": args.seq_length, "batch_size": args.batch_size, "steps": args.steps,
               "compile": args.compile, "step_time_s": elapsed / args.steps, "samples_per_s": samples * world / elapsed,
               "tokens_per_s": tokens * world / elapsed, "padded_positions_per_s": positions * world / elapsed,
@@ -85,6 +76,29 @@ def run(args: argparse.Namespace) -> int:
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def timed_steps(engine, batches, warmup_steps: int, steps: int, accumulation_steps: int
+                ) -> tuple[float, int, int, int]:
+    """Train warmup_steps untimed, then `steps` timed (the device synchronised at both ends); returns
+    (seconds, real tokens, padded positions, samples) of the timed steps on this rank."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    tokens = positions = samples = 0
+    start = time.perf_counter()
+    for step in range(1, warmup_steps + steps + 1):
+        micro = [next(batches) for _ in range(accumulation_steps)]
+        if step == warmup_steps + 1:
+            sync()
+            start = time.perf_counter()
+            tokens = positions = samples = 0
+        engine.train_step(micro, step)
+        tokens += sum(b["info"].tokens for b in micro)
+        positions += sum(b["src"].numel() for b in micro)
+        samples += sum(b["info"].samples for b in micro)
+    sync()
+    return time.perf_counter() - start, tokens, positions, samples
 
 
 def synthetic_tsv(tokenizer, distribution: str, seq_length: int, examples: int, seed: int) -> str:
