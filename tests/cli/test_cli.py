@@ -75,3 +75,35 @@ def test_export_help_points_to_export_onnx():
     out = subprocess.run([sys.executable, "-m", "uer_ds", "export", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert "uer-ds export onnx" in out.stdout
+
+
+@pytest.mark.parametrize("task", ["classifier", "ner", "cmrc"])
+def test_infer_help_lists_inference_flags_only(task):
+    """`uer-ds infer <task> --help` (issue 28): the model's shape comes from its saved config, so no
+    training flag (TrainConfig's, fine-tuning's) and no model-shape flag (ModelConfig's fields, but the
+    config file and the runtime --kernels) is listed; the shape flags UER-py's inference scripts repeat are
+    still accepted (parsed here; checked against the model at run time)."""
+    import argparse
+    import dataclasses
+    import re
+
+    from uer_ds.cli.infer import add_infer_arguments
+    from uer_ds.config import ModelConfig, TrainConfig
+    from uer_ds.recipes.finetune import FinetuneOptions
+    from uer_ds.tasks import TASKS
+
+    out = run_cli("infer", task, "--help")
+    assert out.returncode == 0, out.stderr
+    listed = set(re.findall(r"(?m)^\s+(--\w+)", out.stdout))
+    assert {"--load_model_path", "--test_path", "--prediction_path", "--batch_size", "--vocab_path",
+            "--config_path", "--kernels"} <= listed
+    training = {f"--{f.name}" for cls in (TrainConfig, FinetuneOptions) for f in dataclasses.fields(cls)}
+    shape = {f"--{f.name}" for f in dataclasses.fields(ModelConfig)} - {"--kernels", "--labels_num"}
+    assert listed & (training - {"--batch_size", "--seq_length"}) == set()
+    assert listed & shape == set()
+    parser = argparse.ArgumentParser()
+    add_infer_arguments(parser, TASKS[task])
+    args = parser.parse_args(["--load_model_path", "m", "--test_path", "t", "--prediction_path", "p", "--encoder",
+                              "bert", "--layers_num", "12", "--hidden_size", "768", "--embedding", "word", "pos",
+                              "seg"])
+    assert (args.encoder, args.layers_num, args.hidden_size) == ("bert", "12", "768")

@@ -7,6 +7,9 @@ import argparse
 
 from uer_ds.tasks.base import Task
 
+# the model-config flags `uer-ds infer --help` lists: the config file and the runtime kernel choice
+SHOWN_MODEL_FLAGS = ("config_path", "kernels", "help")
+
 
 def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     """InferOptions' flags, the task's inference flags, the tokenizer's, and the model-shape flags UER-py's
@@ -22,9 +25,16 @@ def add_infer_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     add_tokenizer_arguments(parser, subwords=True)
     own = tuple(a.dest for a in parser._actions)  # noqa: SLF001 (the task's flags, e.g. --labels_num)
     add_model_arguments(parser, model_flag="--load_model_path", exclude=own)
+    # the model's shape comes from its saved config: UER-py's inference scripts repeat it (--encoder bert
+    # --layers_num 12 ...), so those flags are accepted and checked, but not listed; --config_path and the
+    # runtime --kernels stay in --help
+    for action in parser._actions:  # noqa: SLF001
+        if action.dest not in own and action.dest not in SHOWN_MODEL_FLAGS and action.option_strings:
+            action.help = argparse.SUPPRESS
     group = parser.add_argument_group("model shape (UER-py's inference scripts repeat it)")
-    group.description = ("with a task model directory, given values must equal the saved model's (an error names "
-                         "both otherwise); with a UER-py .bin they describe the model")
+    group.description = ("the model-config flags (--encoder, --layers_num, --hidden_size, ...) are accepted, not "
+                         "listed: with a task model directory, given values must equal the saved model's (an error "
+                         "names both otherwise); with a UER-py .bin they describe the model, with --config_path")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
