@@ -94,7 +94,7 @@ def test_infer_help_lists_inference_flags_only(task):
 
     out = run_cli("infer", task, "--help")
     assert out.returncode == 0, out.stderr
-    listed = set(re.findall(r"(?m)^\s+(--\w+)", out.stdout))
+    listed = set(re.findall(r"(?m)^  (--\w+)", out.stdout))  # option lines, not wrapped help text
     assert {"--load_model_path", "--test_path", "--prediction_path", "--batch_size", "--vocab_path",
             "--config_path", "--kernels"} <= listed
     training = {f"--{f.name}" for cls in (TrainConfig, FinetuneOptions) for f in dataclasses.fields(cls)}
