@@ -66,8 +66,8 @@ def load_tool_model(args: argparse.Namespace, tokenizer):
 
     source = resolve_model(args.load_model_path, "--load_model_path", config_path=args.config_path)
     if source.kind in ("uer", "weights"):
-        base, _ = resolve_config_default(args, source)
-        return source.model(model_config_with_vocab(args, tokenizer, base=base))
+        base, _, config_path = resolve_config_default(args.config_path, source)
+        return source.model(model_config_with_vocab(args, tokenizer, base=base, config_path=config_path))
     cfg = check_model_flags(args, source.own_config(), args.load_model_path)
     return source.model(kernels=cfg.kernels)
 
