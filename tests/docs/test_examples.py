@@ -1,5 +1,5 @@
 """Every example the README and docs/ show: marked, and the `<!-- run -->` ones run in page order with the
-output the page shows (tests/docs/doc_examples.py has the rules; docs/contributing.md explains them)."""
+output the page shows (tests/doc_examples.py has the rules; docs/contributing.md explains them)."""
 from __future__ import annotations
 
 import shutil

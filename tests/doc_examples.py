@@ -14,6 +14,8 @@ The rules (docs/contributing.md says the same for writers):
 - A command whose shown output has a line with `: error:` must exit non-zero; every other must exit 0.
 - A command of the form `NAME=value` (variables only) is kept and put before every later command of the
   page, as a shell would keep it.
+- DeepSpeed's own chatter (its timestamped log lines, the messages of a JIT op build or load) is dropped
+  from the output before the comparison: whether it appears depends on the machine's build cache.
 - Each page runs in its own temporary directory laid out like a checkout: `corpora/`, `launch/`,
   `ds_configs/` are links to the checkout's, and `../shared/data` to the shared data, so a page's paths read
   as they do in a checkout; `out/` is the page's own.
@@ -31,6 +33,9 @@ from typing import Optional
 MARKER = re.compile(r"^<!--\s*(run|run:\s*shared|not run:\s*(?P<reason>.+?))\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 ELLIPSIS = "[...]"
+NOISE = re.compile(r"^(\[\d{4}-\d\d-\d\d [\d:,]+\] |DeepSpeed deepspeed\.ops\.|Using \S+ as PyTorch extensions root|"
+                   r"Emitting ninja build file|Building extension module|Loading extension module|ninja: |"
+                   r"Time to load \w+ op|Detected CUDA files|Creating extension directory|\[\d+/\d+\] )")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=(\"[^\"]*\"|'[^']*'|\S*)(\s+[A-Za-z_][A-Za-z0-9_]*=(\"[^\"]*\"|'[^']*'|\S*))*$")
 
 
@@ -120,7 +125,7 @@ def output_pattern(expected: list[str]) -> re.Pattern:
 
 def normalise(output: str) -> str:
     """Output as compared: lines right-stripped, trailing blank lines dropped, one final newline."""
-    lines = [line.rstrip() for line in output.replace("\r\n", "\n").split("\n")]
+    lines = [line.rstrip() for line in output.replace("\r\n", "\n").split("\n") if not NOISE.match(line)]
     while lines and not lines[-1]:
         lines.pop()
     return "".join(line + "\n" for line in lines)
