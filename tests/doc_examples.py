@@ -12,6 +12,7 @@ The rules (docs/contributing.md says the same for writers):
   stands for any number of lines, `[...]` inside a line for any text: timings, throughput and other
   numbers that change from run to run are written so, and not compared.
 - A command whose shown output has a line with `: error:` must exit non-zero; every other must exit 0.
+- A command with a here-document (`python - <<'PY'` ... `PY`) takes the lines up to the terminator.
 - A command of the form `NAME=value` (variables only) is kept and put before every later command of the
   page, as a shell would keep it.
 - DeepSpeed's own chatter (its timestamped log lines, the messages of a JIT op build or load) is dropped
@@ -33,6 +34,7 @@ from typing import Optional
 MARKER = re.compile(r"^<!--\s*(run|run:\s*shared|not run:\s*(?P<reason>.+?))\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 ELLIPSIS = "[...]"
+HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
 NOISE = re.compile(r"^(\[\d{4}-\d\d-\d\d [\d:,]+\] |DeepSpeed deepspeed\.ops\.|Using \S+ as PyTorch extensions root|"
                    r"Emitting ninja build file|Building extension module|Loading extension module|ninja: |"
                    r"Time to load \w+ op|Detected CUDA files|Creating extension directory|\[\d+/\d+\] )")
@@ -69,6 +71,11 @@ class Block:
                 while parts[-1].rstrip().endswith("\\") and i + 1 < len(lines):
                     i += 1
                     parts.append(lines[i])
+                here = HEREDOC.search(parts[-1])
+                if here:  # the here-document's lines are part of the command, up to its terminator
+                    while i + 1 < len(lines) and lines[i].strip() != here.group(1):
+                        i += 1
+                        parts.append(lines[i])
                 out.append(Command("\n".join(parts), line=self.line + 1 + start))
             elif out:
                 out[-1].expected.append(line)
