@@ -54,6 +54,7 @@ def _run_block(block: Block, repo: Path, env: dict, prelude: list[str], tmp_path
         copy_tree(cached[0], repo)
         results = cached[1]
     else:
+        before = _stamps(repo)
         results = []
         for command in block.commands():
             if ASSIGNMENT.match(command.text.strip()):
@@ -61,9 +62,13 @@ def _run_block(block: Block, repo: Path, env: dict, prelude: list[str], tmp_path
                 results.append(("", 0))
                 continue
             results.append(run_command(command, prelude, repo, env))
-        if block.marker == "shared":
+        if block.marker == "shared":  # keep what this block made or changed, for the next page with it
             snapshot = tmp_path.parent / f"shared_{len(_SHARED)}_{tmp_path.name}"
-            shutil.copytree(repo, snapshot, symlinks=True)
+            for rel, stamp in _stamps(repo).items():
+                if before.get(rel) != stamp:
+                    (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(repo / rel, snapshot / rel)
+            snapshot.mkdir(parents=True, exist_ok=True)
             _SHARED["\n".join(block.body)] = (snapshot, results)
     failures = []
     for command, (output, code) in zip(block.commands(), results):
@@ -73,6 +78,13 @@ def _run_block(block: Block, repo: Path, env: dict, prelude: list[str], tmp_path
             failures.append(f"{block.page.name}:{command.line}: {problem}\n$ {command.text}\n"
                             f"--- the page shows\n{shown}\n--- the command printed (exit {code})\n{output}")
     return failures
+
+
+def _stamps(repo: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under repo, links to the checkout not followed."""
+    return {str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in repo.rglob("*") if p.is_file() and not p.is_symlink()
+            and p.relative_to(repo).parts[0] not in ("corpora", "launch", "ds_configs")}
 
 
 # ---- the mechanism itself: it fails where the page and the command disagree ----------------------------
