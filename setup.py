@@ -57,6 +57,9 @@ setup(
             "onnxruntime>=1.18.0",
             "fastapi>=0.165.0",  # the `uer-ds serve` tests (a real uvicorn process, a real HTTP client)
             "uvicorn>=0.55.0",
+            "mkdocs>=1.6.1",  # tests/docs/test_site.py builds the documentation site strictly (mkdocs.yml)
+            "mkdocs-material>=9.8.1",
+            "mkdocstrings-python>=2.0.11",  # docs/api.md: the Python API from the docstrings
         ],
         "bench": ["matplotlib>=3.8.0"],
         "plot": ["matplotlib>=3.8.0"],  # uer-ds plot
@@ -64,6 +67,8 @@ setup(
         # uer-ds serve: FastAPI (its OpenAPI page, JSON errors) on uvicorn (graceful SIGTERM shutdown); the lower
         # bounds are the versions the serve tests ran with
         "serve": ["fastapi>=0.165.0", "uvicorn>=0.55.0"],
+        # the documentation site: `mkdocs build --strict` / `mkdocs serve` at the repository root
+        "docs": ["mkdocs>=1.6.1", "mkdocs-material>=9.8.1", "mkdocstrings-python>=2.0.11"],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

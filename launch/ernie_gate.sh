@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gate of issue 27 (README "ERNIE 2.0"): does ERNIE 2.0's two-stage continual multi-task schedule make a
+# Gate of issue 27 (docs/commands/ernie.md): does ERNIE 2.0's two-stage continual multi-task schedule make a
 # better starting point than its MLM alone, at equal steps?  A tiny BERT with a task embedding (bert/tiny:
 # 2 layers, hidden 128; task_types_num 5) is pre-trained twice, from the same seed and initialisation:
 #   ernie  the schedule: stage 1 knowledge masking (MLM) + sentence reordering + sentence distance,

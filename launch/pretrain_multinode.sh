@@ -5,7 +5,7 @@
 #
 # Run it on the first machine of HOSTFILE; the launcher starts `python -m uer_ds pretrain` on every
 # slot of every host over ssh (pdsh), or with LAUNCHER=openmpi through mpirun.  Every host needs the same
-# checkout, .venv and data at the same paths, and passwordless ssh from this one (README: "Multi-node").
+# checkout, .venv and data at the same paths, and passwordless ssh from this one (docs/multi-node.md).
 # First every host is asked for `true` over ssh (at most 10 s each, in parallel): a host that does not
 # answer stops the launch at once, named.  MASTER_ADDR (default: the first host's first address from
 # `hostname -I` there, as DeepSpeed chooses it) must be reachable from all hosts on MASTER_PORT (default
@@ -43,7 +43,7 @@ for host in $hosts; do
   rm -f "${TMPDIR:-/tmp}/.uer_ds_ssh_check.$$.$host"
 done
 if [ -n "$failed" ]; then
-  echo "pretrain_multinode.sh: not launching: no ssh to$failed (passwordless ssh from $(hostname) to every host of $hostfile is needed; README: Multi-node)" >&2
+  echo "pretrain_multinode.sh: not launching: no ssh to$failed (passwordless ssh from $(hostname) to every host of $hostfile is needed; docs/multi-node.md)" >&2
   exit 1
 fi
 

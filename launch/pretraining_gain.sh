@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quality gate (b) of the README: does `uer-ds pretrain` make a better starting point? A tiny BERT
+# Quality gate of docs/benchmarks.md: does `uer-ds pretrain` make a better starting point? A tiny BERT
 # (bert/tiny: 2 layers, hidden 128) is pre-trained with MLM on the texts of book_review_cls.txt (labels
 # cut off: the 20,000 reviews of book_review's training set, no dev or test text), then fine-tuned on
 # book_review; the same model from random weights is fine-tuned with the same settings, over several

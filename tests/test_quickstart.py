@@ -1,4 +1,5 @@
-"""Tier 5: README command 1 (launch/quickstart.sh) runs end to end and its outputs are complete and sane."""
+"""Tier 5: README command 1 (launch/quickstart.sh) runs end to end, prints what the README shows, and its outputs
+are complete and sane."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import ROOT
+from doc_examples import blocks, check_output
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +18,15 @@ pytestmark = pytest.mark.slow
 def test_quickstart_preprocesses_pretrains_resumes_finetunes_infers(tmp_path):
     run = tmp_path / "quickstart"  # never the user's out/quickstart
     out = subprocess.run([str(ROOT / "launch" / "quickstart.sh")], capture_output=True, text=True, timeout=1200,
-                         env=dict(os.environ, QUICKSTART_OUT=str(run)))
+                         env=dict(os.environ, QUICKSTART_OUT=str(run), OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # the quickstart block of the README and of docs/installation.md (timings elided) is this run's output,
+    # with the pages' out/quickstart
+    printed = out.stdout.replace(str(run), "out/quickstart")
+    for page in (ROOT / "README.md", ROOT / "docs" / "installation.md"):
+        shown = [b for b in blocks(page) if b.body and b.body[0] == "$ ./launch/quickstart.sh"]
+        assert len(shown) == 1, f"{page.name}: no (or more than one) block with `$ ./launch/quickstart.sh` alone"
+        assert check_output(shown[0].commands()[0], printed, out.returncode) is None, (page.name, printed)
     assert "stopped after step 100 of 200" in out.stdout
     assert "steps 101..200" in out.stdout  # the second run resumed, not restarted
     rows = [json.loads(line) for line in (run / "pretrain_metrics.jsonl").read_text().splitlines()]

@@ -57,7 +57,7 @@ def triton_interpreter(monkeypatch):
 # (atol, rtol) against the reference evaluated in float64 on the same (already rounded) inputs, so
 # the numbers bound the kernels' own rounding: fp32 accumulation everywhere, outputs rounded to the
 # input dtype (the interpreter truncates fp32 -> bf16 instead of rounding: up to 1 ulp, not 1/2).
-# Measured worst cases under the interpreter are in the README (Kernels); the GPU tests use the same
+# Measured worst cases under the interpreter are in docs/gpu-kernels.md; the GPU tests use the same
 # table.
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (2e-5, 1e-5),

@@ -19,7 +19,7 @@ from uer_ds.models.layers import kernel_ops
 
 V = 97
 # Losses of a tiny BERT trained 20 AdamW steps in fp32, kernels vs reference, agree to this (measured
-# difference under the interpreter: see the README's Kernels section; fp32 rounding only).
+# difference under the interpreter: see docs/gpu-kernels.md; fp32 rounding only).
 LOSS_TOLERANCE = 1e-4
 
 

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "words, counted: the vocabulary of --tokenizer word)")
     parser.add_argument("--vocab_size", type=int, default=21128, help="wordpiece / sentencepiece size (default 21128)")
     parser.add_argument("--min_count", type=int, default=1, help="least occurrences to keep a token (default 1)")
-    parser.add_argument("--spm_model_type", choices=("unigram", "bpe"), default="unigram")
+    parser.add_argument("--spm_model_type", choices=("unigram", "bpe"), default="unigram",
+                        help="SentencePiece's model type with --kind sentencepiece (default unigram)")
     parser.add_argument("--do_lower_case", choices=("true", "false"), default=None,
                         help="lower-case first (default: true for wordpiece, false otherwise)")
     from uer_ds.compat import add_accepted_flags, add_flag_aliases

@@ -13,9 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu_memory", type=float, default=80.0, help="GiB per GPU (default 80)")
     parser.add_argument("--cpu_memory", type=float, help="GiB of CPU memory per node (offload limit)")
     parser.add_argument("--seq_length", type=int, default=512, help="training sequence length (default 512)")
-    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16",
+                        help="the training precision the estimate assumes (default bf16)")
     parser.add_argument("--flash", action="store_true", help="attention kernels that keep no attention matrix")
-    parser.add_argument("--activation_checkpointing", action="store_true")
+    parser.add_argument("--activation_checkpointing", action="store_true",
+                        help="estimate activations with layer recomputation (pretrain --activation_checkpointing)")
     parser.add_argument("--json_path", help="also write the plan as JSON")
     add_model_arguments(parser)
     add_tokenizer_arguments(parser)

@@ -40,7 +40,7 @@ def _read_uer(fmt: str) -> Reader:
 
 def _read_uer_ds(source: ModelSource, family: str) -> tuple[Checkpoint, Report]:
     ckpt = source.checkpoint()
-    return ckpt, Report(converted=len(ckpt.state), notes=[f"read uer_ds {source.description}"])
+    return ckpt, Report(converted=len(ckpt.state), notes=[f"read {source.description}"])
 
 
 # name -> (the kinds of path it reads (convert.resolve.KINDS), reader(source, family) -> (checkpoint, report))

@@ -66,7 +66,8 @@ json.dump({"seconds": best[0], "cpu_seconds": best[1], "tokens": len(ids), "ids"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus_path", required=True, help="one document per line (or a bert corpus with --target)")
     parser.add_argument("--vocab_path", required=True, help="WordPiece vocabulary")
-    parser.add_argument("--do_lower_case", default="true", choices=("true", "false"))
+    parser.add_argument("--do_lower_case", default="true", choices=("true", "false"),
+                        help="lower-case before WordPiece, for every tokenizer compared (default true)")
     parser.add_argument("--target", default="mlm", help="data processor, which picks the corpus format (default mlm)")
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts (default 1,2)")
     parser.add_argument("--repeat", type=int, default=1, help="concatenate the corpus this many times first")

@@ -25,15 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="mlm", help="data processor to preprocess for (default mlm)")
     parser.add_argument("--dataset_path", help="an existing dataset prefix (default: the shipped corpus, "
                                                "preprocessed into a temporary directory)")
-    parser.add_argument("--vocab_path", default=str(CORPUS / "vocab.txt"))
-    parser.add_argument("--corpus_path", default=str(CORPUS / "reviews.txt"))
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--seq_length", type=int, default=128)
+    parser.add_argument("--vocab_path", default=str(CORPUS / "vocab.txt"),
+                        help="vocabulary (default: the shipped corpora/vocab.txt)")
+    parser.add_argument("--corpus_path", default=str(CORPUS / "reviews.txt"),
+                        help="corpus preprocessed for the run (default: the shipped corpora/reviews.txt)")
+    parser.add_argument("--batch_size", type=int, default=32, help="micro-batch per process (default 32)")
+    parser.add_argument("--seq_length", type=int, default=128, help="tokens per sequence (default 128)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--accumulation_steps", type=int, default=1, help="micro-batches per step (default 1)")
-    parser.add_argument("--kernels", default="auto", choices=("auto", "torch", "triton"))
-    parser.add_argument("--activation_checkpointing", action="store_true")
+    parser.add_argument("--kernels", default="auto", choices=("auto", "torch", "triton"),
+                        help="LayerNorm and attention implementation (the model config key kernels; default auto)")
+    parser.add_argument("--activation_checkpointing", action="store_true",
+                        help="recompute layer activations in backward")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (engine.compile())")
     parser.add_argument("--check_syncs", action="store_true",
                         help="CUDA: fail on any device->host synchronisation in the timed steps "
