@@ -57,6 +57,8 @@ setup(
             "onnxruntime>=1.18.0",
             "fastapi>=0.165.0",  # the `uer-ds serve` tests (a real uvicorn process, a real HTTP client)
             "uvicorn>=0.55.0",
+            "captum>=0.9.0",  # the `uer-ds analyse` tests (integrated gradients, confident learning)
+            "cleanlab>=2.9.0",
         ],
         "bench": ["matplotlib>=3.8.0"],
         "plot": ["matplotlib>=3.8.0"],  # uer-ds plot
@@ -64,6 +66,9 @@ setup(
         # uer-ds serve: FastAPI (its OpenAPI page, JSON errors) on uvicorn (graceful SIGTERM shutdown); the lower
         # bounds are the versions the serve tests ran with
         "serve": ["fastapi>=0.165.0", "uvicorn>=0.55.0"],
+        # uer-ds analyse: integrated gradients (Captum), confident learning (cleanlab), nearest neighbours
+        # (scikit-learn, which cleanlab needs anyway); the lower bounds are the versions the tests ran with
+        "analysis": ["captum>=0.9.0", "cleanlab>=2.9.0", "scikit-learn>=1.4.0"],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time
