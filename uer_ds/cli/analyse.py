@@ -2,7 +2,8 @@
 uer_ds/deploy/analysis/ describe their outputs).
 
 ANALYSES is the one list: name -> (module, one-line help); a module provides `add_arguments(parser)` and
-`run(args) -> int`, like a command, and is imported when `uer-ds analyse` runs (Captum and cleanlab only inside the analyses that use them).
+`run(args) -> int`, like a command; Captum and cleanlab are imported only inside the
+analyses that use them.
 """
 from __future__ import annotations
 

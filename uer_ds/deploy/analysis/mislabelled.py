@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_header", action="store_true", help="a file without a header row (PaddleNLP's "
                                                                  "text_a[<TAB>text_b]<TAB>label)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--folds", type=int, help="K: fine-tune K models, each on K - 1 folds, and predict the held-out "
-                                                  "fold (the fine-tuning flags follow `--`)")
+    source.add_argument("--folds", type=int, help="K: fine-tune K models, each on K - 1 folds, and predict the "
+                                                  "held-out fold (the fine-tuning flags follow `--`)")
     source.add_argument("--probs_path", help="precomputed out-of-fold probabilities, (rows, classes) in file order: "
                                              ".npy, or text with one row of numbers a line")
     parser.add_argument("--seed", type=int, default=7, help="the fold split's seed (default 7)")
