@@ -7,8 +7,10 @@ brute-force NearestNeighbors on vectors read from the model loaded by hand.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +39,11 @@ def trained(tmp_path_factory):
 
 
 def analyse(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uer_ds", "analyse", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=ENV, timeout=600)
+    """`uer-ds analyse ...` in a fresh interpreter, which then says whether deepspeed was ever imported."""
+    code = ("import sys; from uer_ds.cli import main; rc = main(sys.argv[1:]); "
+            "print('deepspeed imported:', 'deepspeed' in sys.modules); sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, "analyse", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=600)
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[dict]]:
@@ -110,6 +115,7 @@ def test_explain_against_a_hand_computed_ig_and_completeness(trained, tmp_path):
     result = analyse("explain", "--load_model_path", str(trained["model"]), "--test_path", str(test),
                      "--output_dir", str(out), "--n_steps", "64", "--no_progress")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "deepspeed imported: False" in result.stdout  # deployment never loads the training engine
     report = json.loads((out / "explain.json").read_text(encoding="utf-8"))
     _, rows = read_tsv(out / "attributions.tsv")
     model, tokenizer = hand_model(trained["model"])
@@ -138,7 +144,9 @@ def test_explain_against_a_hand_computed_ig_and_completeness(trained, tmp_path):
                 piece = text[int(r["start"]): int(r["end"])].lower()
                 assert r["token"] == "[UNK]" or piece == r["token"].removeprefix("##"), r
     page = (out / "attributions.html").read_text(encoding="utf-8")
-    assert page.count("<tr>") == 1 + len(texts) and "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<tr>") == 1 + len(texts) and "<script>" not in page and "&lt;" in page
+    cells = re.findall(r'<td class="text">(.*?)</td></tr>', page)  # the texts, escaped, inside coloured spans
+    assert [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells] == texts
     assert "负面" in page and "title=" in page
 
 
@@ -149,6 +157,7 @@ def test_support_equals_brute_force_nearest_neighbours(trained, tmp_path):
     result = analyse("support", "--load_model_path", str(trained["model"]), "--train_path", str(data["train"]),
                      "--test_path", str(data["test"]), "--k", "4", "--output_dir", str(out), "--no_progress")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "deepspeed imported: False" in result.stdout
     model, tokenizer = hand_model(trained["model"])
     from uer_ds.tasks.data import encode_texts, pad
 
