@@ -62,21 +62,13 @@ def load_classifier(path: str, args: argparse.Namespace, head: Optional[str] = N
     (default: what task.json records).  Raises ValueError naming `flag` for another kind of path (an ONNX file
     has no gradients or pooled vectors to read), a task that is not a classifier, a head the model lacks."""
     from uer_ds.convert.resolve import resolve_model
-    from uer_ds.tasks import TASKS
+    from uer_ds.deploy.predictor import task_and_head
     from uer_ds.tasks.classifier import ClassifierHead
     from uer_ds.tasks.runner import _infer_tokenizer
 
     source = resolve_model(path, flag, kinds=("task",))
     info = source.task_info()
-    task = TASKS.get(info.get("task"))
-    if task is None:
-        raise ValueError(f"{flag} '{path}': a model for task '{info.get('task')}', which this version does not know")
-    names = list(info["heads"])
-    head_name = head or names[0]
-    if head_name not in names:
-        raise ValueError(f"--head '{head_name}': the model in {path} has heads {names}")
-    if seq_length is not None and seq_length <= 0:
-        raise ValueError(f"--seq_length has value {seq_length}: must be positive")
+    task, names, head_name = task_and_head(info, path, flag, head, seq_length)
     tokenizer = _infer_tokenizer(args, info)
     model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), device="cpu")
     module = model.target[head_name]
