@@ -60,6 +60,8 @@ setup(
             "mkdocs>=1.6.1",  # tests/docs/test_site.py builds the documentation site strictly (mkdocs.yml)
             "mkdocs-material>=9.8.1",
             "mkdocstrings-python>=2.0.11",  # docs/api.md: the Python API from the docstrings
+            "captum>=0.9.0",  # the `uer-ds analyse` tests (integrated gradients, confident learning)
+            "cleanlab>=2.9.0",
         ],
         "bench": ["matplotlib>=3.8.0"],
         "plot": ["matplotlib>=3.8.0"],  # uer-ds plot
@@ -69,6 +71,9 @@ setup(
         "serve": ["fastapi>=0.165.0", "uvicorn>=0.55.0"],
         # the documentation site: `mkdocs build --strict` / `mkdocs serve` at the repository root
         "docs": ["mkdocs>=1.6.1", "mkdocs-material>=9.8.1", "mkdocstrings-python>=2.0.11"],
+        # uer-ds analyse: integrated gradients (Captum), confident learning (cleanlab), nearest neighbours
+        # (scikit-learn, which cleanlab needs anyway); the lower bounds are the versions the tests ran with
+        "analysis": ["captum>=0.9.0", "cleanlab>=2.9.0", "scikit-learn>=1.4.0"],
     },
     entry_points={"console_scripts": ["uer-ds=uer_ds.cli:main"]},
     # the preprocessing hot path (issue #3): plain CPython C API, no torch at build time

@@ -156,6 +156,9 @@ COMMANDS = {  # every command that takes a model, with the flag that names it
     "average": ["average", "--output_model_path", "o", "--model_list_path", "missing_model"],
     "evaluate": ["evaluate", "--test_path", DEV, "--load_model_path"],
     "serve": ["serve", "--load_model_path"],
+    "analyse explain": ["analyse", "explain", "--test_path", DEV, "--output_dir", "o", "--load_model_path"],
+    "analyse support": ["analyse", "support", "--train_path", TRAIN, "--test_path", DEV, "--output_dir", "o",
+                        "--load_model_path"],
 }
 
 

@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("uer_ds.cli.evaluate",
                  "a fine-tuned model on a labelled split: metrics, per-class table, confusion, top-k, bad cases -> "
                  "JSON + TSV"),
+    "analyse": ("uer_ds.cli.analyse", "analyse a fine-tuned classifier: token attributions (explain), likely "
+                                      "mislabelled training rows (mislabelled), weakly supported test rows (support)"),
     "serve": ("uer_ds.cli.serve", "an HTTP server (FastAPI) for a fine-tuned classifier, PyTorch or ONNX, with "
                                   "dynamic batching"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),

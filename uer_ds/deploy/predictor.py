@@ -53,19 +53,13 @@ class Predictor:
         return predict_examples(self.forward, examples, self.head, self.collate, batch_size)
 
 
-def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_model_path",
-                   head: Optional[str] = None, seq_length: Optional[int] = None) -> Predictor:
-    """The model at `path` (a task directory from `uer-ds finetune` or an ONNX file from `uer-ds export
-    onnx`), recognised by the resolver, with its tokenizer (args: the tokenizer flags; default what
-    task.json records) and the head `head` (default the first).  Raises ValueError naming `flag` for
-    any other kind of path, and for a head or seq_length the model does not have."""
-    from uer_ds.convert.resolve import resolve_model
+def task_and_head(info: dict, path: str, flag: str, head: Optional[str],
+                  seq_length: Optional[int]) -> tuple[Task, list[str], str]:
+    """(the Task of a model's task.json `info`, its head names, the head to use: `head` or the first).  Raises
+    ValueError naming `flag` for a task this version does not know, and for a head or seq_length the model does
+    not have."""
     from uer_ds.tasks import TASKS
-    from uer_ds.recipes.infer import infer_tokenizer
-    from uer_ds.recipes.predict import batch_maker
 
-    source = resolve_model(path, flag, kinds=("task", "onnx"))
-    info = source.task_info()
     task = TASKS.get(info.get("task"))
     if task is None:
         raise ValueError(f"{flag} '{path}': a model for task '{info.get('task')}', which this version does not know "
@@ -76,6 +70,22 @@ def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_mode
         raise ValueError(f"--head '{head_name}': the model in {path} has heads {names}")
     if seq_length is not None and seq_length <= 0:
         raise ValueError(f"--seq_length has value {seq_length}: must be positive")
+    return task, names, head_name
+
+
+def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_model_path",
+                   head: Optional[str] = None, seq_length: Optional[int] = None) -> Predictor:
+    """The model at `path` (a task directory from `uer-ds finetune` or an ONNX file from `uer-ds export
+    onnx`), recognised by the resolver, with its tokenizer (args: the tokenizer flags; default what
+    task.json records) and the head `head` (default the first).  Raises ValueError naming `flag` for
+    any other kind of path, and for a head or seq_length the model does not have."""
+    from uer_ds.convert.resolve import resolve_model
+    from uer_ds.recipes.infer import infer_tokenizer
+    from uer_ds.recipes.predict import batch_maker
+
+    source = resolve_model(path, flag, kinds=("task", "onnx"))
+    info = source.task_info()
+    task, names, head_name = task_and_head(info, path, flag, head, seq_length)
     tokenizer = infer_tokenizer(args, info)
     if source.kind == "onnx":
         forward, _ = source.onnx_forward()
@@ -90,4 +100,4 @@ def load_predictor(path: str, args: argparse.Namespace, flag: str = "--load_mode
                      batch_maker(task, names, pad_id, tokenizer))
 
 
-__all__ = ["Predictor", "load_predictor"]
+__all__ = ["Predictor", "load_predictor", "task_and_head"]
