@@ -48,12 +48,11 @@ def vocab():
 def ner(tmp_path_factory, vocab):
     data = shared("datasets/test_data/msra_ner")
     out = tmp_path_factory.mktemp("ner") / "model"
-    # a small BiLSTM tags some entities after one epoch over the 1,000 training sentences (a tiny BERT from
-    # scratch still tags everything O there); what it tags right does not matter here, only that it tags some
-    finetune(["ner", "--vocab_path", vocab, *TINY, "--config_path", "rnn/bilstm", "--emb_size", "64", "--hidden_size",
-              "128", "--layers_num", "1", "--learning_rate", "1e-2", "--seq_length", "64", "--batch_size", "16",
-              "--epochs_num", "1", "--label2id_path", str(shared("datasets/msra_ner/label2id.json")),
-              "--train_path", str(data / "train.tsv"), "--dev_path", str(data / "dev.tsv"),
+    # four steps over the 50 dev sentences: the tags are still nearly those of random weights, so many
+    # entities of every kind come out (what the spans are checked on); their quality does not matter here
+    finetune(["ner", "--vocab_path", vocab, *TINY, "--learning_rate", "1e-4", "--seq_length", "64", "--batch_size",
+              "16", "--epochs_num", "1", "--label2id_path", str(shared("datasets/msra_ner/label2id.json")),
+              "--train_path", str(data / "dev.tsv"), "--dev_path", str(data / "dev.tsv"),
               "--output_model_path", str(out), "--seed", "3"])
     server = Server(out, "--max_wait_ms", "20", "--max_batch_size", "8", "--max_text_chars", "400")
     yield {"model": out, "data": data, "server": server}
@@ -98,7 +97,8 @@ def test_ner_spans_equal_infer_and_seqeval(ner, tmp_path):
     assert [a["tags"] for a in answers] == inferred
     assert sum(len(a["entities"]) for a in answers) > 0  # so the comparison below compares something
     for text, answer, tags in zip(texts, answers, inferred):
-        assert answer["words"] == list(text) and answer["truncated"] == 0
+        # [CLS] + one piece per character + [SEP] within --seq_length 64: the words past 62 are tagged O
+        assert answer["words"] == list(text) and answer["truncated"] == max(0, len(text) - 62)
         assert answer["entities"] == expected_entities(text, [(i, i + 1) for i in range(len(text))], tags)
     # white space inside a text is not a word: the offsets still point into the text as sent
     spaced = "  " + texts[0][:5] + " \u3000" + texts[0][5:]
@@ -134,6 +134,7 @@ def test_ner_space_words_and_truncation(ner, tmp_path):
 def test_ner_concurrent_requests_are_batched(ner):
     texts = [r["text_a"].replace(" ", "") for r in rows(ner["data"] / "dev.tsv")][:24]
     alone = [ner["server"].predict({"text_a": t})[0] for t in texts[:4]]
+    before = ner["server"].request("GET", "/health")[1]
     barrier = threading.Barrier(12)
 
     def one(i):
@@ -143,9 +144,10 @@ def test_ner_concurrent_requests_are_batched(ner):
     with ThreadPoolExecutor(12) as pool:
         together = [a for answers in pool.map(one, range(12)) for a in answers]
     assert together[:4] == alone
-    health = ner["server"].request("GET", "/health")[1]
-    assert health["largest_batch"] > 2  # texts of different requests shared a forward
-    assert health["largest_batch"] <= 8
+    after = ner["server"].request("GET", "/health")[1]
+    assert after["texts"] - before["texts"] == 24 and after["requests"] - before["requests"] == 12
+    # 12 requests of 2 texts in fewer than 12 forwards: texts of different requests shared one (at most 8)
+    assert 3 <= after["batches"] - before["batches"] < 12
 
 
 NER_BAD = [
