@@ -156,6 +156,8 @@ COMMANDS = {  # every command that takes a model, with the flag that names it
     "average": ["average", "--output_model_path", "o", "--model_list_path", "missing_model"],
     "evaluate": ["evaluate", "--test_path", DEV, "--load_model_path"],
     "serve": ["serve", "--load_model_path"],
+    "augment": ["augment", "--input_path", DEV, "--output_path", "a.tsv", "--vocab_path", VOCAB, "--no_progress",
+                "--load_model_path"],
 }
 
 

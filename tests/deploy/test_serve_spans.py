@@ -192,6 +192,9 @@ def test_mrc_answers_equal_infer(cmrc, tmp_path):
     assert one == answers[:1]
     status, meta, _ = cmrc["server"].request("GET", "/metadata")
     assert status == 200 and meta["task"] == "cmrc" and meta["doc_stride"] == 48
+    status, schema, _ = cmrc["server"].request("GET", "/openapi.json")
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert status == 200 and set(body["schema"]["properties"]) == {"question", "context", "text_a", "text_b"}
 
 
 def test_mrc_score_is_the_best_windows_start_plus_end_logit(cmrc):

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from uer_ds.deploy.predictor import Predictor
-from uer_ds.deploy.requests import Limits, PredictRequest, RequestError, decode_json, parse_request
+from uer_ds.deploy.requests import TEXTS_SCHEMA, Limits, PredictRequest, RequestError, decode_json, parse_request
 
 SERVED_TASKS = ("classifier", "mt_classifier", "ner", "cmrc")
 
@@ -232,11 +232,9 @@ def metadata(predictor: Predictor, settings: ServeSettings, service=None) -> dic
 
 def _openapi_body() -> dict:
     """The classifier's request body schema and example (the server checks bodies itself: requests.py)."""
-    texts = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"},
-                                                             "minItems": 1}]}
     schema = {"type": "object", "required": ["text_a"], "additionalProperties": False,
-              "properties": {"text_a": dict(texts, description="a text or a list of texts"),
-                             "text_b": dict(texts, description="pair models: the second texts, shaped as text_a"),
+              "properties": {"text_a": dict(TEXTS_SCHEMA, description="a text or a list of texts"),
+                             "text_b": dict(TEXTS_SCHEMA, description="pair models: the second texts, shaped as text_a"),
                              "top_k": {"type": "integer", "minimum": 1, "default": 1,
                                        "description": "also list the k best labels"},
                              "return_logits": {"type": "boolean", "default": False}}}

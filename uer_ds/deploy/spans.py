@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from uer_ds.deploy.predictor import Predictor
-from uer_ds.deploy.requests import Limits, RequestError, _kind, _texts
+from uer_ds.deploy.requests import TEXTS_SCHEMA, Limits, RequestError, _kind, _texts
 from uer_ds.tasks.data import Example
 
 NER_WORDS = ("char", "space")
@@ -107,10 +107,8 @@ class NerService:
 
     @staticmethod
     def openapi_body() -> dict:
-        texts = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"},
-                                                                 "minItems": 1}]}
         schema = {"type": "object", "required": ["text_a"], "additionalProperties": False,
-                  "properties": {"text_a": dict(texts, description="a text or a list of texts to tag")}}
+                  "properties": {"text_a": dict(TEXTS_SCHEMA, description="a text or a list of texts to tag")}}
         return {"schema": schema, "example": {"text_a": ["中国人民银行在北京", "张三去了上海"]}}
 
 
@@ -182,13 +180,11 @@ class MrcService:
 
     @staticmethod
     def openapi_body() -> dict:
-        texts = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"},
-                                                                 "minItems": 1}]}
         schema = {"type": "object", "additionalProperties": False,
-                  "properties": {"question": dict(texts, description="the question (or text_a)"),
-                                 "context": dict(texts, description="the passage (or text_b), shaped as question"),
-                                 "text_a": dict(texts, description="another name for question"),
-                                 "text_b": dict(texts, description="another name for context")}}
+                  "properties": {"question": dict(TEXTS_SCHEMA, description="the question (or text_a)"),
+                                 "context": dict(TEXTS_SCHEMA, description="the passage (or text_b), shaped as question"),
+                                 "text_a": dict(TEXTS_SCHEMA, description="another name for question"),
+                                 "text_b": dict(TEXTS_SCHEMA, description="another name for context")}}
         return {"schema": schema, "example": {"question": "《战国无双3》是由哪两个公司合作开发的？",
                                               "context": "《战国无双3》是由光荣和ω-force开发的战国无双系列的正统第三续作。"}}
 
