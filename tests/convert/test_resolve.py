@@ -159,6 +159,8 @@ COMMANDS = {  # every command that takes a model, with the flag that names it
     "analyse explain": ["analyse", "explain", "--test_path", DEV, "--output_dir", "o", "--load_model_path"],
     "analyse support": ["analyse", "support", "--train_path", TRAIN, "--test_path", DEV, "--output_dir", "o",
                         "--load_model_path"],
+    "augment": ["augment", "--input_path", DEV, "--output_path", "a.tsv", "--vocab_path", VOCAB, "--no_progress",
+                "--load_model_path"],
 }
 
 

@@ -4,8 +4,14 @@ a label file, a tiny BERT fine-tuned through `uer-ds finetune` in a subprocess (
 Also an independent PyTorch reference: the task model loaded by hand, its softmax on padded batches."""
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +20,7 @@ import torch
 from conftest import CORPORA, ROOT
 
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from engine_utils import run_job  # noqa: E402
+from engine_utils import free_port, run_job  # noqa: E402
 
 VOCAB = CORPORA / "vocab.txt"
 NAMES = ["负面", "正面", "正面英文"]
@@ -79,3 +85,57 @@ def read_texts(path: Path) -> tuple[list[str], list[str]]:
     """(label names, texts) of a labelled file."""
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
     return [r[0] for r in rows], [r[1] for r in rows]
+
+
+class Server:
+    """`uer-ds serve` in a subprocess of its own, on a free port; stop() sends SIGTERM."""
+
+    def __init__(self, model, *flags: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen([*UER_DS, "serve", "--load_model_path", str(model), "--port", str(self.port),
+                                         *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"uer-ds serve exited {self.process.returncode}:\n{self.process.stdout.read()}")
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError("uer-ds serve did not answer /health within 120 s")
+            time.sleep(0.2)
+
+    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 60):
+        """(status, decoded JSON or text, headers) of one request on a new connection."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body, ensure_ascii=False).encode("utf-8")
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            connection.request(method, path, body=body, headers=headers or {},
+                               encode_chunked=not isinstance(body, (bytes, str, type(None))))
+            response = connection.getresponse()
+            raw = response.read()
+            kind = response.getheader("content-type", "")
+            return response.status, json.loads(raw) if "json" in kind else raw.decode("utf-8", "replace"), response
+        finally:
+            connection.close()
+
+    def predict(self, body):
+        status, answer, _ = self.request("POST", "/predict", body)
+        assert status == 200, answer
+        return answer["predictions"]
+
+    def stop(self, timeout: float = 60) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()

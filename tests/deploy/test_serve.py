@@ -5,12 +5,8 @@ JSON error naming the rule while the server goes on serving, and SIGTERM lets th
 finish before the process exits 0."""
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,69 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from deploy_cases import NAMES, UER_DS, finetune, make_data, read_texts
+from deploy_cases import NAMES, UER_DS, Server, finetune, make_data, read_texts
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from engine_utils import free_port  # noqa: E402
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("onnxruntime")
-
-
-class Server:
-    """`uer-ds serve` in a subprocess of its own, on a free port; stop() sends SIGTERM."""
-
-    def __init__(self, model, *flags: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen([*UER_DS, "serve", "--load_model_path", str(model), "--port", str(self.port),
-                                         *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"uer-ds serve exited {self.process.returncode}:\n{self.process.stdout.read()}")
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError("uer-ds serve did not answer /health within 120 s")
-            time.sleep(0.2)
-
-    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 60):
-        """(status, decoded JSON or text, headers) of one request on a new connection."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body, ensure_ascii=False).encode("utf-8")
-                headers = {"Content-Type": "application/json", **(headers or {})}
-            connection.request(method, path, body=body, headers=headers or {},
-                               encode_chunked=not isinstance(body, (bytes, str, type(None))))
-            response = connection.getresponse()
-            raw = response.read()
-            kind = response.getheader("content-type", "")
-            return response.status, json.loads(raw) if "json" in kind else raw.decode("utf-8", "replace"), response
-        finally:
-            connection.close()
-
-    def predict(self, body):
-        status, answer, _ = self.request("POST", "/predict", body)
-        assert status == 200, answer
-        return answer["predictions"]
-
-    def stop(self, timeout: float = 60) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from uer_ds.outputs import NoSpaceError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("uer_ds.cli.preprocess", "corpus -> OUT.bin + OUT.idx + OUT.json for pre-training"),
+    "augment": ("uer_ds.cli.augment", "easy data augmentation of classification TSV (swap, delete, insert, synonyms; "
+                                      "EDA), labels kept"),
     "pretrain": ("uer_ds.cli.pretrain", "pre-train with DeepSpeed (ZeRO 0-3, offload, pipeline)"),
     "export": ("uer_ds.cli.export", "gather a checkpoint (ZeRO shards, pipeline layers) into one fp32 model"),
     "finetune": ("uer_ds.cli.finetune",

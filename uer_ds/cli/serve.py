@@ -1,5 +1,5 @@
 """`uer-ds serve --load_model_path MODEL [--host H --port P]`: a fine-tuned classifier (task directory or
-ONNX export) over HTTP with dynamic batching (uer_ds/deploy/serve.py describes the endpoints).  Needs
+ONNX export), NER tagger or CMRC span reader (task directory) over HTTP with dynamic batching (uer_ds/deploy/serve.py describes the endpoints).  Needs
 the `serve` extra: pip install 'uer_ds[serve]' (FastAPI, uvicorn)."""
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from uer_ds.deploy.requests import Limits
 
     parser.add_argument("--load_model_path", required=True,
-                        help="a classifier's task directory (`uer-ds finetune`) or its .onnx (`uer-ds export onnx`)")
+                        help="a classifier's task directory (`uer-ds finetune`) or its .onnx (`uer-ds export onnx`), "
+                             "or an ner or cmrc task directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--head", help="multi-task models: the head to serve (default: the first)")
     parser.add_argument("--seq_length", type=int, help="longest input (default: the fine-tuning seq_length)")
+    parser.add_argument("--ner_words", choices=("char", "space"), default="char",
+                        help="ner models: a text's words (one tag each) are its characters but white space (char; "
+                             "default: Chinese NER data's layout) or its white-space-separated runs (space)")
     group = parser.add_argument_group("dynamic batching")
     group.add_argument("--max_batch_size", type=int, default=32,
                        help="most texts in one forward (default 32)")
@@ -68,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = load_predictor(args.load_model_path, args, head=args.head, seq_length=args.seq_length)
     settings = ServeSettings(args.max_batch_size, args.max_wait_ms,
-                             Limits(args.max_body_bytes, args.max_texts, args.max_text_chars))
+                             Limits(args.max_body_bytes, args.max_texts, args.max_text_chars), args.ner_words)
     return serve(predictor, settings, args.host, args.port, args.shutdown_timeout, args.log_level)

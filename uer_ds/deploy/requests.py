@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 FIELDS = ("text_a", "text_b", "top_k", "return_logits")
+# the OpenAPI schema of a text field: a string, or a list of them (a batch)
+TEXTS_SCHEMA = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"},
+                                                               "minItems": 1}]}
 
 
 class RequestError(Exception):
@@ -159,4 +162,4 @@ def parse_request(payload: Any, limits: Limits, pair: bool, labels_num: int) -> 
     return PredictRequest(groups, batch, top_k, logits)
 
 
-__all__ = ["FIELDS", "Limits", "PredictRequest", "RequestError", "decode_json", "parse_request"]
+__all__ = ["FIELDS", "Limits", "TEXTS_SCHEMA", "PredictRequest", "RequestError", "decode_json", "parse_request"]

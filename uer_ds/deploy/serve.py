@@ -1,8 +1,12 @@
-"""`uer-ds serve`: a fine-tuned classifier (task directory or ONNX export) over HTTP, FastAPI + uvicorn.
+"""`uer-ds serve`: a fine-tuned classifier (task directory or ONNX export), tagger (NER) or span reader
+(CMRC-style MRC) over HTTP, FastAPI + uvicorn.
 
-  POST /predict   {"text_a": "..." | [...], "text_b": ..., "top_k": k, "return_logits": bool}
+  POST /predict   classifier: {"text_a": "..." | [...], "text_b": ..., "top_k": k, "return_logits": bool}
                   -> {"predictions": [{"label", "label_id", "prob": [...], "top_k"?: [...], "logits"?: [...]}]}
                   (one entry per text; uer_ds/deploy/requests.py holds the rules of the body)
+                  ner: {"text_a": ...} -> {"predictions": [{"entities": [{"type", "start", "end", "text"}], "words",
+                  "tags", "truncated"}]}; cmrc: {"question": ..., "context": ...} -> {"predictions": [{"text",
+                  "start", "end", "score"}]} (uer_ds/deploy/spans.py)
   GET  /health    {"status": "ok", "requests", "texts", "batches", "largest_batch"}: counters since start
   GET  /metadata  the model, its labels, the batching settings and the request limits
   GET  /docs      the OpenAPI page (/openapi.json the schema)
@@ -27,9 +31,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from uer_ds.deploy.predictor import Predictor
-from uer_ds.deploy.requests import Limits, PredictRequest, RequestError, decode_json, parse_request
+from uer_ds.deploy.requests import TEXTS_SCHEMA, Limits, PredictRequest, RequestError, decode_json, parse_request
 
-SERVED_TASKS = ("classifier", "mt_classifier")
+SERVED_TASKS = ("classifier", "mt_classifier", "ner", "cmrc")
 
 
 @dataclass
@@ -156,11 +160,13 @@ def classification_answer(logits: np.ndarray, names: Sequence[str], top_k: int, 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """max_batch_size / max_wait_ms: the dynamic batching; limits: the request limits."""
+    """max_batch_size / max_wait_ms: the dynamic batching; limits: the request limits; ner_words: how a
+    tagger's text splits into words (uer_ds.deploy.spans.NER_WORDS)."""
 
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     limits: Limits = Limits()
+    ner_words: str = "char"
 
 
 def label_names(predictor: Predictor) -> list[str]:
@@ -170,11 +176,54 @@ def label_names(predictor: Predictor) -> list[str]:
     return list(names) if names else [str(i) for i in range(int(spec["labels_num"]))]
 
 
-def metadata(predictor: Predictor, settings: ServeSettings) -> dict:
+class ClassifierService:
+    """A classifier's requests (uer_ds.deploy.requests) and answers (classification_answer); the tagger's and
+    the span reader's are in uer_ds.deploy.spans, with the same methods."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor, self.names = predictor, label_names(predictor)
+
+    def parse(self, payload: Any, limits: Limits) -> PredictRequest:
+        return parse_request(payload, limits, self.predictor.pair, len(self.names))
+
+    def examples(self, request: PredictRequest) -> list:
+        return self.predictor.examples(request.texts)
+
+    def answers(self, request: PredictRequest, examples: Sequence, outputs: Sequence) -> list[dict]:
+        return [classification_answer(out, self.names, request.top_k, request.return_logits) for out in outputs]
+
+    def metadata(self) -> dict:
+        return {"labels": self.names, "pair": self.predictor.pair}
+
+    def describe(self) -> str:
+        return f"{len(self.names)} labels"
+
+    @staticmethod
+    def openapi_body() -> dict:
+        return _openapi_body()
+
+
+def service_for(predictor: Predictor, settings: ServeSettings):
+    """The requests and answers of `predictor`'s task; ValueError for a task `uer-ds serve` does not serve."""
+    from uer_ds.deploy.spans import MrcService, NerService
+
+    name = predictor.task.name
+    if name not in SERVED_TASKS:
+        raise ValueError(f"--load_model_path '{predictor.path}' holds a '{name}' model: `uer-ds serve` "
+                         f"serves {', '.join(SERVED_TASKS)} models")
+    if name == "ner":
+        return NerService(predictor, settings.ner_words)
+    if name == "cmrc":
+        return MrcService(predictor)
+    return ClassifierService(predictor)
+
+
+def metadata(predictor: Predictor, settings: ServeSettings, service=None) -> dict:
     """What GET /metadata answers."""
     tokenizer = predictor.info.get("tokenizer", {})
+    service = service or service_for(predictor, settings)
     return {"model": predictor.path, "kind": predictor.kind, "task": predictor.task.name, "head": predictor.head_name,
-            "labels": label_names(predictor), "pair": predictor.pair, "seq_length": predictor.seq_length,
+            **service.metadata(), "seq_length": predictor.seq_length,
             "tokenizer": {k: tokenizer.get(k) for k in ("kind", "do_lower_case", "vocab_sha256", "vocab_size")},
             "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
             "limits": {"max_body_bytes": settings.limits.max_body_bytes, "max_texts": settings.limits.max_texts,
@@ -182,31 +231,30 @@ def metadata(predictor: Predictor, settings: ServeSettings) -> dict:
 
 
 def _openapi_body() -> dict:
-    """The request body's schema for the OpenAPI page (the server checks bodies itself: requests.py)."""
-    texts = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"},
-                                                             "minItems": 1}]}
+    """The classifier's request body schema and example (the server checks bodies itself: requests.py)."""
     schema = {"type": "object", "required": ["text_a"], "additionalProperties": False,
-              "properties": {"text_a": dict(texts, description="a text or a list of texts"),
-                             "text_b": dict(texts, description="pair models: the second texts, shaped as text_a"),
+              "properties": {"text_a": dict(TEXTS_SCHEMA, description="a text or a list of texts"),
+                             "text_b": dict(TEXTS_SCHEMA, description="pair models: the second texts, shaped as text_a"),
                              "top_k": {"type": "integer", "minimum": 1, "default": 1,
                                        "description": "also list the k best labels"},
                              "return_logits": {"type": "boolean", "default": False}}}
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": schema, "example": {"text_a": ["这本书很好看", "不推荐"], "top_k": 2}}}}}
+    return {"schema": schema, "example": {"text_a": ["这本书很好看", "不推荐"], "top_k": 2}}
+
+
+def _openapi_request(body: dict) -> dict:
+    """The OpenAPI requestBody of a service's schema and example."""
+    return {"requestBody": {"required": True, "content": {"application/json": body}}}
 
 
 def build_app(predictor: Predictor, settings: ServeSettings, on_ready: Optional[Callable[[], None]] = None):
-    """The FastAPI application serving `predictor` (a classifier's head) with `settings`; raises ValueError
-    for a model of another task."""
+    """The FastAPI application serving `predictor` (a classifier's, tagger's or span reader's head) with
+    `settings`; raises ValueError for a model of another task."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
-    if predictor.task.name not in SERVED_TASKS:
-        raise ValueError(f"--load_model_path '{predictor.path}' holds a '{predictor.task.name}' model: `uer-ds serve` "
-                         f"serves {', '.join(SERVED_TASKS)} models")
-    names = label_names(predictor)
+    service = service_for(predictor, settings)
     limits = settings.limits
 
     def predict(examples: list) -> list:
@@ -256,25 +304,25 @@ def build_app(predictor: Predictor, settings: ServeSettings, on_ready: Optional[
             chunks.append(chunk)
         return b"".join(chunks)
 
-    @app.post("/predict", openapi_extra=_openapi_body(),
+    @app.post("/predict", openapi_extra=_openapi_request(service.openapi_body()),
               responses={400: {"description": "not a JSON object"}, 413: {"description": "too large"},
                          415: {"description": "not application/json"}, 422: {"description": "a field breaks a rule"}})
     async def predict_route(request: Request) -> JSONResponse:
-        """Classify text_a (or the pairs text_a, text_b): a label and probabilities per text."""
+        """Classify text_a (or the pairs text_a, text_b), tag text_a's entities, or find the answer to
+        question in context: one answer per text (see GET /metadata for the model's task)."""
         try:
             body = await read_body(request)
-            parsed: PredictRequest = parse_request(decode_json(body), limits, predictor.pair, len(names))
+            parsed = service.parse(decode_json(body), limits)
+            examples = service.examples(parsed)
         except RequestError as err:
             return error_response(err)
-        examples = predictor.examples(parsed.texts)
         try:
             outputs = await batcher.submit(examples)
         except Exception as err:  # noqa: BLE001 (the model failed: a JSON 500, and the server goes on)
             return JSONResponse(RequestError(500, "prediction_failed", f"{type(err).__name__}: {err}").body(),
                                 status_code=500)
         batcher.stats.requests += 1
-        answers = [classification_answer(out, names, parsed.top_k, parsed.return_logits) for out in outputs]
-        return JSONResponse({"predictions": answers})
+        return JSONResponse({"predictions": service.answers(parsed, examples, outputs)})
 
     @app.get("/health")
     async def health() -> dict:
@@ -286,7 +334,7 @@ def build_app(predictor: Predictor, settings: ServeSettings, on_ready: Optional[
     @app.get("/metadata")
     async def metadata_route() -> dict:
         """The model, its labels, the batching settings and the request limits."""
-        return metadata(predictor, settings)
+        return metadata(predictor, settings, service)
 
     return app
 
@@ -300,7 +348,7 @@ def serve(predictor: Predictor, settings: ServeSettings, host: str, port: int, s
 
     def ready() -> None:
         print(f"uer-ds serve: {predictor.task.name} '{predictor.head_name}' ({predictor.kind}, "
-              f"{len(label_names(predictor))} labels) from {predictor.path} on http://{host}:{port} (docs: /docs; "
+              f"{service_for(predictor, settings).describe()}) from {predictor.path} on http://{host}:{port} (docs: /docs; "
               f"max batch {settings.max_batch_size}, max wait {settings.max_wait_ms:g} ms)", flush=True)
 
     app = build_app(predictor, settings, on_ready=ready)
@@ -318,5 +366,5 @@ def serve(predictor: Predictor, settings: ServeSettings, host: str, port: int, s
     return 0 if server.started else 1
 
 
-__all__ = ["BatchStats", "Batcher", "SERVED_TASKS", "ServeSettings", "build_app", "classification_answer",
-           "label_names", "metadata", "serve", "softmax"]
+__all__ = ["BatchStats", "Batcher", "ClassifierService", "SERVED_TASKS", "ServeSettings", "build_app",
+           "classification_answer", "label_names", "metadata", "serve", "service_for", "softmax"]

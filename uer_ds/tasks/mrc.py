@@ -237,6 +237,23 @@ class CmrcOptions(SplitOptions):
         "with --select_model_path: JSON lines {id, paragraph (chosen index), scores}", default=None)
 
 
+def question_windows(question: dict, tokenizer: Tokenizer, tokenized: tuple[list[int], list], seq_length: int,
+                     spec: dict, stride: int, located: Optional[tuple[int, int]] = None,
+                     path: Optional[str] = None) -> list[Example]:
+    """The input windows of one question {id, question, context, answers} (read_squad's) whose context is
+    `tokenized` (tokenize_with_offsets(tokenizer, context)): [CLS] question (at most spec's
+    max_query_length tokens) [SEP] window [SEP], windows `stride` tokens apart; what `uer-ds infer cmrc`
+    and `uer-ds serve` predict on.  ValueError when seq_length leaves no room for the context."""
+    ids, offsets = tokenized
+    query = tokenizer.encode(question["question"])[: spec["max_query_length"]]
+    room = seq_length - len(query) - 3
+    if room < 1:
+        raise ValueError(f"--seq_length {seq_length} leaves no room for the context after a question of "
+                         f"{len(query)} tokens (--max_query_length {spec['max_query_length']})")
+    special = tokenizer.require_special("cls", "sep")
+    return CmrcTask._windows(question, ids, offsets, query, room, stride, special, located, path)
+
+
 class CmrcTask(Task):
     name = "cmrc"
     uer_2020_output_path = "models/cmrc_model.bin"
@@ -257,7 +274,6 @@ class CmrcTask(Task):
              options: Optional[TaskOptions] = None) -> list[Example]:
         training = labelled and options is not None  # the training file: questions without a located answer are skipped
         require_offsets(tokenizer)
-        special = tokenizer.require_special("cls", "sep")
         stride = options.doc_stride if options is not None else None  # infer's --doc_stride, else the model's
         stride = spec["doc_stride"] if stride is None else stride
         if stride <= 0:
@@ -270,18 +286,13 @@ class CmrcTask(Task):
                 contexts.clear()
                 contexts[context] = tokenize_with_offsets(tokenizer, context)
             ids, offsets = contexts[context]
-            query = tokenizer.encode(question["question"])[: spec["max_query_length"]]
-            room = seq_length - len(query) - 3
-            if room < 1:
-                raise ValueError(f"--seq_length {seq_length} leaves no room for the context after a question of "
-                                 f"{len(query)} tokens (--max_query_length {spec['max_query_length']})")
             spans = [char_span_to_tokens(offsets, s, s + len(t)) if s >= 0 else None for t, s in question["answers"]]
             located = next((span for span in spans if span is not None), None)
             if training and located is None:
                 skipped.append(question["id"])
                 continue
-            windows = self._windows(question, ids, offsets, query, room, stride, special, located,
-                                    path if labelled else None)
+            windows = question_windows(question, tokenizer, (ids, offsets), seq_length, spec, stride, located,
+                                       path if labelled else None)
             lost += [question["id"]] * (labelled and not self._recoverable(question, windows, offsets, spans))
             examples.extend(windows)
         if moved:
@@ -302,6 +313,8 @@ class CmrcTask(Task):
     @staticmethod
     def _windows(question: dict, ids: list[int], offsets: list, query: list[int], room: int, stride: int,
                  special: dict, located: Optional[tuple[int, int]], path: Optional[str]) -> list[Example]:
+        """The windows of one question; `located`: the answer's first and last context token (training
+        targets), None without one."""
         out = []
         prefix = [special["cls"], *query, special["sep"]]
         for w, begin in enumerate(window_starts(len(ids), room, stride)):
@@ -363,21 +376,30 @@ class CmrcTask(Task):
     def answers(examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
                 options: Optional[TaskOptions]) -> dict[str, tuple[str, float]]:
         """{question id: (answer text, score)} in file order: the best span over the question's windows."""
+        spans = CmrcTask.answer_spans(examples, outputs, spec, options)
+        return {qid: (text, score) for qid, (text, score, _, _) in spans.items()}
+
+    @staticmethod
+    def answer_spans(examples: Sequence[Example], outputs: Sequence[Any], spec: dict,
+                     options: Optional[TaskOptions]) -> dict[str, tuple[str, float, int, int]]:
+        """{question id: (answer text, score, start, end)} in file order: the best span over the question's
+        windows, score = start logit + end logit (float32 logits summed in float64), [start, end) its
+        characters in the context; ("", -inf, -1, -1) when no window has a valid span."""
         n_best = (options.n_best_size if options is not None else None) or spec["n_best_size"]
         max_length = (options.max_answer_length if options is not None else None) or spec["max_answer_length"]
         for key, value in (("n_best_size", n_best), ("max_answer_length", max_length)):
             if value <= 0:
                 raise ValueError(f"--{key} has value {value}: must be positive")
-        best: dict[str, tuple[float, str]] = {}
+        best: dict[str, tuple[float, str, int, int]] = {}
         for example, (start, end) in zip(examples, outputs):
             qid = example.text["id"]
             offsets = example.extra["offsets"]
             found = best_span(start, end, example.extra["first"], len(offsets), n_best, max_length)
-            best.setdefault(qid, (float("-inf"), ""))
+            best.setdefault(qid, (float("-inf"), "", -1, -1))
             if found is not None and found[0] > best[qid][0]:
                 a, b = offsets[found[1] - example.extra["first"]][0], offsets[found[2] - example.extra["first"]][1]
-                best[qid] = (found[0], example.text["context"][a:b])
-        return {qid: (text, score) for qid, (score, text) in best.items()}
+                best[qid] = (found[0], example.text["context"][a:b], a, b)
+        return {qid: (text, score, a, b) for qid, (score, text, a, b) in best.items()}
 
     @staticmethod
     def _golds(examples: Sequence[Example]) -> dict[str, list[str]]:
@@ -414,5 +436,5 @@ class CmrcTask(Task):
 
 
 __all__ = ["CmrcTask", "SpanHead",
-           "best_span", "char_span_to_tokens", "read_squad", "require_offsets",
+           "best_span", "char_span_to_tokens", "question_windows", "read_squad", "require_offsets",
            "tokenize_with_offsets", "window_starts"]

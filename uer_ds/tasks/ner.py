@@ -126,6 +126,21 @@ def encode_words(tokenizer: Tokenizer, words: Sequence[str], seq_length: int) ->
     return src + [special["sep"]], first
 
 
+def tagging_example(where: str, text: str, words: Sequence[str], tokenizer: Tokenizer, seq_length: int,
+                    tags: Optional[Sequence[str]] = None, tag_ids: Optional[dict] = None) -> Example:
+    """One sentence of `words` (text_a's tokens) as the tagger reads it: [CLS] pieces [SEP] cut at seq_length
+    (encode_words), the tag ids at each word's first piece and -100 elsewhere when `tags` are given; what
+    `uer-ds infer ner` and `uer-ds serve` predict on."""
+    src, first = encode_words(tokenizer, words, seq_length)
+    labels = None
+    if tags is not None:
+        labels = [IGNORE_INDEX] * len(src)
+        for position, tag in zip(first, tags):
+            labels[position] = tag_ids[tag]
+    return Example(where, {"text_a": text}, src, [1] * len(src), labels,
+                   {"first": first, "words": len(words), "tags": list(tags) if tags is not None else None})
+
+
 UER_PAD_TAG = "[PAD]"  # UER-py's run_ner.py appends this tag to label2id (its padding label)
 
 
@@ -205,15 +220,9 @@ class NerTask(Task):
                 for position, tag in enumerate(tags, start=1):
                     if tag not in tag_ids:
                         raise row.error(f"tag '{tag}' (token {position}) is not in label2id ({', '.join(tag_ids)})")
-            src, first = encode_words(tokenizer, words, seq_length)
-            cut += len(first) < len(words)
-            labels = None
-            if labelled:
-                labels = [IGNORE_INDEX] * len(src)
-                for position, tag in zip(first, tags):
-                    labels[position] = tag_ids[tag]
-            examples.append(Example(row.where, {"text_a": row.values["text_a"]}, src, [1] * len(src), labels,
-                                    {"first": first, "words": len(words), "tags": tags}))
+            example = tagging_example(row.where, row.values["text_a"], words, tokenizer, seq_length, tags, tag_ids)
+            cut += len(example.extra["first"]) < len(words)
+            examples.append(example)
         if cut:
             note(f"{path}: {cut} of {len(rows)} sentence(s) longer than --seq_length {seq_length}: their last tokens "
                  "are predicted 'O'")
@@ -298,4 +307,4 @@ class NerTask(Task):
             handle.write(" ".join(self.predicted_tags(example, output, spec["labels"])) + "\n")
 
 
-__all__ = ["NerTask", "TaggerHead", "encode_words", "read_label2id"]
+__all__ = ["NerTask", "TaggerHead", "encode_words", "read_label2id", "tagging_example"]
