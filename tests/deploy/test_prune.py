@@ -301,6 +301,22 @@ def test_cli_prunes_a_finetuned_classifier(finetuned):
                                 "--test_path", str(data["test"]), "--output_dir", str(root / "eval"), "--no_progress"],
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    accuracy = json.loads((root / "eval" / "report.json").read_text())["metrics"]["accuracy"]
+    # the pruned model exports to ONNX (the export's own check: onnxruntime against PyTorch) and benchmarks
+    onnx = root / "half.onnx"
+    exported = subprocess.run([sys.executable, "-m", "uer_ds", "export", "onnx", "--load_model_path", str(out),
+                               "--output", str(onnx), "--check_path", str(data["dev"])],
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    check = json.loads(exported.stdout.strip().splitlines()[-1])
+    assert check["max_abs_prob_diff"] < 1e-5 and check["same_prediction"] == 1.0
+    bench = subprocess.run([sys.executable, "-m", "uer_ds", "bench", "infer", "--load_model_path", str(out), str(onnx),
+                            "--test_path", str(data["test"]), "--seconds", "0.3", "--json_path",
+                            str(root / "bench.json")], capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    rows = json.loads((root / "bench.json").read_text())["results"]
+    assert [r["kind"] for r in rows] == ["pytorch-w0.5", "pytorch-w0.5", "onnx-fp32", "onnx-fp32"]
+    assert all(r["accuracy"] == pytest.approx(accuracy, abs=1e-4) for r in rows)
 
 
 @pytest.mark.parametrize("args, message", [
