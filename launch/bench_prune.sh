@@ -22,9 +22,9 @@ if [ "$what" = prepare ]; then
   out="$(mkdir -p "${2:-$root/out/bench_prune}" && cd "${2:-$root/out/bench_prune}" && pwd)"
   head -n 257 "$data/test.tsv" > "$out/test256.tsv"
   head -n 9 "$data/train.tsv" > "$out/train8.tsv"
-  "${uer_ds[@]}" finetune classifier --vocab_path "$vocab" --config_path bert/base --train_path "$out/train8.tsv" \
-    --dev_path "$out/train8.tsv" --seq_length 128 --batch_size 8 --learning_rate 1e-9 --epochs_num 1 --seed 7 \
-    --no_progress --output_model_path "$out/base"
+  [ -f "$out/base/config.json" ] || "${uer_ds[@]}" finetune classifier --vocab_path "$vocab" --config_path bert/base \
+    --train_path "$out/train8.tsv" --dev_path "$out/train8.tsv" --seq_length 128 --batch_size 8 --learning_rate 1e-9 \
+    --epochs_num 1 --seed 7 --no_progress --output_model_path "$out/base"
   "${uer_ds[@]}" prune --load_model_path "$out/base" --train_path "$data/train.tsv" --max_examples 64 \
     --batch_size 16 --width_mult 0.5 --output_model_path "$out/base_pruned0.5" --no_progress
   for m in base base_pruned0.5; do

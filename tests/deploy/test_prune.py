@@ -281,6 +281,8 @@ def test_cli_prunes_a_finetuned_classifier(finetuned):
     record = json.loads((out / "prune.json").read_text())
     original = ModelConfig.from_json(model_dir / "config.json")
     assert record["examples"] == 40 and record["heads_num"] == [original.heads_num, original.heads_num // 2]
+    pruned_cfg = ModelConfig.from_json(out / "config.json")
+    assert pruned_cfg.kernels == original.kernels == "auto"  # scored with 'torch', written with the model's own
     assert f"heads per layer {original.heads_num} -> {original.heads_num // 2}" in result.stdout
     # the pruned directory predicts as the original with the other heads and neurons masked
     from uer_ds.tasks.data import encode_texts, pad

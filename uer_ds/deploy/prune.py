@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -193,11 +193,13 @@ def prune_state(state: dict[str, torch.Tensor], cfg: ModelConfig, heads: Sequenc
 
 
 def prune_task_dir(path: str, output: str, width_mult: float, batches: Sequence[dict], model: nn.Module,
-                   info: dict, build_heads: Callable[[ModelConfig, dict], dict], progress: bool = False) -> dict:
+                   info: dict, build_heads: Callable[[ModelConfig, dict], dict], progress: bool = False,
+                   kernels: Optional[str] = None) -> dict:
     """Score `model` (loaded from task directory `path`, with task.json `info`) on `batches`, keep the top
     width_mult of heads and neurons per layer, write the pruned task directory `output` (config.json,
     task.json, model.safetensors; `build_heads(cfg, heads spec)` makes the task's heads) and prune.json;
-    returns prune.json's record."""
+    returns prune.json's record.  kernels: the `kernels` setting written into the pruned config (default the
+    model's; the command scores with 'torch' and writes the saved model's own)."""
     from uer_ds.atomic import atomic_path
     from uer_ds.tasks.model import TaskModel, write_task_dir
 
@@ -210,6 +212,7 @@ def prune_task_dir(path: str, output: str, width_mult: float, batches: Sequence[
     heads, neurons = top_indices(scores.heads, kept_h), top_indices(scores.neurons, kept_f)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     pruned_state, pruned_cfg = prune_state(state, cfg, heads, neurons)
+    pruned_cfg = pruned_cfg.replace(kernels=kernels or cfg.kernels)
     with torch.device("meta"):
         pruned = TaskModel(pruned_cfg, build_heads(pruned_cfg, info["heads"]))
     pruned = pruned.to_empty(device="cpu")
@@ -267,7 +270,7 @@ def run_prune(args: argparse.Namespace) -> int:
     batches = [collate([examples[i] for i in idx], 0) for idx in eval_batches(examples, args.batch_size, 0, 1)]
     with lock_output(output, "--output_model_path", "prune"):
         record = prune_task_dir(args.load_model_path, str(output), args.width_mult, batches, model, info,
-                                task.build_heads, progress=not args.no_progress)
+                                task.build_heads, progress=not args.no_progress, kernels=cfg.kernels)
     before = cfg
     print(f"scored {record['examples']} examples of {args.train_path} in {record['seconds']} s")
     print(f"heads per layer {before.heads_num} -> {record['heads_num'][1]} (head size {record['attention_head_size']}), "
