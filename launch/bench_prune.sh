@@ -4,7 +4,8 @@
 # int8 exports of both, side by side at batch 1 and 32 on the first 256 texts of book_review's test set, seq 128.
 #
 #   launch/bench_prune.sh prepare [OUT]     # the models (a few minutes on 2 cores)
-#   launch/bench_prune.sh run N [OUT]       # one benchmark run -> OUT/bench_N.json (about 8 minutes on 2 cores)
+#   launch/bench_prune.sh run N [OUT]       # one benchmark run -> OUT/bench_N.json (about 2.5 minutes on 2 cores
+#                                           # with BENCH_SECONDS=5 timed seconds per model and batch size; default 10)
 #
 # The BERT-base classifier is `uer-ds finetune` run for one step of batch 8 at learning rate 1e-9 from random
 # initialisation (the real fine-tuning path writes the task directory; one step leaves the weights random).
@@ -39,7 +40,7 @@ elif [ "$what" = run ]; then
   uptime
   "${uer_ds[@]}" bench infer --load_model_path "$out/base" "$out/base.onnx" "$out/base.int8.onnx" \
     "$out/base_pruned0.5" "$out/base_pruned0.5.onnx" "$out/base_pruned0.5.int8.onnx" \
-    --test_path "$out/test256.tsv" --batch_sizes 1 32 --seconds 10 --json_path "$out/bench_$n.json"
+    --test_path "$out/test256.tsv" --batch_sizes 1 32 --seconds "${BENCH_SECONDS:-10}" --json_path "$out/bench_$n.json"
   uptime
 else
   echo "launch/bench_prune.sh: '$what' is neither prepare nor run" >&2
