@@ -195,3 +195,38 @@ def test_extras_survive_only_where_the_format_has_room(tmp_path):
     with torch.no_grad():
         got = back(input_ids=b["ids"], attention_mask=b["mask"]).last_hidden_state
     torch.testing.assert_close(got[b["valid"]], expected[b["valid"]], **TOL)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_width_pruned_model_exports_with_zero_heads(family, tmp_path):
+    """A pruned model (2 heads of 8 in hidden 32: attention_head_size set; feed-forward 40) -> HF: transformers 5
+    has no pruned_heads, so the file holds 4 heads, the two removed ones zero; HF's outputs equal ours (1e-5)."""
+    values = dict(vocab_size=97, emb_size=32, hidden_size=32, feedforward_size=40, heads_num=2, attention_head_size=8,
+                  layers_num=2, max_seq_length=20, layernorm_eps=1e-12)
+    cfg = ModelConfig.from_dict({**values, **FROM_SCRATCH[family]})
+    torch.manual_seed(2)
+    model = build_model(cfg).eval()
+    perturb_(model, seed=2)
+    assert model.encoder.layer(0).self_attn.query.weight.shape == (16, 32)
+    save_model(model, tmp_path / "ours")
+    report = convert("uer_ds", "hf", tmp_path / "ours", tmp_path / "hf", family)
+    assert any("2 heads of size 8 per layer (pruned) written as 4" in line for line in report.lines())
+    hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (hf_config["num_attention_heads"], hf_config["intermediate_size"]) == (4, 40)
+    state = load_file(tmp_path / "hf" / "model.safetensors")
+    prefix = f"{family}.encoder.layer.1.attention."
+    assert torch.count_nonzero(state[prefix + "self.value.weight"][16:]) == 0
+    assert torch.count_nonzero(state[prefix + "output.dense.weight"][:, 16:]) == 0
+    hf = auto_class(hf_config["architectures"][0]).from_pretrained(tmp_path / "hf").eval()
+    b = batch(family)
+    compare(our_outputs(model, b), hf_outputs(hf, b), b["valid"])
+
+
+def test_width_pruned_model_cannot_be_gpt2_or_albert(tmp_path):
+    cfg = ModelConfig.from_dict(dict(vocab_size=97, emb_size=32, hidden_size=32, feedforward_size=40, heads_num=2,
+                                     attention_head_size=8, layers_num=2, max_seq_length=20, **FROM_SCRATCH["gpt2"]))
+    save_model(build_model(cfg), tmp_path / "ours")
+    with pytest.raises(ValueError, match=r"cannot write Hugging Face gpt2: heads_num 2 of attention_head_size 8 do not "
+                                         r"fill hidden_size \(32\)"):
+        convert("uer_ds", "hf", tmp_path / "ours", tmp_path / "hf", "gpt2")
+    assert not (tmp_path / "hf").exists()

@@ -108,6 +108,25 @@ def test_unpadded_encoder_equals_the_padded_path(name, dtype):
                                    msg=lambda m: f"{key}: {m}")
 
 
+def test_pruned_heads_on_every_attention_path():
+    """A width-pruned layout (one head of 16 in hidden 32: attention_head_size set, heads narrower than
+    hidden_size) through the Triton kernels, padded (flash attention with a key padding mask) and unpadded
+    (varlen), against the padded PyTorch path (SDPA) in float64 with the same weights."""
+    ref, ours = twins("bert/tiny", heads_num=1, attention_head_size=16)
+    assert ours.encoder.layer(0).self_attn.query.weight.shape == (16, 32)
+    ref = ref.double().cpu()
+    batch = pretraining_batch(ref.config, seed=3)
+    real = batch["seg"] > 0
+    expected = ref.encoder(ref.embedding(batch["src"], batch["seg"]), batch["seg"], padded=True)
+    b = to_device(batch)
+    with torch.no_grad():
+        for padded in (True, b["info"].packing):
+            out = ours.encoder(ours.embedding(b["src"], b["seg"]), b["seg"], padded=padded)
+            dense = out.padded() if isinstance(out, PackedHidden) else out
+            torch.testing.assert_close(dense[real.to(DEVICE)].double().cpu(), expected[real].detach(),
+                                       atol=TOLERANCES[torch.float32][0], rtol=TOLERANCES[torch.float32][1])
+
+
 def test_mlm_takes_its_rows_from_the_packed_tokens_and_losses_agree():
     ref, ours = twins("bert/tiny")
     batch = to_device(pretraining_batch(ref.config, seed=2))

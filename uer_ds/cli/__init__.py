@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                       "mislabelled training rows (mislabelled), weakly supported test rows (support)"),
     "serve": ("uer_ds.cli.serve", "an HTTP server (FastAPI) for a fine-tuned classifier, PyTorch or ONNX, with "
                                   "dynamic batching"),
+    "prune": ("uer_ds.cli.prune", "width-prune a fine-tuned transformer classifier: heads and feed-forward neurons by "
+                                  "gradient importance (Michel et al. 2019), --width_mult kept per layer"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
     "convert": ("uer_ds.cli.convert", "convert checkpoints: hf | uer | tencentpretrain | uer_ds -> hf | uer | uer_ds"),
     "model": ("uer_ds.cli.model", "inspect a model config: `uer-ds model summary --config_path X`"),

@@ -42,6 +42,9 @@ class ModelConfig:
     hidden_size: int = _help("encoder width", default=768)
     feedforward_size: int = _help("transformer feed-forward width", default=3072)
     heads_num: int = _help("attention heads", default=12)
+    attention_head_size: int = _help("width of each attention head; 0 means hidden_size // heads_num (TencentPretrain's "
+                                     "key; `uer-ds prune` sets it, as heads_num * attention_head_size may then be "
+                                     "less than hidden_size)", default=0)
     layers_num: int = _help("encoder layers", default=12)
     max_seq_length: int = _help("longest sequence the position embedding covers", default=512)
     dropout: float = _help("dropout probability (embeddings, attention, residual branches)", default=0.1)
@@ -130,6 +133,11 @@ class ModelConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{resolved}: a model config must be a JSON object, got {type(values).__name__}")
         return cls.from_dict(values, source=str(resolved), overrides=overrides)
+
+    @property
+    def head_size(self) -> int:
+        """The width of one attention head: attention_head_size, or hidden_size // heads_num when that is 0."""
+        return self.attention_head_size or self.hidden_size // max(self.heads_num, 1)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""

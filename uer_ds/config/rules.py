@@ -88,6 +88,10 @@ def validate(cfg: ModelConfig) -> None:
     if cfg.encoder == "transformer":
         _validate_transformer(cfg)
     else:
+        if cfg.attention_head_size:
+            raise ConfigError("attention_head_size", f"key 'attention_head_size' has value {cfg.attention_head_size}: "
+                                                     f"only the transformer encoder supports it (encoder is "
+                                                     f"'{cfg.encoder}')")
         for key in ("parameter_sharing", "factorized_embedding_parameterization"):
             if getattr(cfg, key):
                 raise ConfigError(key, f"key '{key}' is true: only the transformer encoder supports it "
@@ -137,12 +141,27 @@ def _validate_transformer(cfg: ModelConfig) -> None:
         raise ConfigError("target", f"key 'target' has 'lm' but the transformer's mask is '{cfg.mask}': every "
                                     "position would see the token it predicts; use --mask causal or --encoder gpt "
                                     "(GPT-2: --encoder gpt2, or --config_path gpt2/small)")
-    if cfg.hidden_size % cfg.heads_num:
-        raise ConfigError("heads_num", f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
-                         f"({cfg.hidden_size})")
+    _validate_head_size(cfg)
     if not cfg.factorized_embedding_parameterization and cfg.emb_size != cfg.hidden_size:
         raise ConfigError("emb_size", f"key 'emb_size' has value {cfg.emb_size}: must equal hidden_size "
                                       f"({cfg.hidden_size}) unless factorized_embedding_parameterization is true")
+
+
+def _validate_head_size(cfg: ModelConfig) -> None:
+    """attention_head_size 0: heads_num splits hidden_size; else each head is that wide and the heads together
+    may be narrower than hidden_size (a width-pruned model), never wider."""
+    if cfg.attention_head_size < 0:
+        raise ConfigError("attention_head_size", f"key 'attention_head_size' has value {cfg.attention_head_size}: "
+                                                 "must be >= 0 (0: hidden_size // heads_num)")
+    if cfg.attention_head_size == 0:
+        if cfg.hidden_size % cfg.heads_num:
+            raise ConfigError("heads_num", f"key 'heads_num' has value {cfg.heads_num}: it must divide hidden_size "
+                             f"({cfg.hidden_size})")
+        return
+    if cfg.heads_num * cfg.attention_head_size > cfg.hidden_size:
+        raise ConfigError("attention_head_size", f"key 'attention_head_size' has value {cfg.attention_head_size}: "
+                          f"heads_num ({cfg.heads_num}) * attention_head_size must be at most hidden_size "
+                          f"({cfg.hidden_size})")
 
 
 def _validate_subword(cfg: ModelConfig, subencoders: Mapping[str, Any]) -> None:

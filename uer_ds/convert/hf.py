@@ -89,11 +89,46 @@ def _segment_rule(key: str, types: int) -> Rule:
     return Rule((key,), ("embedding.seg.embedding.weight",), to_ours_, to_theirs_)
 
 
-def _bert_layer(hf: str, ours: str) -> list[Rule]:
+def _narrow_heads(cfg: ModelConfig) -> bool:
+    """Whether the heads together are narrower than hidden_size (a width-pruned model, `uer-ds prune`)."""
+    return cfg.heads_num * cfg.head_size != cfg.hidden_size
+
+
+def _zero_padded(theirs: str, ours: str, cfg: ModelConfig, dim: int, params: tuple[str, ...]) -> list[Rule]:
+    """Rules for a projection of a width-pruned model: our (heads_num * head_size) rows (dim 0) or columns
+    (dim 1) <-> Hugging Face's hidden_size, the rows/columns past ours zero.
+
+    transformers 5 has no `pruned_heads` (removed in 5.0; 5.25's BertSelfAttention sizes every head
+    hidden_size // num_attention_heads), so a pruned model is written with hidden_size // head_size heads, the
+    removed ones' query/key/value rows and output-projection columns zero: a zero output column makes a head's
+    contribution exactly zero whatever it attends to, so the logits are the pruned model's."""
+    inner = cfg.heads_num * cfg.head_size
+
+    def to_theirs_(ts: Tensors) -> Tensors:
+        (t,) = ts
+        if t.dim() <= dim:
+            return [t]
+        pad = [0, 0] * (t.dim() - 1 - dim) + [0, cfg.hidden_size - inner]
+        return [torch.nn.functional.pad(t, pad)]
+
+    def to_ours_(ts: Tensors) -> Tensors:
+        (t,) = ts
+        return [t if t.dim() <= dim else t.narrow(dim, 0, inner).contiguous()]
+
+    return [Rule((f"{theirs}.{p}",), (f"{ours}.{p}",), to_ours_, to_theirs_) for p in params]
+
+
+def _bert_layer(hf: str, ours: str, cfg: ModelConfig) -> list[Rule]:
     rules = []
+    narrow = _narrow_heads(cfg)
     for name in ("query", "key", "value"):
-        rules += copy(f"{hf}.attention.self.{name}", f"{ours}.self_attn.{name}")
-    rules += copy(f"{hf}.attention.output.dense", f"{ours}.self_attn.output")
+        theirs_q, ours_q = f"{hf}.attention.self.{name}", f"{ours}.self_attn.{name}"
+        rules += _zero_padded(theirs_q, ours_q, cfg, 0, ("weight", "bias")) if narrow else copy(theirs_q, ours_q)
+    if narrow:
+        rules += _zero_padded(f"{hf}.attention.output.dense", f"{ours}.self_attn.output", cfg, 1, ("weight",))
+        rules += copy(f"{hf}.attention.output.dense", f"{ours}.self_attn.output", ("bias",))
+    else:
+        rules += copy(f"{hf}.attention.output.dense", f"{ours}.self_attn.output")
     rules += copy(f"{hf}.attention.output.LayerNorm", f"{ours}.layer_norm_1")
     rules += copy(f"{hf}.intermediate.dense", f"{ours}.feed_forward.linear_1")
     rules += copy(f"{hf}.output.dense", f"{ours}.feed_forward.linear_2")
@@ -106,7 +141,7 @@ def _bert_body(cfg: ModelConfig, hf: dict) -> list[Rule]:
              _segment_rule("embeddings.token_type_embeddings.weight", _type_vocab(hf, "config.json")),
              *copy("embeddings.LayerNorm", "embedding.layer_norm")]
     for i in range(cfg.layers_num):
-        rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}")
+        rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}", cfg)
     return rules
 
 
@@ -141,9 +176,16 @@ def _mlm_head(cfg: ModelConfig, dense: str, norm: str, bias: str, decoder: str) 
 
 
 def _bert_like_out(cfg: ModelConfig, base: dict, family: str, model_type: str) -> dict:
+    heads = cfg.heads_num
+    if _narrow_heads(cfg):
+        if family not in ("bert", "roberta", "ernie") or cfg.hidden_size % cfg.head_size:
+            raise ValueError(f"cannot write Hugging Face {family}: heads_num {cfg.heads_num} of attention_head_size "
+                             f"{cfg.head_size} (a pruned model) needs hidden_size ({cfg.hidden_size}) to be a multiple "
+                             "of attention_head_size, in bert, roberta or ernie (written with the pruned heads zero)")
+        heads = cfg.hidden_size // cfg.head_size
     hf = dict(base)
     hf.update(model_type=model_type, vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-              num_hidden_layers=cfg.layers_num, num_attention_heads=cfg.heads_num,
+              num_hidden_layers=cfg.layers_num, num_attention_heads=heads,
               intermediate_size=cfg.feedforward_size, max_position_embeddings=cfg.max_seq_length,
               hidden_act=_act_out(cfg, base.get("hidden_act"), family), layer_norm_eps=cfg.layernorm_eps,
               hidden_dropout_prob=cfg.dropout)
@@ -349,6 +391,9 @@ def gpt2_from_config(cfg: ModelConfig, base: dict, state: dict) -> dict:
     _require(cfg, "gpt2", embedding=("word", "pos"), encoder="transformer", mask="causal",
              layernorm_positioning="pre", remove_embedding_layernorm=True,
              factorized_embedding_parameterization=False, parameter_sharing=False, has_lmtarget_bias=False)
+    if _narrow_heads(cfg):
+        raise ValueError(f"cannot write Hugging Face gpt2: heads_num {cfg.heads_num} of attention_head_size "
+                         f"{cfg.head_size} do not fill hidden_size ({cfg.hidden_size}); GPT-2's fused c_attn needs them to")
     hf = dict(base)
     default_inner = base.get("n_inner", 0) is None and cfg.feedforward_size == 4 * cfg.hidden_size
     hf.update(model_type="gpt2", vocab_size=cfg.vocab_size, n_embd=cfg.hidden_size, n_layer=cfg.layers_num,
@@ -450,7 +495,7 @@ def ernie_rules(cfg: ModelConfig, hf: dict) -> list[Rule]:
     if "task" in cfg.embedding:
         rules.append(Rule(("embeddings.task_type_embeddings.weight",), ("embedding.task.embedding.weight",)))
     for i in range(cfg.layers_num):
-        rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}")
+        rules += _bert_layer(f"encoder.layer.{i}", f"encoder.transformer.{i}", cfg)
     return rules + _bert_heads(cfg)
 
 
@@ -580,8 +625,12 @@ def write_hf(ckpt: Checkpoint, output_dir: PathLike, family_name: str) -> Report
     with new_directory(output_dir) as tmp:
         save_file(theirs, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return Report(converted=len(theirs), not_carried=sorted(set(ckpt.extra) - used_extra) + dropped,
-                  notes=[f"wrote Hugging Face {cls}"])
+    notes = [f"wrote Hugging Face {cls}"]
+    if _narrow_heads(cfg):
+        notes.append(f"{cfg.heads_num} heads of size {cfg.head_size} per layer (pruned) written as "
+                     f"{hf_config['num_attention_heads']}, the other heads' weights zero (transformers 5 has no "
+                     "pruned_heads): the same outputs, no speed-up in Hugging Face")
+    return Report(converted=len(theirs), not_carried=sorted(set(ckpt.extra) - used_extra) + dropped, notes=notes)
 
 
 def _drop_heads(ckpt: Checkpoint, family: Family) -> tuple[Checkpoint, list[str]]:

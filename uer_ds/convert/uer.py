@@ -242,6 +242,9 @@ def write_uer(ckpt: Checkpoint, output_path: PathLike, layout: str = "current") 
         theirs[alias] = theirs[canonical]  # UER-py's state_dict holds a tied matrix under both names
     ordered = OrderedDict(sorted(theirs.items()))
     config = {k: v for k, v in ckpt.config.to_dict().items() if k != "kernels"}  # a uer_ds-only switch
+    if not config.get("attention_head_size"):
+        # 0 means "hidden_size // heads_num" here only: TencentPretrain reads the key whenever it is present
+        config.pop("attention_head_size", None)
     config_out = uer_config_path(output)
     with new_file(output) as tmp, new_file(config_out) as tmp_config:
         torch.save(ordered, tmp)

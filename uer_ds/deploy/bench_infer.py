@@ -1,6 +1,7 @@
 """`uer-ds bench infer`: prediction speed and accuracy of fine-tuned classifiers side by side -- a task
 directory (PyTorch eager, fp32), its ONNX export (onnxruntime fp32) and the int8 export (`export onnx
---int8`) -- each through the path `infer`, `evaluate` and `serve` use (uer_ds.deploy.predictor).
+--int8`), and the same for a width-pruned model (`uer-ds prune`; launch/bench_prune.sh makes the set) --
+each through the path `infer`, `evaluate` and `serve` use (uer_ds.deploy.predictor).
 
 Per model and batch size: texts/s and the latency of one forward (p50/p99 ms, the batch's tokenization
 and collation included), over --seconds of repeated passes through --test_path's texts in file order
@@ -91,9 +92,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _kind(predictor) -> str:
-    """'pytorch fp32', 'onnx fp32' or 'onnx int8' (a graph with DynamicQuantizeLinear nodes)."""
+    """'pytorch', 'onnx-fp32' or 'onnx-int8' (a graph with DynamicQuantizeLinear nodes); a task directory that
+    `uer-ds prune` wrote is 'pytorch-w<width_mult>' (its prune.json says)."""
     if predictor.kind != "onnx":
-        return "pytorch"
+        from uer_ds.deploy.prune import PRUNE_FILE
+
+        record = Path(predictor.path) / PRUNE_FILE
+        return f"pytorch-w{json.loads(record.read_text())['width_mult']:g}" if record.is_file() else "pytorch"
     import onnx
 
     graph = onnx.load(predictor.path, load_external_data=False).graph

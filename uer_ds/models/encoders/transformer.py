@@ -18,7 +18,8 @@ class TransformerLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.pre_ln = cfg.layernorm_positioning == "pre"
-        self.self_attn = MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout, cfg.kernels)
+        self.self_attn = MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout, cfg.kernels,
+                                              cfg.attention_head_size)
         self.layer_norm_1 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)
         self.feed_forward = PositionwiseFeedForward(cfg.hidden_size, cfg.feedforward_size, cfg.hidden_act)
         self.layer_norm_2 = LayerNorm(cfg.hidden_size, cfg.layernorm_eps, cfg.kernels)

@@ -13,17 +13,25 @@ from uer_ds.models.layers.packing import Packing
 
 
 class MultiHeadedAttention(nn.Module):
-    def __init__(self, hidden_size: int, heads_num: int, dropout: float, kernels: str = "auto") -> None:
+    """heads_num heads of head_size each (default hidden_size // heads_num).  A width-pruned model has fewer
+    heads of the same size, so the heads together (heads_num * head_size = the inner width) may be narrower
+    than hidden_size: query/key/value map H -> inner width, output maps it back to H.  Every attention path
+    (SDPA, varlen, the Triton kernels, which take the head sizes in uer_ds.kernels' HEAD_DIMS) sees
+    (.., nh, .., hs) tensors and never the inner width."""
+
+    def __init__(self, hidden_size: int, heads_num: int, dropout: float, kernels: str = "auto",
+                 head_size: int = 0) -> None:
         super().__init__()
         self.heads_num = heads_num
-        self.head_size = hidden_size // heads_num
+        self.head_size = head_size or hidden_size // heads_num
+        inner = heads_num * self.head_size
         self.dropout = dropout
         self.kernels = kernels
         prepare(kernels)
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.output = nn.Linear(hidden_size, hidden_size)
+        self.query = nn.Linear(hidden_size, inner)
+        self.key = nn.Linear(hidden_size, inner)
+        self.value = nn.Linear(hidden_size, inner)
+        self.output = nn.Linear(inner, hidden_size)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -37,25 +45,25 @@ class MultiHeadedAttention(nn.Module):
         queries attend over all of them (causal aligns the last query with the last key).
         bias: False leaves the output projection's bias out (the caller adds it in a fused op).
         """
-        b, t, h = x.shape
+        b, t, _ = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         ctx = kernel_ops(self.kernels, x).attention(
             q, k, v, key_padding_mask=key_padding_mask, causal=causal,
             dropout_p=self.dropout if self.training else 0.0, softmax_scale=1.0 / math.sqrt(self.head_size))
-        ctx = ctx.transpose(1, 2).reshape(b, t, h)  # (B, T, H)
+        ctx = ctx.transpose(1, 2).reshape(b, t, self.heads_num * self.head_size)  # (B, T, nh * hs)
         return self._project(ctx, bias)
 
     def forward_packed(self, x: torch.Tensor, packing: Packing, causal: bool, bias: bool = True) -> torch.Tensor:
         """x: (N, H), the real tokens of a batch packed by `packing` -> (N, H); each token attends to its
         own sequence's tokens (varlen attention over packing.cu_seqlens).  bias: as in `forward`."""
-        n, h = x.shape
+        n = x.shape[0]
         q, k, v = (proj(x).view(n, self.heads_num, self.head_size) for proj in (self.query, self.key, self.value))
         ctx = kernel_ops(self.kernels, x).varlen_attention(
             q, k, v, packing.cu_seqlens, packing.max_seqlen, causal=causal,
             dropout_p=self.dropout if self.training else 0.0, softmax_scale=1.0 / math.sqrt(self.head_size))
-        return self._project(ctx.reshape(n, h), bias)  # (N, nh, hs) -> (N, H)
+        return self._project(ctx.reshape(n, self.heads_num * self.head_size), bias)  # (N, nh, hs) -> (N, H)
 
     def _project(self, ctx: torch.Tensor, bias: bool) -> torch.Tensor:
         return self.output(ctx) if bias else F.linear(ctx, self.output.weight)
