@@ -235,7 +235,8 @@ def run_prune(args: argparse.Namespace) -> int:
     from uer_ds.convert.resolve import resolve_model
     from uer_ds.outputs import lock_output
     from uer_ds.tasks import TASKS
-    from uer_ds.tasks.runner import _infer_tokenizer, batch_maker
+    from uer_ds.recipes.infer import infer_tokenizer
+    from uer_ds.recipes.predict import batch_maker
     from uer_ds.tasks.data import eval_batches
 
     source = resolve_model(args.load_model_path, "--load_model_path", kinds=("task",))
@@ -255,12 +256,12 @@ def run_prune(args: argparse.Namespace) -> int:
         raise ValueError(f"--output_model_path {output} is --load_model_path: write the pruned model elsewhere")
     task = TASKS[info["task"]]
     model, _ = source.task_model(lambda c, i: task.build_heads(c, i["heads"]), kernels="torch")
-    tokenizer = _infer_tokenizer(args, info)
+    tokenizer = infer_tokenizer(args, info)
     names = list(info["heads"])
     spec = info["heads"][names[0]]
     seq_length = args.seq_length or int(info["seq_length"])
-    read_args = argparse.Namespace(no_header=args.no_header)
-    examples = task.read(args.train_path, tokenizer, seq_length, spec, labelled=True, args=read_args)
+    options = task.options_from(argparse.Namespace(no_header=args.no_header))  # the file's layout only
+    examples = task.read(args.train_path, tokenizer, seq_length, spec, labelled=True, options=options)
     if args.max_examples is not None:
         examples = examples[: args.max_examples]
     if not examples:
