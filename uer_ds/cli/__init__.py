@@ -35,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "JSON + TSV"),
     "analyse": ("uer_ds.cli.analyse", "analyse a fine-tuned classifier: token attributions (explain), likely "
                                       "mislabelled training rows (mislabelled), weakly supported test rows (support)"),
-    "serve": ("uer_ds.cli.serve", "an HTTP server (FastAPI) for a fine-tuned classifier, PyTorch or ONNX, with "
-                                  "dynamic batching"),
+    "serve": ("uer_ds.cli.serve", "an HTTP server (FastAPI) for a fine-tuned classifier (PyTorch or ONNX), "
+                                  "NER or MRC model, with dynamic batching"),
     "prune": ("uer_ds.cli.prune", "width-prune a fine-tuned transformer classifier: heads and feed-forward neurons by "
                                   "gradient importance (Michel et al. 2019), --width_mult kept per layer"),
     "export onnx": ("uer_ds.cli.export_onnx", "a fine-tuned classifier -> ONNX (checked with onnxruntime)"),
