@@ -141,6 +141,46 @@ def test_multitask_on_two_processes_then_distillation_from_it(tmp_path, book_rev
     assert json.loads((out / "task.json").read_text())["heads"]["classifier"]["soft"] is True
 
 
+def test_eval_steps_on_two_processes_dev_loss_and_the_best_model_by_it(tmp_path, book_review, vocab):
+    """--eval_steps 4: dev evaluations at steps 4 and 7 (the last), each with the dev loss; --metric loss keeps
+    the model of the lowest, and that model's dev loss, from its own logits (uer-ds infer) and numpy's
+    cross-entropy, is the one the run logged (ZeRO-3 on two ranks: each dev example counted once)."""
+    out = tmp_path / "model"
+    cmd = [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), "--module", "uer_ds",
+           "finetune", "classifier", "--vocab_path", vocab, *TINY, "--epochs_num", "1", "--eval_steps", "4",
+           "--metric", "loss", "--deepspeed_config", "zero3", "--train_path", str(book_review / "train.tsv"),
+           "--dev_path", str(book_review / "dev.tsv"), "--output_model_path", str(out),
+           "--metrics_path", str(tmp_path / "metrics.jsonl")]
+    result = run_job(cmd, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps_per_epoch"] == 7  # ceil(200 / (2 ranks x 16))
+    assert [e["step"] for e in report["epochs"]] == [4, 7]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    dev = [r for r in records if r.get("split") == "dev"]
+    assert [r["step"] for r in dev] == [4, 7] and all(r["loss"] > 0 for r in dev)
+    best = min(report["epochs"], key=lambda e: e["dev"]["loss"])
+    assert report["best"]["step"] == best["step"] and report["best"]["metric"] == "loss"
+
+    pred = tmp_path / "dev_pred.tsv"
+    result = run(["infer", "classifier", "--load_model_path", str(out), "--test_path", str(book_review / "dev.tsv"),
+                  "--prediction_path", str(pred), "--output_logits", "--no_progress"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    logits = np.array([row["logits"].split() for row in read_tsv(pred)[1]], dtype=np.float64)
+    gold = np.array(gold_labels(book_review / "dev.tsv"))
+    log_probs = logits - logits.max(1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+    assert -log_probs[np.arange(len(gold)), gold].mean() == pytest.approx(best["dev"]["loss"], abs=1e-4)
+
+
+def test_eval_steps_must_be_positive(tmp_path, book_review, vocab):
+    result = run(["finetune", "classifier", "--vocab_path", vocab, *TINY, "--eval_steps", "0",
+                  "--train_path", str(book_review / "train.tsv"), "--dev_path", str(book_review / "dev.tsv"),
+                  "--output_model_path", str(tmp_path / "m")])
+    assert result.returncode != 0 and "--eval_steps has value 0: must be positive" in result.stdout
+    assert not (tmp_path / "m").exists()
+
+
 def test_bad_training_row_fails_before_training_and_writes_nothing(tmp_path, book_review, vocab):
     lines = (book_review / "train.tsv").read_text(encoding="utf-8").splitlines()
     lines[5] = "7\t" + lines[5].split("\t", 1)[1]

@@ -21,9 +21,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, task: Task) -> None:
     task.add_arguments(parser)
     group = parser.add_argument_group("fine-tuning")
     add_option_arguments(group, FinetuneOptions, exclude=("save_checkpoint_steps",),
-                         defaults={"metric": task.metrics[0]}, choices={"metric": task.metrics},
+                         defaults={"metric": task.metrics[0]}, choices={"metric": (*task.metrics, "loss")},
                          helps={"metric": "dev metric that picks the best model and drives early stopping "
-                                          f"(default {task.metrics[0]})"})
+                                          f"(default {task.metrics[0]}; loss: the dev loss, lower is better)"})
     output_help = ("directory for the best model (config.json, task.json, model.safetensors) and report.json "
                    f"(default {task.uer_output_model_path}, UER-py's path; here a directory, which `uer-ds infer "
                    "--load_model_path` takes)")

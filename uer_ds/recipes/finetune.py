@@ -25,7 +25,7 @@ import torch
 from uer_ds.atomic import atomic_path
 from uer_ds.config import EngineConfig, ModelConfig, OutputConfig
 from uer_ds.config.options import option, options_from_args
-from uer_ds.recipes.predict import batch_maker, echo, evaluate_heads, format_metrics
+from uer_ds.recipes.predict import batch_maker, echo, evaluate_heads, format_metrics, mean_loss
 from uer_ds.tasks.base import Task, TaskData, TaskOptions
 from uer_ds.tasks.model import TaskModel, body_config, select_pretrained
 
@@ -46,7 +46,11 @@ class FinetuneOptions:
     seq_length: int = option("longest input in tokens; longer is cut (default 128)", default=128)
     eval_batch_size: Optional[int] = option("batch size for evaluation (default: --batch_size)", default=None)
     metric: str = option("dev metric that picks the best model and drives early stopping", default="accuracy")
-    patience: int = option("stop after this many epochs without a better dev --metric (default 0: never)", default=0)
+    patience: int = option("stop after this many evaluations (epochs, or --eval_steps intervals) without a better "
+                           "dev --metric (default 0: never)", default=0)
+    eval_steps: Optional[int] = option(
+        "evaluate on dev (the task's metrics and the dev loss) every N steps and at the last step, instead of "
+        "after each epoch; the best model, early stopping and the checkpoint follow these evaluations", default=None)
     bad_case_path: Optional[str] = option("write the best model's wrong dev predictions here (TSV)", default=None)
     save_checkpoint_steps: Optional[int] = option(
         "also save a resumable checkpoint every N steps (default: after each epoch's evaluation; 0: none). One "
@@ -59,6 +63,9 @@ class FinetuneOptions:
                 raise ValueError(f"--{key} has value {getattr(self, key)}: must be positive")
         if self.eval_batch_size is not None and self.eval_batch_size <= 0:
             raise ValueError(f"--eval_batch_size has value {self.eval_batch_size}: must be positive")
+        if self.eval_steps is not None and self.eval_steps <= 0:
+            raise ValueError(f"--eval_steps has value {self.eval_steps}: must be positive (leave it out to evaluate "
+                             "after each epoch)")
         if self.patience < 0:
             raise ValueError(f"--patience has value {self.patience}: must be >= 0 (0: no early stopping)")
         positional = "pos" in cfg.embedding or (cfg.stream_0 is not None and "pos" in cfg.stream_0.embedding)
@@ -292,13 +299,16 @@ class DevEvaluation:
                                           self.collate, plan.task_options, plan.eval_batch_size,
                                           engine.data_parallel_rank,
                                           engine.data_parallel_size, "dev", progress=not plan.output.no_progress)
+        shown = metrics
+        metrics = dict(metrics, loss=mean_loss(engine.evaluate, plan.data.dev, self.collate, plan.eval_batch_size,
+                                               engine.data_parallel_rank, engine.data_parallel_size))
         epoch = -(-step // self.built.per_epoch)
         self.history.append({"epoch": epoch, "step": step, "dev": metrics,
                              "eval_seconds": round(time.perf_counter() - t0, 2),
                              "elapsed_seconds": round(time.perf_counter() - plan.started, 2)})
         self.best.candidate = outputs
         if dist.is_rank0():
-            echo(format_metrics(plan.task, metrics, f"epoch {epoch} (step {step}) dev"))
+            echo(format_metrics(plan.task, shown, f"epoch {epoch} (step {step}) dev"))
         return metrics
 
     def keep_best(self, step: int, metrics: dict) -> None:
@@ -323,9 +333,10 @@ def run(plan: FinetunePlan, built: Built) -> int:
 
     collate = plan.collate()
     dev = DevEvaluation(plan, built, collate)
-    evaluation = resume.epoch_evaluation(built.per_epoch, built.total, dev,
-                                         EarlyStopping(plan.options.metric, plan.options.patience), dev.keep_best,
-                                         built.progress)
+    stopping = EarlyStopping(plan.options.metric, plan.options.patience,
+                             mode="min" if plan.options.metric == "loss" else "max")  # dev loss: lower is better
+    evaluation = resume.epoch_evaluation(plan.options.eval_steps or built.per_epoch, built.total, dev, stopping,
+                                         dev.keep_best, built.progress)
     start = built.progress.restore() if plan.output.resume else 0
     train_loop(plan, built, evaluation, collate, start)
     train_seconds = time.perf_counter() - plan.started
@@ -374,8 +385,9 @@ def export(plan: FinetunePlan, built: Built, evaluation, collate, train_seconds:
 
     metric, best, per_epoch = plan.options.metric, built.progress.best, built.per_epoch
     if evaluation.stopped_at is not None:
-        echo(f"early stopping after epoch {-(-evaluation.stopped_at // per_epoch)}: no better dev {metric} for "
-             f"{plan.options.patience} epoch(s)")
+        rounds = "epoch(s)" if plan.options.eval_steps is None else f"evaluation(s) of every {plan.options.eval_steps} steps"
+        echo(f"early stopping after epoch {-(-evaluation.stopped_at // per_epoch)} (step {evaluation.stopped_at}): "
+             f"no better dev {metric} for {plan.options.patience} {rounds}")
     best_model = BestModelForward(plan)
     heads = dict(plan.data.heads)
     if plan.options.bad_case_path:

@@ -23,7 +23,7 @@ CHECKPOINT_DIR = "checkpoint"
 # what must not change between a run and its resumption, beside the task, heads, world size and total steps
 SETTINGS_KEYS = ("epochs_num", "batch_size", "accumulation_steps", "learning_rate", "warmup", "scheduler", "seed",
                  "seq_length", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_eps", "metric",
-                 "patience", "train_path", "dataset_path_list")
+                 "patience", "eval_steps", "train_path", "dataset_path_list")
 
 
 def run_settings(task_name: str, heads: dict, values: dict[str, Any], world: int, total: int) -> dict:
@@ -123,9 +123,11 @@ class FinetuneProgress:
         dist.barrier()
 
     def save_between_epochs(self, step: int) -> None:
-        """The loop's save callback: steps inside an epoch (--save_checkpoint_steps, --stop_after_steps);
-        an epoch's last step is saved after its evaluation (EpochEvaluation)."""
-        if step % self.per_epoch:
+        """The loop's save callback: steps between evaluations (--save_checkpoint_steps, --stop_after_steps);
+        an evaluated step (an epoch's last, or every --eval_steps, and the run's last) is saved after its
+        evaluation (EpochEvaluation)."""
+        evaluation = self.evaluation
+        if step % evaluation.every_steps and step != evaluation.total:
             self.save(step)
 
     def restore(self) -> int:
@@ -140,7 +142,8 @@ class FinetuneProgress:
 
 
 class EpochEvaluation(Evaluation):
-    """The dev evaluation at each epoch's end, then the checkpoint (so it holds that epoch's result).
+    """The dev evaluation at each epoch's end (or every --eval_steps steps) and at the run's last step, then
+    the checkpoint (so it holds that evaluation's result).
     The loop also calls it at the step a run stops early (--stop_after_steps); inside an epoch that
     is not an evaluation of the uninterrupted run, so it is skipped, and the run's result stays exact."""
 
@@ -156,9 +159,11 @@ class EpochEvaluation(Evaluation):
         return stop
 
 
-def epoch_evaluation(per_epoch: int, total: int, run: Callable[[int], dict], stopping, on_best,
+def epoch_evaluation(every: int, total: int, run: Callable[[int], dict], stopping, on_best,
                      progress: FinetuneProgress) -> EpochEvaluation:
-    evaluation = EpochEvaluation(per_epoch, run, stopping, on_best)
+    """The evaluation of a fine-tuning run: every `every` steps (the steps per epoch, or --eval_steps) and at
+    step `total`, each followed by the checkpoint."""
+    evaluation = EpochEvaluation(every, run, stopping, on_best)
     evaluation.progress, evaluation.total = progress, total
     progress.evaluation = evaluation
     return evaluation

@@ -107,6 +107,38 @@ def evaluate_heads(task: Task, forward: Callable[[dict], Any], datasets: Sequenc
     return merged, outputs
 
 
+def mean_loss(loss_forward: Callable[[dict], Any], datasets: Sequence[Optional[Sequence[Example]]], collate,
+              batch_size: int, rank: int = 0, world: int = 1) -> float:
+    """The loss per prediction over every head's examples (fine-tuning's dev loss): sum over batches b of
+    loss_b * n_b, over sum of n_b, where loss_b is the training objective's mean over the batch's n_b
+    predictions (a TargetResult's loss and denominator: the same normalisation as a training step).  Each
+    example counts once over all ranks: the batches are eval_batches' (every rank runs the same number of
+    forwards, which ZeRO-3 needs), and a rank's filler batch (a repeated example) weighs nothing.
+    loss_forward(batch) -> TargetResult without gradients (Engine.evaluate); collective when world > 1 (one
+    all-reduce).  Returns a Python float (one device read); 0.0 when no head has examples."""
+    total = None
+    for head, examples in enumerate(datasets):
+        if examples is None:
+            continue
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].src))  # eval_batches' order
+        own, seen = set(order[rank::world]), set()
+        for indices in eval_batches(examples, batch_size, rank, world):
+            result = loss_forward(collate([examples[i] for i in indices], head))
+            fresh = all(i in own and i not in seen for i in indices)
+            seen.update(indices)
+            part = torch.stack([result.loss.detach().double() * result.denominator.double(),
+                                result.denominator.double()]) * float(fresh)
+            total = part if total is None else total + part
+    if total is None:
+        return 0.0
+    if world > 1:
+        import torch.distributed as torch_dist
+
+        torch_dist.all_reduce(total)
+    loss_sum, count = total.tolist()
+    return loss_sum / max(count, 1.0)
+
+
 def format_metrics(task: Task, metrics: dict, title: str) -> str:
     if "heads" not in metrics:
         return task.format_report(metrics, title)
@@ -136,5 +168,5 @@ def write_bad_cases(task: Task, path: str, data: TaskData, heads: dict, outputs:
     return count
 
 
-__all__ = ["batch_maker", "echo", "evaluate_heads", "format_metrics", "module_forward", "predict_examples",
+__all__ = ["batch_maker", "echo", "evaluate_heads", "format_metrics", "mean_loss", "module_forward", "predict_examples",
            "write_bad_cases"]
