@@ -14,6 +14,7 @@ from uer_ds.tasks.data import Example
 torch.manual_seed(0)
 EMBEDDING = torch.randn(50, 8, dtype=torch.float64)
 OUTPUT = torch.randn(8, 3, dtype=torch.float64)
+FP32 = 1e-6  # classification_result takes the cross-entropy of float32 logits; the reference is float64
 
 
 def examples(n: int, seed: int) -> list[Example]:
@@ -49,12 +50,12 @@ def reference(datasets) -> float:
 @pytest.mark.parametrize("n, batch_size", [(7, 3), (1, 4), (16, 16)])
 def test_one_process_equals_cross_entropy_over_all_examples(n, batch_size):
     dev = [examples(n, seed=n)]
-    assert mean_loss(loss_forward, dev, collate, batch_size) == pytest.approx(reference(dev), rel=1e-12)
+    assert mean_loss(loss_forward, dev, collate, batch_size) == pytest.approx(reference(dev), rel=FP32)
 
 
 def test_several_heads_and_a_head_without_dev_data():
     dev = [examples(5, 1), None, examples(9, 2)]
-    assert mean_loss(loss_forward, dev, collate, 4) == pytest.approx(reference(dev), rel=1e-12)
+    assert mean_loss(loss_forward, dev, collate, 4) == pytest.approx(reference(dev), rel=FP32)
     assert mean_loss(loss_forward, [None], collate, 4) == 0.0
 
 
@@ -72,4 +73,4 @@ def test_ranks_count_each_example_once(monkeypatch, n, batch_size, world):
     assert len(set(forwards)) == 1  # every rank runs the same number of forwards (ZeRO-3)
     loss_sum, count = sum(parts).tolist()
     assert count == n
-    assert loss_sum / count == pytest.approx(reference(dev), rel=1e-12)
+    assert loss_sum / count == pytest.approx(reference(dev), rel=FP32)
