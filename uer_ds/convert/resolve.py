@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 
@@ -51,6 +51,7 @@ KINDS: dict[str, str] = {
 MODEL_KINDS = ("task", "hf", "model", "run", "tag", "uer", "weights")  # every kind that holds an encoder
 INFER_KINDS = ("task", "uer", "onnx")  # what `infer` predicts with (a UER-py .bin: one fine-tuned by UER-py)
 ONNX_TASK_KEY = "uer_ds.task"  # the ONNX metadata entry holding the task.json of the exported head
+ONNX_HOST_KEY = "uer_ds.head_host_state"  # JSON: what the host needs beside the graph (a CRF's parameters)
 HF_PREFIXES = ("bert.", "roberta.", "albert.", "transformer.h.", "transformer.wte.", "cls.predictions.",
                "embeddings.word_embeddings.", "encoder.layer.", "h.0.", "wte.")  # keys of HF checkpoints
 
@@ -363,18 +364,21 @@ class ModelSource:
                              f"({ONNX_TASK_KEY}); export it with `uer-ds export onnx`")
         return json.loads(metadata[ONNX_TASK_KEY])
 
-    def onnx_forward(self) -> tuple[Callable[[dict], torch.Tensor], dict]:
-        """(forward(batch) -> the head's logits, task info of the exported head) through onnxruntime."""
-        from uer_ds.tasks.onnx import onnx_session
+    def onnx_forward(self) -> tuple[Callable[[dict], Any], dict]:
+        """(forward(batch) -> what the exported head's PyTorch predict returns (a classifier's logits, NER's tag
+        ids, CMRC's (start, end) logits; uer_ds.tasks.onnx.onnx_predictor), task info of the exported head)
+        through onnxruntime."""
+        from uer_ds.tasks import TASKS
+        from uer_ds.tasks.onnx import onnx_metadata, onnx_predictor, onnx_session
 
         info = self._onnx_info()
-        session = onnx_session(str(self.path))
-
-        def forward(batch: dict) -> torch.Tensor:
-            (logits,) = session.run(["logits"], {"src": batch["src"].cpu().numpy(), "seg": batch["seg"].cpu().numpy()})
-            return torch.from_numpy(logits)
-
-        return forward, info
+        task = TASKS.get(info.get("task"))
+        if task is None:
+            raise ValueError(f"{self.flag} '{self.path}': an ONNX model for task '{info.get('task')}', which this "
+                             f"version does not know")
+        host = json.loads(onnx_metadata(str(self.path)).get(ONNX_HOST_KEY, "{}"))
+        spec = next(iter(info["heads"].values()))
+        return onnx_predictor(onnx_session(str(self.path)), task, spec, host), info
 
 
 def _looks_like_uer(state: dict[str, torch.Tensor]) -> bool:

@@ -130,6 +130,12 @@ class Task:
         "info" (BatchInfo) from `predictions`."""
         raise NotImplementedError
 
+    def onnx_predict(self, spec: dict, outputs: dict[str, torch.Tensor], batch: dict, host: dict) -> Any:
+        """What the PyTorch head's predict returns, from an ONNX export's outputs (`uer_ds.tasks.onnx`):
+        outputs maps the graph's output names to CPU tensors, batch is this task's collated batch, host the
+        head's host-side state (TaggerHead.host_state).  Default (classifiers): the logits (B, labels_num)."""
+        return outputs["logits"]
+
     def predictions(self, batch: dict) -> int:
         """The labelled predictions in a collated batch (its loss's denominator), counted on the host:
         by default the entries of tgt["label"] that are not IGNORE_INDEX, else one per row."""

@@ -71,6 +71,16 @@ class SpanHead(nn.Module):
     def predict(self, hidden: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.logits(hidden, seg)
 
+    onnx_outputs = ("start_logits", "end_logits")  # ONNX export (uer_ds.tasks.onnx)
+
+    def export_outputs(self, hidden: torch.Tensor, seg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"start_logits", "end_logits"}: (B, T) fp32 each, as predict returns them."""
+        start, end = self.logits(hidden, seg)
+        return {"start_logits": start, "end_logits": end}
+
+    def host_state(self) -> dict:
+        return {}
+
 
 # ---- tokens with character offsets ---------------------------------------------------------------
 def require_offsets(tokenizer: Tokenizer) -> None:
@@ -356,6 +366,11 @@ class CmrcTask(Task):
         read = lambda path: self.read(path, tokenizer, seq_length, spec, True)  # noqa: E731
         return TaskData({"cmrc": spec}, [train], [read(options.dev_path)],
                         [read(options.test_path) if options.test_path else None])
+
+    def onnx_predict(self, spec: dict, outputs: dict[str, torch.Tensor], batch: dict,
+                     host: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(start, end) logits (B, T) each, as SpanHead.predict returns them."""
+        return outputs["start_logits"], outputs["end_logits"]
 
     def collate(self, examples: list[Example], head: int, pad_id: int) -> dict:
         tgt: dict[str, Any] = {"task": head}

@@ -83,12 +83,31 @@ class TaggerHead(nn.Module):
 
     def predict(self, hidden: torch.Tensor, seg: torch.Tensor, tgt: dict) -> torch.Tensor:
         """Tag ids (B, T); meaningful at the first pieces only."""
-        logits = self.output_layer(hidden)
+        return decode_tags(self.output_layer(hidden), seg, tgt, self.crf)
+
+    # ONNX export (uer_ds.tasks.onnx): the graph computes the emissions; the CRF decodes on the host
+    onnx_outputs = ("logits",)
+
+    def export_outputs(self, hidden: torch.Tensor, seg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"logits": (B, T, L) fp32}: the tag scores (the CRF's emissions)."""
+        return {"logits": self.output_layer(hidden).float()}
+
+    def host_state(self) -> dict:
+        """The CRF's parameters as lists of floats (fp32 values, exact through JSON), or {} without a CRF."""
         if self.crf is None:
-            return logits.argmax(dim=-1)
-        packed, mask, index = self.words(logits, tgt)
-        path = self.crf.decode(packed, mask)  # (B, W)
-        return torch.zeros(seg.shape, dtype=torch.long, device=seg.device).scatter(1, index, path)
+            return {}
+        return {"crf": {k: v.detach().float().tolist() for k, v in self.crf.state_dict().items()}}
+
+
+def decode_tags(logits: torch.Tensor, seg: torch.Tensor, tgt: dict, crf: Optional[CRF]) -> torch.Tensor:
+    """Tag ids (B, T) long from tag scores `logits` (B, T, L): argmax per position, or with `crf` the Viterbi
+    path over the first pieces (tgt's "word_index"/"word_valid" or "word_mask"), scattered back to their
+    positions (0 elsewhere).  TaggerHead.predict and the ONNX export's host side (NerTask.onnx_predict)."""
+    if crf is None:
+        return logits.argmax(dim=-1)
+    packed, mask, index = TaggerHead.words(logits, tgt)
+    path = crf.decode(packed, mask)  # (B, W)
+    return torch.zeros(seg.shape, dtype=torch.long, device=seg.device).scatter(1, index, path)
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -274,6 +293,18 @@ class NerTask(Task):
         if cfg.encoder == "dual":
             raise ValueError("NER takes one encoder; siamese (dual) models are not supported")
         return {name: TaggerHead(cfg, len(spec["labels"]), bool(spec["crf"])) for name, spec in heads.items()}
+
+    def onnx_predict(self, spec: dict, outputs: dict[str, torch.Tensor], batch: dict, host: dict) -> torch.Tensor:
+        """Tag ids (B, T) from the exported emissions, decoded as TaggerHead.predict decodes them (decode_tags);
+        a CRF's parameters come from the export's host state."""
+        crf = None
+        if spec.get("crf"):
+            if "crf" not in host:
+                raise ValueError("the ONNX export of a CRF tagger carries no CRF parameters: export it again with "
+                                 "`uer-ds export onnx`")
+            crf = CRF(len(spec["labels"]))
+            crf.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in host["crf"].items()})
+        return decode_tags(outputs["logits"], batch["seg"], batch["tgt"], crf)
 
     # ---- evaluation and output ------------------------------------------------------------------
     @staticmethod

@@ -1,7 +1,9 @@
 """ONNX export of a fine-tuned task model, and its check with onnxruntime.
 
-The exported graph takes src and seg (int64, (batch, seq), both axes dynamic) and returns the head's
-logits and their softmax, `prob`.  It is traced on a batch that holds padding, so the general
+The exported graph takes src and seg (int64, (batch, seq), both axes dynamic) and returns a classifier
+head's logits and their softmax, `prob`; an NER tagger's token logits (batch, seq, labels) (a CRF's
+parameters travel in the metadata and Viterbi decoding runs on the host, NerTask.onnx_predict); a CMRC
+reader's start_logits and end_logits (batch, seq).  It is traced on a batch that holds padding, so the general
 (masked / packed) path of every encoder is the one recorded.  onnx and onnxruntime are the `onnx`
 extra (pip install uer_ds[onnx]; onnxruntime's PyPI wheel is CPU-only and needs no CUDA torch).
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,16 +23,28 @@ from uer_ds.tasks.model import TaskModel
 
 
 class OnnxWrapper(nn.Module):
-    """(src, seg) -> (logits, prob) of one head."""
+    """(src, seg) -> the outputs of one head, named by `output_names`: a classifier's (logits, prob); a head
+    with `export_outputs` (NER's TaggerHead: the emissions; CMRC's SpanHead: start and end logits) what
+    that returns.  Whatever the head's predict does past them (a CRF's Viterbi) runs on the host
+    (Task.onnx_predict), so the graph holds only tensor algebra."""
 
     def __init__(self, model: TaskModel, head: int) -> None:
         super().__init__()
         self.model = model
         self.head = head
+        self.target = model.target[model.head_names[head]]
+        self.output_names = tuple(getattr(self.target, "onnx_outputs", ("logits", "prob")))
 
-    def forward(self, src: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, src: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if hasattr(self.target, "export_outputs"):
+            outputs = self.target.export_outputs(self.model.encode(src, seg, None, sub=None), seg)
+            return tuple(outputs[name] for name in self.output_names)
         logits = self.model(src, {"task": self.head}, seg, predict=True).float()
         return logits, torch.softmax(logits, dim=-1)
+
+    def host_state(self) -> dict:
+        """What the host needs beside the graph's outputs to predict as the head does (a CRF's parameters)."""
+        return self.target.host_state() if hasattr(self.target, "host_state") else {}
 
 
 def require_onnx() -> None:
@@ -73,13 +87,15 @@ def export_onnx(model: TaskModel, head: int, path: str, example: dict, opset: in
     goes into the graph's metadata_props (the task.json `uer-ds infer` reads back)."""
     require_onnx()
     wrapper = OnnxWrapper(model.eval(), head).eval()
-    axes = {"src": {0: "batch", 1: "seq"}, "seg": {0: "batch", 1: "seq"}, "logits": {0: "batch"}, "prob": {0: "batch"}}
+    per_token = hasattr(wrapper.target, "export_outputs")  # (B, T, ...) outputs: the sequence axis is dynamic too
+    axes = {"src": {0: "batch", 1: "seq"}, "seg": {0: "batch", 1: "seq"},
+            **{name: {0: "batch", 1: "seq"} if per_token else {0: "batch"} for name in wrapper.output_names}}
     with warnings.catch_warnings(), torch.no_grad(), constant_layer_norm_widths(model):
         # the tracer warns about Python booleans of tensors (padding checks): the traced batch has
         # padding, so the general branch is the one recorded
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (example["src"], example["seg"]), path, input_names=["src", "seg"],
-                          output_names=["logits", "prob"], dynamic_axes=axes, opset_version=opset, dynamo=False)
+                          output_names=list(wrapper.output_names), dynamic_axes=axes, opset_version=opset, dynamo=False)
     import onnx
 
     if metadata:
@@ -110,24 +126,60 @@ def onnx_session(path: str):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
+def onnx_predictor(session, task, spec: dict, host: dict) -> Callable[[dict], Any]:
+    """forward(batch) -> what the PyTorch head's predict returns (a classifier's logits, NER's tag ids, CMRC's
+    (start, end) logits), from an onnxruntime `session` of an export: the graph's outputs handed to
+    task.onnx_predict with the head's `spec` and `host` state (ONNX_HOST_KEY of the metadata)."""
+    names = [o.name for o in session.get_outputs() if o.name != "prob"]  # prob: softmax of logits, not needed
+
+    def forward(batch: dict) -> Any:
+        values = session.run(names, {"src": batch["src"].cpu().numpy(), "seg": batch["seg"].cpu().numpy()})
+        return task.onnx_predict(spec, {n: torch.from_numpy(v) for n, v in zip(names, values)}, batch, host)
+
+    return forward
+
+
+def same_rows(a: Any, b: Any, batch: dict) -> np.ndarray:
+    """Per example (B,) bool: whether two predict outputs name the same prediction: the argmax of logits
+    (B, L); every tag id at the first pieces (tgt's "word_mask") for tag ids (B, T); both argmaxes for
+    (start, end) logits."""
+    if isinstance(a, tuple):
+        return np.logical_and.reduce([same_rows(x, y, batch) for x, y in zip(a, b)])
+    if a.dtype == torch.long:
+        mask = batch["tgt"]["word_mask"]
+        return ((a == b) | ~mask).all(dim=1).numpy()
+    return (a.argmax(-1) == b.argmax(-1)).numpy()
+
+
 def parity(model: TaskModel, head: int, session, examples: Sequence[Example],
-           collate: Callable[[list[Example], int], dict], batch_size: int) -> dict:
-    """Largest |prob_torch - prob_onnx| and |logits_torch - logits_onnx| over the examples, and how
-    often the predicted labels agree."""
+           collate: Callable[[list[Example], int], dict], batch_size: int, task=None, spec: Optional[dict] = None,
+           host: Optional[dict] = None) -> dict:
+    """Largest |torch - onnx| of every graph output over the examples ("max_abs_<name>_diff"; a classifier's
+    also as "max_abs_prob_diff"/"max_abs_logits_diff", the largest over logit outputs as "max_abs_logits_diff"),
+    and how often the predictions agree ("same_prediction": the PyTorch head's predict against
+    onnx_predictor's, compared by same_rows; without `task` the argmax of the first output)."""
     wrapper = OnnxWrapper(model.eval(), head).eval()
-    worst_prob = worst_logits = 0.0
+    names = list(wrapper.output_names)
+    worst = dict.fromkeys(names, 0.0)
+    onnx_forward = onnx_predictor(session, task, spec, host or {}) if task is not None else None
     agree = 0
     for indices in eval_batches(examples, batch_size, 0, 1):
         batch = collate([examples[i] for i in indices], head)
         with torch.no_grad():
-            logits, prob = (t.numpy() for t in wrapper(batch["src"], batch["seg"]))
-        feeds = {"src": batch["src"].numpy(), "seg": batch["seg"].numpy()}
-        onnx_logits, onnx_prob = session.run(["logits", "prob"], feeds)
-        worst_prob = max(worst_prob, float(np.abs(prob - onnx_prob).max()))
-        worst_logits = max(worst_logits, float(np.abs(logits - onnx_logits).max()))
-        agree += int((prob.argmax(-1) == onnx_prob.argmax(-1)).sum())
-    return {"examples": len(examples), "max_abs_prob_diff": worst_prob, "max_abs_logits_diff": worst_logits,
-            "same_prediction": agree / max(len(examples), 1)}
+            ours = [t.numpy() for t in wrapper(batch["src"], batch["seg"])]
+        theirs = session.run(names, {"src": batch["src"].numpy(), "seg": batch["seg"].numpy()})
+        for name, x, y in zip(names, ours, theirs):
+            worst[name] = max(worst[name], float(np.abs(x - y).max()))
+        if onnx_forward is None:
+            agree += int((ours[0].argmax(-1) == theirs[0].argmax(-1)).sum())
+        else:
+            with torch.no_grad():
+                predicted = model(batch["src"], batch["tgt"], batch["seg"], predict=True)
+            agree += int(same_rows(predicted, onnx_forward(batch), batch).sum())
+    result = {"examples": len(examples), **{f"max_abs_{n}_diff": v for n, v in worst.items() if n != "logits"}}
+    result["max_abs_logits_diff"] = max(v for n, v in worst.items() if n != "prob")
+    result["same_prediction"] = agree / max(len(examples), 1)
+    return result
 
 
 def padded_example(examples: Sequence[Example], collate: Callable[[list[Example], int], dict], head: int) -> dict:
@@ -140,4 +192,5 @@ def padded_example(examples: Sequence[Example], collate: Callable[[list[Example]
     return collate(pair, head)
 
 
-__all__ = ["OnnxWrapper", "export_onnx", "onnx_metadata", "onnx_session", "padded_example", "parity", "require_onnx"]
+__all__ = ["OnnxWrapper", "export_onnx", "onnx_metadata", "onnx_predictor", "onnx_session", "padded_example", "parity",
+           "require_onnx", "same_rows"]
